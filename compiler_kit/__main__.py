@@ -1,0 +1,3 @@
+from compiler_kit.cli import main
+
+main()

@@ -1,0 +1,54 @@
+"""Latency of one runner on this machine: the first inference apart, then warm-up, then timed runs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from compiler_kit.runners import Runner
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    first_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    max_ms: float
+    runs: int
+    warmup: int
+    threads: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def measure_latency(
+    runner: Runner, feed: dict[str, np.ndarray], *, first_ms: float, warmup: int, runs: int
+) -> LatencyStats:
+    """Time `runs` inferences of one sample after `warmup` untimed ones; `first_ms` was measured by the caller
+    on the runner's very first inference (it includes one-off work such as memory planning)."""
+    for _ in range(warmup):
+        runner.infer(feed)
+    times = np.empty(runs)
+    for i in range(runs):
+        runner.infer(feed)
+        times[i] = runner.last_inference_ms
+    p50, p90, p99 = np.percentile(times, [50, 90, 99])
+    return LatencyStats(
+        first_ms=first_ms,
+        p50_ms=float(p50),
+        p90_ms=float(p90),
+        p99_ms=float(p99),
+        mean_ms=float(times.mean()),
+        std_ms=float(times.std()),
+        min_ms=float(times.min()),
+        max_ms=float(times.max()),
+        runs=runs,
+        warmup=warmup,
+        threads=runner.threads,
+    )

@@ -1,0 +1,37 @@
+"""The `ckit` command line: one module per command. Frameworks load inside commands, so --help is instant."""
+
+from __future__ import annotations
+
+import typer
+
+from compiler_kit import __version__
+from compiler_kit.cli.build import build
+from compiler_kit.cli.schema import schema
+
+app = typer.Typer(
+    name="ckit",
+    help="compiler_kit: trained float models (Keras) -> full-integer int8 TFLite for the Edge TPU, with the "
+    "accuracy and latency drift of every step measured and gated.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(build)
+app.command()(schema)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ckit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """compiler_kit: float models to int8 TFLite and the Edge TPU, with measured drift."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,154 @@
+"""Raw sample sources, keyed by format: they read samples as stored, before any preprocessing.
+
+Each source knows its length, reads one sample at a time (so large sets stream), and carries labels when the
+data set has them. Formats: `npz` (an archive with a samples array and optional labels array), `npy` (one
+array, memory-mapped, with labels in a separate .npy) and `images` (a folder; one subfolder per class gives
+labels). Every problem is a `BadInputError` naming the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from compiler_kit.errors import BadInputError
+from compiler_kit.recipe import DataSpec, Preprocess
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+
+
+@dataclass
+class RawSource:
+    """Samples as stored (`read(i)`), in `layout` when they are images, with optional integer labels."""
+
+    length: int
+    read: Callable[[int], np.ndarray]
+    labels: np.ndarray | None = None
+    layout: str | None = None
+    class_names: list[str] | None = field(default=None)
+    files: list[Path] = field(default_factory=list)
+
+
+def open_source(spec: DataSpec, preprocess: Preprocess) -> RawSource:
+    path = spec.path
+    if not path.exists():
+        raise BadInputError("data set not found", path=path, fix="check the data path in the recipe")
+    fmt = spec.format if spec.format != "auto" else _detect_format(path)
+    return _READERS[fmt](spec, preprocess)
+
+
+def _detect_format(path: Path) -> str:
+    if path.is_dir():
+        return "images"
+    if path.suffix in (".npz", ".npy"):
+        return path.suffix[1:]
+    raise BadInputError(
+        f"cannot tell the data format from the suffix '{path.suffix}'",
+        path=path,
+        fix="use an .npz or .npy file or a folder of images, or set format: npz | npy | images",
+    )
+
+
+def _load_array(path: Path, what: str, **kwargs: object) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False, **kwargs)
+    except (OSError, ValueError, EOFError) as exc:
+        raise BadInputError(f"cannot read {what} as a NumPy file: {exc}", path=path) from None
+
+
+def _checked_labels(labels: np.ndarray, count: int, path: Path) -> np.ndarray:
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise BadInputError(
+            f"labels must be a 1-D integer array, got shape {labels.shape} of {labels.dtype}", path=path
+        )
+    if len(labels) != count:
+        raise BadInputError(
+            f"{len(labels)} labels for {count} samples",
+            path=path,
+            fix="give exactly one integer label per sample",
+        )
+    return np.asarray(labels)
+
+
+def _read_npz(spec: DataSpec, _: Preprocess) -> RawSource:
+    archive = _load_array(spec.path, "the archive")
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise BadInputError("is not an .npz archive", path=spec.path, fix="set format: npy for a single array")
+    with archive:
+        keys = list(archive.keys())
+        for key in (spec.samples_key, spec.labels_key):
+            if key is not None and key not in keys:
+                raise BadInputError(
+                    f"has no array '{key}' (arrays: {', '.join(keys)})",
+                    path=spec.path,
+                    fix="set samples_key / labels_key to one of those names",
+                )
+        samples = archive[spec.samples_key]
+        labels = archive[spec.labels_key] if spec.labels_key else None
+    return _array_source(samples, labels, spec)
+
+
+def _read_npy(spec: DataSpec, _: Preprocess) -> RawSource:
+    samples = _load_array(spec.path, "the samples", mmap_mode="r")
+    labels = _load_array(spec.labels_path, "the labels") if spec.labels_path else None
+    return _array_source(samples, labels, spec)
+
+
+def _array_source(samples: np.ndarray, labels: np.ndarray | None, spec: DataSpec) -> RawSource:
+    if samples.ndim < 2:
+        raise BadInputError(
+            f"samples must be an array of shape (count, ...), got shape {samples.shape}", path=spec.path
+        )
+    if not (np.issubdtype(samples.dtype, np.number) or samples.dtype == np.bool_):
+        raise BadInputError(f"samples must be numeric, got {samples.dtype}", path=spec.path)
+    if labels is not None:
+        labels = _checked_labels(labels, len(samples), spec.labels_path or spec.path)
+    return RawSource(len(samples), lambda i: np.asarray(samples[i]), labels, spec.layout, files=_files(spec))
+
+
+def _files(spec: DataSpec) -> list[Path]:
+    return [spec.path] + ([spec.labels_path] if spec.labels_path else [])
+
+
+def _read_images(spec: DataSpec, preprocess: Preprocess) -> RawSource:
+    root = spec.path
+    if not root.is_dir():
+        raise BadInputError("format images needs a folder", path=root, fix="point path at a folder of images")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
+    if class_dirs:
+        per_class = [sorted(_images_in(d)) for d in class_dirs]
+        files = [f for group in per_class for f in group]
+        labels = np.concatenate([np.full(len(g), k, dtype=np.int64) for k, g in enumerate(per_class)])
+        names: list[str] | None = [d.name for d in class_dirs]
+    else:
+        files, labels, names = sorted(_images_in(root)), None, None
+    return RawSource(len(files), lambda i: _decode(files[i], preprocess), labels, "NHWC", names, files)
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def _decode(path: Path, preprocess: Preprocess) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if preprocess.color == "grayscale" else "RGB")
+            if preprocess.resize is not None:
+                height, width = preprocess.resize
+                image = image.resize((width, height), Image.Resampling.BILINEAR)
+            pixels = np.asarray(image, dtype=np.float32)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise BadInputError(f"cannot decode the image: {exc}", path=path) from None
+    return pixels[..., None] if pixels.ndim == 2 else pixels
+
+
+_READERS: dict[str, Callable[[DataSpec, Preprocess], RawSource]] = {
+    "npz": _read_npz,
+    "npy": _read_npy,
+    "images": _read_images,
+}

@@ -1,0 +1,39 @@
+"""Errors that end a command with a stable exit code (documented in the README).
+
+0 success · 1 internal error (a bug) · 2 bad input · 3 a gate failed · 4 a required tool or device is missing.
+Anything raised that is not a `CkitError` is a bug and exits 1 with its traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_BAD_INPUT = 2
+EXIT_GATE_FAILED = 3
+EXIT_TOOL_MISSING = 4
+
+
+class CkitError(Exception):
+    """An expected failure: one clear message for the user, no traceback."""
+
+    exit_code = EXIT_INTERNAL
+
+
+class BadInputError(CkitError):
+    """The recipe, the model or the data is wrong; the message names the file, the field and the fix."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, message: str, *, path: Path | str | None = None, fix: str | None = None) -> None:
+        text = f"{path}: {message}" if path is not None else message
+        if fix:
+            text = f"{text}\n  fix: {fix}"
+        super().__init__(text)
+
+
+class ToolMissingError(CkitError):
+    """A tool or device the recipe requires is not on this machine."""
+
+    exit_code = EXIT_TOOL_MISSING

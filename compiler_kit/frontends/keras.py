@@ -1,0 +1,80 @@
+"""Keras frontend: a `.keras` (Keras 3) or `.h5` model -> a float SavedModel with the recipe's static shapes.
+
+A Keras model usually has a dynamic batch dimension; the Edge TPU needs static shapes, so the SavedModel is
+exported with an input signature taken from the recipe (batch 1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from compiler_kit import lazy
+from compiler_kit.errors import BadInputError
+from compiler_kit.frontends.base import FloatModel
+from compiler_kit.recipe import InputSpec, Source
+
+SUFFIXES = (".keras", ".h5", ".hdf5")
+SIGNATURE_KEY = "serve"
+
+
+def load_keras_model(path: Path) -> Any:
+    """Load a Keras model file, turning every way it can be wrong into one clear `BadInputError`."""
+    if not path.is_file():
+        raise BadInputError("model file not found", path=path, fix="check source.path in the recipe")
+    if path.suffix.lower() not in SUFFIXES:
+        raise BadInputError(
+            f"a Keras model file must end in {', '.join(SUFFIXES)}",
+            path=path,
+            fix="save the model with model.save('name.keras'), or set source.framework to its framework",
+        )
+    if path.stat().st_size == 0:
+        raise BadInputError("the model file is empty", path=path, fix="save the model again")
+    keras = lazy.keras()
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types (ValueError, OSError, BadZipFile, KeyError...)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInputError(
+            f"not a readable Keras model ({type(exc).__name__}: {reason[:300]})",
+            path=path,
+            fix="check the file is complete and was written by model.save() with Keras 3 or as .h5",
+        ) from None
+
+
+def check_inputs(model: Any, inputs: list[InputSpec], path: Path) -> None:
+    """The recipe's input shapes must match the model's where the model fixes a dimension."""
+    model_inputs = model.inputs
+    if len(model_inputs) != len(inputs):
+        raise BadInputError(
+            f"the model has {len(model_inputs)} inputs, the recipe describes {len(inputs)}",
+            path=path,
+            fix="describe each model input under inputs",
+        )
+    if len(model.outputs) != 1:
+        raise BadInputError(
+            f"the model has {len(model.outputs)} outputs; ckit supports single-output models for now", path=path
+        )
+    for tensor, spec in zip(model_inputs, inputs, strict=True):
+        model_shape = list(tensor.shape)
+        fixed = all(m is None or m == r for m, r in zip(model_shape, spec.shape, strict=False))
+        if len(model_shape) != len(spec.shape) or not fixed:
+            raise BadInputError(
+                f"inputs '{spec.name}' has shape {spec.shape} but the model takes "
+                f"{['?' if d is None else d for d in model_shape]}",
+                path=path,
+                fix="set inputs[].shape to the model's input shape, batch 1",
+            )
+
+
+class KerasFrontend:
+    def convert(self, source: Source, inputs: list[InputSpec], out_dir: Path) -> FloatModel:
+        tf = lazy.tensorflow()
+        model = load_keras_model(source.path)
+        check_inputs(model, inputs, source.path)
+        signature = [tf.TensorSpec(spec.shape, tf.float32, name=spec.name) for spec in inputs]
+        archive = lazy.keras().export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(SIGNATURE_KEY, model.call, input_signature=signature)
+        archive.write_out(str(out_dir), verbose=False)
+        return FloatModel(out_dir, SIGNATURE_KEY)

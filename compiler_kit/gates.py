@@ -1,0 +1,48 @@
+"""Gates: the recipe's limits, checked against the report's numbers. A failed gate makes `ckit build` exit 3.
+
+A drift gate is named `max_<metric>` or `min_<metric>` after a registered metric (compare/metrics.py) and
+judges the comparison source -> tflite-int8; `max_latency_p50_ms` judges each named runner's median latency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from compiler_kit.recipe import Gates
+
+DRIFT_REFERENCE, DRIFT_CANDIDATE = "source", "tflite-int8"
+
+
+@dataclass(frozen=True)
+class GateResult:
+    name: str
+    threshold: float
+    value: float | None
+    passed: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _judge(name: str, bound: str, threshold: float, value: float | None) -> GateResult:
+    passed = value is not None and (value <= threshold if bound == "max" else value >= threshold)
+    return GateResult(name, threshold, value, passed)
+
+
+def evaluate(
+    gates: Gates, drift: dict[str, float | None], latency_p50_ms: dict[str, float]
+) -> list[GateResult]:
+    """`drift`: the metrics of source -> tflite-int8; `latency_p50_ms`: median latency by runner."""
+    results = []
+    for field, threshold in gates.model_dump(exclude={"max_latency_p50_ms"}).items():
+        if threshold is not None:
+            bound, metric = field.split("_", 1)
+            results.append(_judge(field, bound, threshold, drift.get(metric)))
+    for runner, threshold in gates.max_latency_p50_ms.items():
+        results.append(_judge(f"max_latency_p50_ms[{runner}]", "max", threshold, latency_p50_ms.get(runner)))
+    return results
+
+
+def needs_labels(gates: Gates) -> list[str]:
+    """Gates that judge accuracy, which cannot be measured without labels."""
+    return [field for field, value in gates.model_dump().items() if "accuracy" in field and value is not None]

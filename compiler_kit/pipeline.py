@@ -1,0 +1,175 @@
+"""`ckit build`: the chain of stages from a recipe to int8 artifacts, measured drift and latency, and gates.
+
+data -> convert (frontend) -> quantize (the one quantizer) -> verify (every runner on the same samples) ->
+latency -> report. Each stage reports progress; every artifact is written atomically into the build folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from compiler_kit import lazy
+from compiler_kit.artifacts import BuildFolder, sha256_file
+from compiler_kit.bench import LatencyStats, measure_latency
+from compiler_kit.compare import compare
+from compiler_kit.data import Dataset, open_dataset
+from compiler_kit.errors import BadInputError
+from compiler_kit.frontends import FloatModel, frontend_for
+from compiler_kit.gates import DRIFT_CANDIDATE, DRIFT_REFERENCE, evaluate, needs_labels
+from compiler_kit.quantize import Int8Quantizer
+from compiler_kit.recipe import Recipe
+from compiler_kit.report import build_report, write_reports
+from compiler_kit.runners import SOURCE_RUNNERS, LiteRtRunner, Runner
+
+FLOAT_TFLITE, INT8_TFLITE, BUILD_LOG = "model_float.tflite", "model_int8.tflite", "build.log"
+STAGES = ("data", "convert", "quantize", "verify", "latency", "report")
+# Stage-to-stage comparisons: each step against the one before it and against the source.
+COMPARISONS = (("source", "tflite-float"), ("source", "tflite-int8"), ("tflite-float", "tflite-int8"))
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class BuildResult:
+    report: dict[str, object]
+    build_dir: Path
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.report["passed"])
+
+    @property
+    def failed_gates(self) -> list[dict[str, object]]:
+        return [gate for gate in self.report["gates"] if not gate["passed"]]  # type: ignore[union-attr]
+
+
+class _Stages:
+    """Announces each stage with its number and elapsed time, keeps the timings for the report, and sends what
+    native code prints during a stage to the build log."""
+
+    def __init__(self, progress: Progress, log_path: Path) -> None:
+        self.progress = progress
+        self.log_path = log_path
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str, detail: str = "") -> Iterator[None]:
+        number = STAGES.index(name) + 1
+        self.progress(f"[{number}/{len(STAGES)}] {name}{': ' + detail if detail else ''} ...")
+        start = time.perf_counter()
+        with lazy.native_output_to(self.log_path):  # TF and the converter print from C++; keep it in the log
+            yield
+        self.seconds[name] = round(time.perf_counter() - start, 3)
+        self.progress(f"[{number}/{len(STAGES)}] {name} done in {self.seconds[name]:.1f} s")
+
+
+def build(recipe: Recipe, recipe_path: Path, out_dir: Path | None = None, progress: Progress = print) -> BuildResult:
+    folder = BuildFolder(out_dir or recipe.build_dir(recipe_path))
+    folder.ensure_writable()
+    folder.path(BUILD_LOG).unlink(missing_ok=True)
+    stage = _Stages(progress, folder.path(BUILD_LOG))
+    with stage("data", "open and check calibration and verification samples"):
+        calibration, verify = open_data(recipe)
+    with stage("convert", f"{recipe.source.framework} -> float SavedModel"):
+        lazy.tensorflow(threads=recipe.verify.threads)  # fixes TF's thread count before anything runs
+        float_model = convert(recipe, folder)
+    with stage("quantize", f"float and int8 TFLite from {len(calibration)} calibration samples"):
+        quantize(recipe, float_model, calibration, folder)
+    runners = make_runners(recipe, folder)
+    with stage("verify", f"{len(runners)} runners on {len(verify)} samples"):
+        outputs, first_ms = run_all(runners, verify, recipe.inputs[0].name)
+    with stage("latency", f"{recipe.verify.latency.warmup} warm-up + {recipe.verify.latency.runs} timed runs"):
+        latency = measure_all(runners, verify, recipe, first_ms)
+    with stage("report"):
+        comparisons = [
+            {"reference": ref, "candidate": cand, "metrics": compare(outputs[ref], outputs[cand], verify.labels)}
+            for ref, cand in COMPARISONS
+        ]
+        drift = next(c["metrics"] for c in comparisons if (c["reference"], c["candidate"]) == (DRIFT_REFERENCE, DRIFT_CANDIDATE))
+        gates = evaluate(recipe.gates, drift, {name: stats.p50_ms for name, stats in latency.items()})
+        report = build_report(
+            recipe=recipe,
+            recipe_path=recipe_path,
+            artifacts={key: folder.describe(name) for key, name in (("float_tflite", FLOAT_TFLITE), ("int8_tflite", INT8_TFLITE))},
+            runners={runner.name: runner.describe() for runner in runners},
+            comparisons=comparisons,
+            latency={name: stats.as_dict() for name, stats in latency.items()},
+            gates=[gate.as_dict() for gate in gates],
+            datasets={"calibration": calibration.describe(), "verify": verify.describe()},
+            model_sha256=sha256_file(recipe.source.path),
+            stage_seconds=stage.seconds,
+        )
+        write_reports(report, folder)
+    return BuildResult(report, folder.root)
+
+
+def open_data(recipe: Recipe) -> tuple[Dataset, Dataset]:
+    spec, cal, ver = recipe.inputs[0], recipe.calibration, recipe.verify
+    calibration = open_dataset(cal.data, cal.preprocess, spec, cal.num_samples, cal.seed)
+    verify = open_dataset(ver.data, cal.preprocess, spec, ver.num_samples, ver.seed)
+    if verify.labels is None and (gated := needs_labels(recipe.gates)):
+        raise BadInputError(
+            f"gates {', '.join(gated)} need labels, but the verification data has none",
+            path=ver.data.path,
+            fix="set verify.data.labels_key / labels_path, or remove those gates",
+        )
+    calibration.check()
+    verify.check()
+    return calibration, verify
+
+
+def convert(recipe: Recipe, folder: BuildFolder) -> FloatModel:
+    with folder.new_dir("float_saved_model") as tmp:
+        float_model = frontend_for(recipe.source.framework).convert(recipe.source, recipe.inputs, tmp)
+    return dataclasses.replace(float_model, saved_model_dir=folder.path("float_saved_model"))
+
+
+def quantize(recipe: Recipe, float_model: FloatModel, calibration: Dataset, folder: BuildFolder) -> None:
+    quantizer = Int8Quantizer(recipe.quantization)
+    float_bytes = quantizer.float_tflite(float_model)
+    int8_bytes = quantizer.int8_tflite(float_model, calibration)
+    folder.write_bytes(FLOAT_TFLITE, float_bytes)
+    folder.write_bytes(INT8_TFLITE, int8_bytes)
+
+
+def make_runners(recipe: Recipe, folder: BuildFolder) -> list[Runner]:
+    threads = recipe.verify.threads
+    source_runner = SOURCE_RUNNERS[recipe.source.framework]("source", recipe.source.path, threads)
+    return [
+        source_runner,
+        LiteRtRunner("tflite-float", folder.path(FLOAT_TFLITE), threads),
+        LiteRtRunner("tflite-int8", folder.path(INT8_TFLITE), threads),
+    ]
+
+
+def run_all(runners: list[Runner], verify: Dataset, input_name: str) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Feed every runner the same samples; keep each runner's first output and its first inference time."""
+    for runner in runners:
+        runner.prepare()
+    collected: dict[str, list[np.ndarray]] = {runner.name: [] for runner in runners}
+    first_ms: dict[str, float] = {}
+    for sample in verify:
+        for runner in runners:
+            collected[runner.name].append(runner.infer({input_name: sample})[0])
+            first_ms.setdefault(runner.name, runner.last_inference_ms)
+    return {name: np.concatenate(batches) for name, batches in collected.items()}, first_ms
+
+
+def measure_all(
+    runners: list[Runner], verify: Dataset, recipe: Recipe, first_ms: dict[str, float]
+) -> dict[str, LatencyStats]:
+    feed = {recipe.inputs[0].name: verify.sample(int(verify.indices[0]))}
+    settings = recipe.verify.latency
+    return {
+        runner.name: measure_latency(
+            runner, feed, first_ms=first_ms[runner.name], warmup=settings.warmup, runs=settings.runs
+        )
+        for runner in runners
+    }

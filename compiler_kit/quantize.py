@@ -1,0 +1,78 @@
+"""The one quantizer: a float SavedModel -> a float .tflite and a full-integer int8 .tflite.
+
+Full-integer post-training quantization with a representative data set, as the Edge TPU requires: every op is
+restricted to the int8 builtins (the converter fails rather than leave a float op behind), and the model's
+input and output tensors take the recipe's type (int8 by default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+import numpy as np
+
+from compiler_kit import lazy
+from compiler_kit.errors import BadInputError
+from compiler_kit.frontends import FloatModel
+from compiler_kit.recipe import Quantization
+
+# Tensors of these types may appear inside a full-integer model (int32 holds biases, int64 shape arguments).
+_INTEGER_TYPES = frozenset({np.int8, np.uint8, np.int16, np.int32, np.int64, np.bool_})
+
+
+class Int8Quantizer:
+    def __init__(self, section: Quantization) -> None:
+        self.section = section
+
+    def float_tflite(self, model: FloatModel) -> bytes:
+        return self._convert(self._converter(model), "float")
+
+    def int8_tflite(self, model: FloatModel, calibration: Iterable[np.ndarray]) -> bytes:
+        tf = lazy.tensorflow()
+        converter = self._converter(model)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: _representative(calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.as_dtype(self.section.input_type)
+        converter.inference_output_type = tf.as_dtype(self.section.output_type)
+        # The only switch the converter offers for per-tensor weights is this private attribute.
+        converter._experimental_disable_per_channel = self.section.granularity == "per-tensor"
+        model_bytes = self._convert(converter, "int8")
+        check_full_integer(model_bytes)
+        return model_bytes
+
+    def _converter(self, model: FloatModel):  # -> tf.lite.TFLiteConverter
+        tf = lazy.tensorflow()
+        return tf.lite.TFLiteConverter.from_saved_model(
+            str(model.saved_model_dir), signature_keys=[model.signature_key]
+        )
+
+    def _convert(self, converter, kind: str) -> bytes:
+        try:
+            return converter.convert()
+        except Exception as exc:  # the converter raises ConverterError, ValueError, RuntimeError...
+            detail = str(exc).strip().splitlines()
+            raise BadInputError(
+                f"the TFLite converter could not make the {kind} model: {detail[-1] if detail else exc!r}",
+                fix="an op with no int8 kernel must change in the model; the converter's output is in build.log",
+            ) from None
+
+
+def _representative(samples: Iterable[np.ndarray]) -> Iterator[list[np.ndarray]]:
+    for sample in samples:
+        yield [sample]
+
+
+def check_full_integer(model_bytes: bytes) -> None:
+    """Every tensor between the model's input and output must be integer: the Edge TPU maps nothing else."""
+    interpreter_class, _ = lazy.litert_interpreter()
+    interpreter = interpreter_class(model_content=model_bytes)
+    io = {d["index"] for d in interpreter.get_input_details() + interpreter.get_output_details()}
+    inner_float = [
+        t["name"]
+        for t in interpreter.get_tensor_details()
+        if t["index"] not in io and np.dtype(t["dtype"]).type not in _INTEGER_TYPES
+    ]
+    # With float32 model I/O only the input and output tensors themselves are float (QUANTIZE at the entry,
+    # DEQUANTIZE at the exit), and those are excluded above.
+    if inner_float:
+        raise BadInputError(f"the int8 model still has float tensors: {', '.join(inner_float[:5])}")

@@ -1,0 +1,263 @@
+"""The recipe: one YAML file that says how to take a float model to int8 and how to judge the result.
+
+A recipe names the trained model (`source`) and the shape of what it eats (`inputs`), the data used to
+calibrate the int8 ranges (`calibration`, drawn from training data, never from the evaluation split), the kind
+of integer model wanted (`quantization`), the held-out data every runner is verified on (`verify`), the limits a
+build must meet (`gates`) and where the artifacts go (`output`). Relative paths are relative to the recipe file.
+
+Every section is validated here, before any framework is imported: a misspelled key, a wrong type or a missing
+field stops the build with exit code 2 and a message that names the file, the line, the key and the fix.
+`ckit schema` prints this schema as JSON Schema for editor completion.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+from compiler_kit.errors import BadInputError
+
+RunnerName = Literal["source", "tflite-float", "tflite-int8"]
+Layout = Literal["NHWC", "NCHW"]
+IoType = Literal["int8", "uint8", "float32"]
+
+
+def _resolve_against_recipe(path: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    return path if path.is_absolute() or base is None else (Path(base) / path).resolve()
+
+
+RecipePath = Annotated[Path, AfterValidator(_resolve_against_recipe)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Section):
+    """The trained float model, in the framework it was trained in."""
+
+    framework: Literal["keras"] = Field(description="Framework of the model file: keras (.keras or .h5).")
+    path: RecipePath = Field(description="Model file, relative to the recipe.")
+
+
+class InputSpec(_Section):
+    """One model input. The batch dimension is fixed (1 for the Edge TPU): int8 models need static shapes."""
+
+    name: str = Field(description="Input name, used to key samples.")
+    shape: list[PositiveInt] = Field(min_length=1, description="Static shape including batch, e.g. [1, 16, 16, 1].")
+    dtype: Literal["float32"] = Field("float32", description="Element type the float model takes.")
+    layout: Layout | None = Field(None, description="Layout of a 4-D image input (NHWC or NCHW).")
+
+    @model_validator(mode="after")
+    def _static_batch_of_one(self) -> InputSpec:
+        if self.shape[0] != 1:
+            raise ValueError(f"the batch dimension must be 1 (static, as the Edge TPU needs), got {self.shape}")
+        if self.layout is not None and len(self.shape) != len(self.layout):
+            raise ValueError(f"layout {self.layout} needs a {len(self.layout)}-D shape, got {self.shape}")
+        return self
+
+
+class DataSpec(_Section):
+    """A data set on disk: an .npz archive, an .npy array, or a folder of images (one subfolder per class)."""
+
+    path: RecipePath = Field(description="File or folder, relative to the recipe.")
+    format: Literal["auto", "npz", "npy", "images"] = Field(
+        "auto", description="auto: by suffix (.npz, .npy) or a folder of images."
+    )
+    samples_key: str = Field("x", description="npz: the array of samples.")
+    labels_key: str | None = Field(None, description="npz: the array of integer labels, if any.")
+    labels_path: RecipePath | None = Field(None, description="npy: a separate .npy file of integer labels.")
+    layout: Layout | None = Field(
+        None, description="Layout the arrays are stored in, when it differs from the input's layout."
+    )
+
+
+class Preprocess(_Section):
+    """How raw samples become model input: resize (images), then x * scale, then (x - mean) / std per channel."""
+
+    resize: tuple[PositiveInt, PositiveInt] | None = Field(None, description="images: [height, width].")
+    color: Literal["rgb", "grayscale"] = Field("rgb", description="images: decode as 3 channels or 1.")
+    scale: float = Field(1.0, description="Multiplier applied first, e.g. 0.00392156862745098 for 1/255.")
+    mean: list[float] = Field(default_factory=lambda: [0.0], description="Per channel (or one for all).")
+    std: list[PositiveFloat] = Field(default_factory=lambda: [1.0], description="Per channel (or one for all).")
+
+
+class Calibration(_Section):
+    """Representative samples for the int8 ranges: from the training distribution, never the evaluation split."""
+
+    data: DataSpec
+    num_samples: PositiveInt = Field(200, description="How many samples to draw (seeded); all if fewer.")
+    seed: int = Field(0, description="Seed of the sample draw.")
+    preprocess: Preprocess = Field(
+        default_factory=Preprocess, description="Preprocessing, used for verification data too."
+    )
+
+
+class Quantization(_Section):
+    """Full-integer post-training quantization: every op int8, as the Edge TPU requires."""
+
+    mode: Literal["int8"] = Field("int8", description="Full-integer int8 (the only mode).")
+    input_type: IoType = Field("int8", description="Type of the model input tensor.")
+    output_type: IoType = Field("int8", description="Type of the model output tensor.")
+    granularity: Literal["per-channel", "per-tensor"] = Field(
+        "per-channel", description="Weight scales per output channel or one per tensor."
+    )
+
+
+class Latency(_Section):
+    """Latency measurement: the first inference separately, then warm-up, then timed runs (batch 1)."""
+
+    warmup: NonNegativeInt = Field(10, description="Untimed runs before timing.")
+    runs: PositiveInt = Field(100, description="Timed runs.")
+
+
+class Verify(_Section):
+    """Held-out samples every runner is fed identically; labels make accuracy measurable."""
+
+    data: DataSpec
+    num_samples: PositiveInt | None = Field(None, description="Seeded subset; all samples when absent.")
+    seed: int = Field(0, description="Seed of the subset draw.")
+    threads: PositiveInt = Field(1, description="CPU threads for every runner.")
+    latency: Latency = Field(default_factory=Latency)
+
+
+class Gates(_Section):
+    """Limits a build must meet, else exit code 3. Drift gates judge source -> tflite-int8."""
+
+    max_accuracy_drop_pp: float | None = Field(None, description="Accuracy drop in percentage points (needs labels).")
+    min_top1_agreement: float | None = Field(None, ge=0, le=1, description="Share of equal top-1 predictions.")
+    min_snr_db: float | None = Field(None, description="Signal-to-noise ratio of the int8 outputs, in dB.")
+    min_cosine: float | None = Field(None, ge=-1, le=1, description="Mean cosine similarity of the outputs.")
+    max_latency_p50_ms: dict[RunnerName, PositiveFloat] = Field(
+        default_factory=dict, description="Median latency per runner, e.g. {tflite-int8: 5.0}."
+    )
+
+
+class Output(_Section):
+    """Where the build writes its artifacts and reports."""
+
+    dir: RecipePath | None = Field(None, description="Build folder; default build/<name> beside the recipe.")
+
+
+class Recipe(_Section):
+    """A ckit build recipe. See the module docstring of compiler_kit.recipe for the narrative."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Build name (letters, digits, _.-).")
+    source: Source
+    inputs: list[InputSpec] = Field(
+        min_length=1, max_length=1, description="The model input (single-input models for now)."
+    )
+    calibration: Calibration
+    quantization: Quantization = Field(default_factory=Quantization)
+    verify: Verify
+    gates: Gates = Field(default_factory=Gates)
+    output: Output = Field(default_factory=Output)
+
+    def build_dir(self, recipe_path: Path) -> Path:
+        return self.output.dir or recipe_path.resolve().parent / "build" / self.name
+
+    def sha256(self) -> str:
+        """Hash of the resolved recipe (absolute paths, defaults filled in)."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+
+def json_schema() -> dict[str, Any]:
+    return Recipe.model_json_schema()
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Read and validate a recipe; every problem becomes a `BadInputError` naming the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInputError("recipe file not found", path=path, fix="check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"cannot read the recipe: {exc}", path=path) from None
+    try:
+        data = yaml.safe_load(text)
+        tree = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and start:
+            problem = f"{problem} ({context} that starts at line {start.line + 1})"
+        raise BadInputError(f"YAML syntax error: {problem}", path=where, fix="fix the YAML at that line") from None
+    if not isinstance(data, dict):
+        raise BadInputError("a recipe must be a YAML mapping of sections (name, source, inputs, ...)", path=path)
+    try:
+        return Recipe.model_validate(data, context={"base_dir": path.resolve().parent})
+    except ValidationError as exc:
+        lines = [_describe(error, path, tree) for error in exc.errors()]
+        raise BadInputError("invalid recipe\n" + "\n".join(lines)) from None
+
+
+def _describe(error: Any, path: Path, tree: yaml.Node | None) -> str:
+    loc = tuple(error["loc"])
+    key = ".".join(str(part) for part in loc) or "(top level)"
+    where = f"{path}:{_line_of(tree, loc)}" if tree is not None else str(path)
+    if error["type"] == "extra_forbidden":
+        return f"  {where}: {key}: unknown key{_suggestion(loc)}"
+    return f"  {where}: {key}: {error['msg']}"
+
+
+def _suggestion(loc: tuple[Any, ...]) -> str:
+    section = _section_at(Recipe, loc[:-1])
+    if section is None:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(section.model_fields), n=1)
+    valid = ", ".join(section.model_fields)
+    return f"; did you mean '{close[0]}'?" if close else f"; valid keys: {valid}"
+
+
+def _section_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if current is None:
+            return None
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part)
+        current = _model_in(field.annotation) if field else None
+    return current
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((found for arg in get_args(annotation) if (found := _model_in(arg))), None)
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int:
+    """Line (1-based) of the deepest YAML node along `loc` that exists."""
+    line = node.start_mark.line + 1 if node is not None else 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            pair = next(((k, v) for k, v in node.value if k.value == part), None)
+            if pair is None:
+                break
+            line, node = pair[0].start_mark.line + 1, pair[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line

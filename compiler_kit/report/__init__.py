@@ -1,0 +1,20 @@
+"""The build report: data first (report.json), rendered as Markdown and as a terminal summary."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from compiler_kit.artifacts import BuildFolder
+from compiler_kit.report.document import SCHEMA_VERSION, build_report
+from compiler_kit.report.render import markdown, terminal_summary
+
+REPORT_JSON, REPORT_MD = "report.json", "report.md"
+
+
+def write_reports(report: dict[str, Any], folder: BuildFolder) -> None:
+    folder.write_text(REPORT_JSON, json.dumps(report, indent=2, allow_nan=False) + "\n")
+    folder.write_text(REPORT_MD, markdown(report))
+
+
+__all__ = ["REPORT_JSON", "REPORT_MD", "SCHEMA_VERSION", "build_report", "terminal_summary", "write_reports"]

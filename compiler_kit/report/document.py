@@ -1,0 +1,75 @@
+"""The report document: versioned JSON, a public interface that CI scripts parse. Renderings derive from it.
+
+Required keys (never renamed): schema_version, passed, artifacts{name: {path, sha256, bytes}}, comparisons[{reference,
+candidate, metrics}], latency{runner: {first_ms, p50_ms, p90_ms, p99_ms, mean_ms, std_ms, runs, threads}},
+gates[{name, threshold, value, passed}], tools{...}, inputs{model_sha256, recipe_sha256, datasets}.
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+from pathlib import Path
+from typing import Any
+
+from compiler_kit import __version__, lazy
+from compiler_kit.recipe import Recipe
+
+SCHEMA_VERSION = 1
+# Conversion (no quantization) should not change outputs; below this cosine the converter broke something.
+CONVERSION_MIN_COSINE = 0.9999
+TOOL_DISTRIBUTIONS = ("tensorflow", "keras", "ai-edge-litert", "tflite-runtime", "numpy")
+
+
+def tool_versions() -> dict[str, str | None]:
+    tools = {"ckit": __version__, "python": platform.python_version()}
+    tools.update({name: lazy.version(name) for name in TOOL_DISTRIBUTIONS if lazy.version(name)})
+    return tools
+
+
+def findings(comparisons: list[dict[str, Any]]) -> list[str]:
+    """Plain statements about the drift, so the report says which step lost accuracy."""
+    notes = []
+    for comparison in comparisons:
+        step, metrics = f"{comparison['reference']} -> {comparison['candidate']}", comparison["metrics"]
+        if comparison["candidate"] == "tflite-float" and metrics["cosine"] < CONVERSION_MIN_COSINE:
+            notes.append(
+                f"conversion {step} is NOT lossless (cosine {metrics['cosine']:.6f} < {CONVERSION_MIN_COSINE}): "
+                "the converter changed the model (layout or an op); look there before blaming quantization"
+            )
+        if metrics["accuracy_drop_pp"] is not None and metrics["accuracy_drop_pp"] > 0:
+            notes.append(f"{step} loses {metrics['accuracy_drop_pp']:.2f} accuracy points")
+    return notes
+
+
+def build_report(
+    *,
+    recipe: Recipe,
+    recipe_path: Path,
+    artifacts: dict[str, Any],
+    runners: dict[str, Any],
+    comparisons: list[dict[str, Any]],
+    latency: dict[str, Any],
+    gates: list[dict[str, Any]],
+    datasets: dict[str, Any],
+    model_sha256: str,
+    stage_seconds: dict[str, float],
+) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "name": recipe.name,
+        "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "passed": all(gate["passed"] for gate in gates),
+        "recipe": str(recipe_path.resolve()),
+        "source": {"framework": recipe.source.framework, "path": str(recipe.source.path)},
+        "quantization": recipe.quantization.model_dump(),
+        "artifacts": artifacts,
+        "runners": runners,
+        "comparisons": comparisons,
+        "findings": findings(comparisons),
+        "latency": latency,
+        "gates": gates,
+        "tools": tool_versions(),
+        "inputs": {"model_sha256": model_sha256, "recipe_sha256": recipe.sha256(), "datasets": datasets},
+        "stage_seconds": stage_seconds,
+    }

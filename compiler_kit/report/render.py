@@ -1,0 +1,58 @@
+"""Renderings of the report document: a compact Markdown page for a pull request, and a terminal summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from compiler_kit.report.tables import Table, artifacts_table, drift_table, gates_table, latency_table
+
+
+def verdict(report: dict[str, Any]) -> str:
+    return "PASSED" if report["passed"] else "FAILED"
+
+
+def _markdown_table(table: Table) -> str:
+    headers, rows = table
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _text_table(table: Table) -> str:
+    headers, rows = table
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in [headers, *rows])
+
+
+def _overview(report: dict[str, Any]) -> str:
+    q, data = report["quantization"], report["inputs"]["datasets"]
+    verify = data["verify"]
+    return (
+        f"{report['source']['framework']} model `{report['source']['path']}` -> full-integer {q['mode']} "
+        f"({q['input_type']} in, {q['output_type']} out, {q['granularity']}); "
+        f"{data['calibration']['samples']} calibration samples; {verify['samples']} verification samples"
+        f"{' with labels' if verify['labels'] else ' (no labels)'}"
+    )
+
+
+def markdown(report: dict[str, Any]) -> str:
+    gates = report["gates"]
+    sections = [
+        f"# ckit build `{report['name']}`: {verdict(report)}",
+        _overview(report),
+        "## Accuracy and drift (verification set)\n\n" + _markdown_table(drift_table(report)),
+        *(["\n".join(f"- {note}" for note in report["findings"])] if report["findings"] else []),
+        "## Latency on this CPU (batch 1)\n\n" + _markdown_table(latency_table(report)),
+        "## Gates\n\n" + (_markdown_table(gates_table(report)) if gates else "No gates in the recipe."),
+        "## Artifacts\n\n" + _markdown_table(artifacts_table(report)),
+        "<sub>" + " · ".join(f"{k} {v}" for k, v in report["tools"].items()) + "</sub>",
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def terminal_summary(report: dict[str, Any]) -> str:
+    parts = [_text_table(drift_table(report)), "", _text_table(latency_table(report))]
+    if report["gates"]:
+        parts += ["", _text_table(gates_table(report))]
+    parts += [f"\n{verdict(report)}: {report['name']}"]
+    return "\n".join(parts)

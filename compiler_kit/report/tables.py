@@ -1,0 +1,67 @@
+"""The report's tables as rows of text, shared by the Markdown page and the terminal summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Table = tuple[list[str], list[list[str]]]
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def drift_table(report: dict[str, Any]) -> Table:
+    headers = ["reference -> candidate", "acc ref", "acc cand", "drop pp", "top-1 agree", "cosine", "SNR dB", "max abs err"]
+    rows = []
+    for comparison in report["comparisons"]:
+        m = comparison["metrics"]
+        rows.append(
+            [
+                f"{comparison['reference']} -> {comparison['candidate']}",
+                _pct(m["accuracy_reference"]),
+                _pct(m["accuracy_candidate"]),
+                _num(m["accuracy_drop_pp"], 2),
+                _pct(m["top1_agreement"]),
+                _num(m["cosine"], 6),
+                _num(m["snr_db"], 1),
+                _num(m["max_abs_error"], 4),
+            ]
+        )
+    return headers, rows
+
+
+def latency_table(report: dict[str, Any]) -> Table:
+    headers = ["runner", "runtime", "threads", "first ms", "p50 ms", "p90 ms", "p99 ms", "mean ms", "std ms", "runs"]
+    rows = []
+    for name, stats in report["latency"].items():
+        runtime = report["runners"][name]
+        rows.append(
+            [name, f"{runtime['runtime']} {runtime['version']}", str(stats["threads"])]
+            + [_ms(stats[key]) for key in ("first_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms")]
+            + [str(stats["runs"])]
+        )
+    return headers, rows
+
+
+def gates_table(report: dict[str, Any]) -> Table:
+    rows = [
+        [gate["name"], _num(gate["threshold"]), _num(gate["value"]), "pass" if gate["passed"] else "FAIL"]
+        for gate in report["gates"]
+    ]
+    return ["gate", "threshold", "value", "result"], rows
+
+
+def artifacts_table(report: dict[str, Any]) -> Table:
+    rows = [
+        [name, f"{entry['bytes']:,}", entry["sha256"][:12], entry["path"]] for name, entry in report["artifacts"].items()
+    ]
+    return ["artifact", "bytes", "sha256", "path"], rows

@@ -1,0 +1,49 @@
+"""The command line itself: fast help, the schema command, the version."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from compiler_kit import __version__
+from compiler_kit.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "build" in result.output and "schema" in result.output
+
+
+def test_help_and_schema_never_import_a_framework() -> None:
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from compiler_kit.cli import app\n"
+        "for args in (['--help'], ['build', '--help'], ['schema']):\n"
+        "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
+        "heavy = sorted({'tensorflow', 'keras', 'torch', 'onnx', 'ai_edge_litert'} & set(sys.modules))\n"
+        "print(heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_schema_is_json_schema_of_the_recipe() -> None:
+    result = runner.invoke(app, ["schema"])
+    schema = json.loads(result.output)
+    assert schema["title"] == "Recipe"
+    assert {"name", "source", "inputs", "calibration", "quantization", "verify", "gates", "output"} <= set(
+        schema["properties"]
+    )
+    assert schema["additionalProperties"] is False
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
