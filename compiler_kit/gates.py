@@ -29,9 +29,7 @@ def _judge(name: str, bound: str, threshold: float, value: float | None) -> Gate
     return GateResult(name, threshold, value, passed)
 
 
-def evaluate(
-    gates: Gates, drift: dict[str, float | None], latency_p50_ms: dict[str, float]
-) -> list[GateResult]:
+def evaluate(gates: Gates, drift: dict[str, float | None], latency_p50_ms: dict[str, float]) -> list[GateResult]:
     """`drift`: the metrics of source -> tflite-int8; `latency_p50_ms`: median latency by runner."""
     results = []
     for field, threshold in gates.model_dump(exclude={"max_latency_p50_ms"}).items():

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -88,26 +89,43 @@ def build(recipe: Recipe, recipe_path: Path, out_dir: Path | None = None, progre
     with stage("latency", f"{recipe.verify.latency.warmup} warm-up + {recipe.verify.latency.runs} timed runs"):
         latency = measure_all(runners, verify, recipe, first_ms)
     with stage("report"):
-        comparisons = [
-            {"reference": ref, "candidate": cand, "metrics": compare(outputs[ref], outputs[cand], verify.labels)}
-            for ref, cand in COMPARISONS
-        ]
-        drift = next(c["metrics"] for c in comparisons if (c["reference"], c["candidate"]) == (DRIFT_REFERENCE, DRIFT_CANDIDATE))
-        gates = evaluate(recipe.gates, drift, {name: stats.p50_ms for name, stats in latency.items()})
-        report = build_report(
-            recipe=recipe,
-            recipe_path=recipe_path,
-            artifacts={key: folder.describe(name) for key, name in (("float_tflite", FLOAT_TFLITE), ("int8_tflite", INT8_TFLITE))},
-            runners={runner.name: runner.describe() for runner in runners},
-            comparisons=comparisons,
-            latency={name: stats.as_dict() for name, stats in latency.items()},
-            gates=[gate.as_dict() for gate in gates],
-            datasets={"calibration": calibration.describe(), "verify": verify.describe()},
-            model_sha256=sha256_file(recipe.source.path),
-            stage_seconds=stage.seconds,
-        )
+        comparisons = compare_stages(outputs, verify.labels)
+        report = _report(recipe, recipe_path, folder, runners, comparisons, latency, calibration, verify)
+        report["stage_seconds"] = stage.seconds  # the report stage itself is timed after this
         write_reports(report, folder)
     return BuildResult(report, folder.root)
+
+
+def compare_stages(outputs: dict[str, np.ndarray], labels: np.ndarray | None) -> list[dict[str, Any]]:
+    return [
+        {"reference": ref, "candidate": cand, "metrics": compare(outputs[ref], outputs[cand], labels)}
+        for ref, cand in COMPARISONS
+    ]
+
+
+def _report(
+    recipe: Recipe,
+    recipe_path: Path,
+    folder: BuildFolder,
+    runners: list[Runner],
+    comparisons: list[dict[str, Any]],
+    latency: dict[str, LatencyStats],
+    calibration: Dataset,
+    verify: Dataset,
+) -> dict[str, Any]:
+    drift = comparisons[COMPARISONS.index((DRIFT_REFERENCE, DRIFT_CANDIDATE))]["metrics"]
+    gates = evaluate(recipe.gates, drift, {name: stats.p50_ms for name, stats in latency.items()})
+    return build_report(
+        recipe=recipe,
+        recipe_path=recipe_path,
+        artifacts={"float_tflite": folder.describe(FLOAT_TFLITE), "int8_tflite": folder.describe(INT8_TFLITE)},
+        runners={runner.name: runner.describe() for runner in runners},
+        comparisons=comparisons,
+        latency={name: stats.as_dict() for name, stats in latency.items()},
+        gates=[gate.as_dict() for gate in gates],
+        model_sha256=sha256_file(recipe.source.path),
+        datasets={"calibration": calibration.describe(), "verify": verify.describe()},
+    )
 
 
 def open_data(recipe: Recipe) -> tuple[Dataset, Dataset]:

@@ -8,6 +8,7 @@ input and output tensors take the recipe's type (int8 by default).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+
 import numpy as np
 
 from compiler_kit import lazy

@@ -36,7 +36,8 @@ def build(
     if not result.passed:
         for gate in result.failed_gates:
             typer.echo(
-                f"gate failed: {gate['name']}: value {gate['value']} vs threshold {gate['threshold']}", err=True
+                f"gate failed: {gate['name']}: value {gate['value']} vs threshold {gate['threshold']}",
+                err=True,
             )
         raise typer.Exit(EXIT_GATE_FAILED)
 

@@ -35,13 +35,16 @@ def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
 
 
 def cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """Mean over samples of the cosine similarity of the flattened outputs (1.0 when both are zero)."""
+    """Mean over samples of the cosine similarity of the flattened outputs (1.0 when both are zero, 0.0 when
+    only one is)."""
     a = reference.reshape(len(reference), -1).astype(np.float64)
     b = candidate.reshape(len(candidate), -1).astype(np.float64)
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    norm_a, norm_b = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    norms = norm_a * norm_b
     dots = np.einsum("ij,ij->i", a, b)
-    both_zero = norms == 0
-    per_sample = np.where(both_zero, 1.0, dots / np.where(both_zero, 1.0, norms))
+    both_zero = (norm_a == 0) & (norm_b == 0)
+    # Where one side is zero the dot product is 0 too, so dividing by 1 gives the 0.0 it should be.
+    per_sample = np.where(both_zero, 1.0, dots / np.where(norms == 0, 1.0, norms))
     return float(per_sample.mean())
 
 

@@ -82,7 +82,15 @@ def open_dataset(
         raise BadInputError("the data set is empty", path=spec.path, fix="point the recipe at samples")
     indices = select(source.length, num_samples, seed)
     labels = source.labels[indices] if source.labels is not None else None
-    return Dataset(spec, indices, labels, hash_files(source.files, spec.path if spec.path.is_dir() else spec.path.parent), source, input_spec, preprocess)
+    return Dataset(
+        spec,
+        indices,
+        labels,
+        hash_files(source.files, spec.path if spec.path.is_dir() else spec.path.parent),
+        source,
+        input_spec,
+        preprocess,
+    )
 
 
 def select(length: int, num_samples: int | None, seed: int) -> np.ndarray:

@@ -53,7 +53,8 @@ def check_inputs(model: Any, inputs: list[InputSpec], path: Path) -> None:
         )
     if len(model.outputs) != 1:
         raise BadInputError(
-            f"the model has {len(model.outputs)} outputs; ckit supports single-output models for now", path=path
+            f"the model has {len(model.outputs)} outputs; ckit supports single-output models for now",
+            path=path,
         )
     for tensor, spec in zip(model_inputs, inputs, strict=True):
         model_shape = list(tensor.shape)

@@ -21,7 +21,9 @@ def _markdown_table(table: Table) -> str:
 def _text_table(table: Table) -> str:
     headers, rows = table
     widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in [headers, *rows])
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in [headers, *rows]
+    )
 
 
 def _overview(report: dict[str, Any]) -> str:

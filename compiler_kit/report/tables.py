@@ -20,7 +20,16 @@ def _pct(value: float | None) -> str:
 
 
 def drift_table(report: dict[str, Any]) -> Table:
-    headers = ["reference -> candidate", "acc ref", "acc cand", "drop pp", "top-1 agree", "cosine", "SNR dB", "max abs err"]
+    headers = [
+        "reference -> candidate",
+        "acc ref",
+        "acc cand",
+        "drop pp",
+        "top-1 agree",
+        "cosine",
+        "SNR dB",
+        "max abs err",
+    ]
     rows = []
     for comparison in report["comparisons"]:
         m = comparison["metrics"]
@@ -40,7 +49,18 @@ def drift_table(report: dict[str, Any]) -> Table:
 
 
 def latency_table(report: dict[str, Any]) -> Table:
-    headers = ["runner", "runtime", "threads", "first ms", "p50 ms", "p90 ms", "p99 ms", "mean ms", "std ms", "runs"]
+    headers = [
+        "runner",
+        "runtime",
+        "threads",
+        "first ms",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "mean ms",
+        "std ms",
+        "runs",
+    ]
     rows = []
     for name, stats in report["latency"].items():
         runtime = report["runners"][name]
@@ -62,6 +82,7 @@ def gates_table(report: dict[str, Any]) -> Table:
 
 def artifacts_table(report: dict[str, Any]) -> Table:
     rows = [
-        [name, f"{entry['bytes']:,}", entry["sha256"][:12], entry["path"]] for name, entry in report["artifacts"].items()
+        [name, f"{entry['bytes']:,}", entry["sha256"][:12], entry["path"]]
+        for name, entry in report["artifacts"].items()
     ]
     return ["artifact", "bytes", "sha256", "path"], rows

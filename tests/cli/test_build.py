@@ -86,7 +86,10 @@ def _with_model(model: Path):
     [
         (lambda d, real: d / "absent.keras", "model file not found"),
         (lambda d, real: _write(d / "empty.keras", b""), "the model file is empty"),
-        (lambda d, real: _write(d / "cut.keras", real.read_bytes()[: real.stat().st_size // 2]), "not a readable"),
+        (
+            lambda d, real: _write(d / "cut.keras", real.read_bytes()[: real.stat().st_size // 2]),
+            "not a readable",
+        ),
         (lambda d, real: _write(d / "text.keras", b"definitely not a zip"), "not a readable Keras model"),
         (lambda d, real: _write(d / "model.onnx", real.read_bytes()), "must end in .keras"),
     ],
