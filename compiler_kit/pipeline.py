@@ -26,7 +26,7 @@ from compiler_kit.frontends import FloatModel, frontend_for
 from compiler_kit.gates import DRIFT_CANDIDATE, DRIFT_REFERENCE, evaluate, needs_labels
 from compiler_kit.quantize import Int8Quantizer
 from compiler_kit.recipe import Recipe
-from compiler_kit.report import build_report, write_reports
+from compiler_kit.report import build_report, leak_findings, write_reports
 from compiler_kit.runners import SOURCE_RUNNERS, LiteRtRunner, Runner
 
 FLOAT_TFLITE, INT8_TFLITE, BUILD_LOG = "model_float.tflite", "model_int8.tflite", "build.log"
@@ -77,7 +77,7 @@ def build(recipe: Recipe, recipe_path: Path, out_dir: Path | None = None, progre
     folder.path(BUILD_LOG).unlink(missing_ok=True)
     stage = _Stages(progress, folder.path(BUILD_LOG))
     with stage("data", "open and check calibration and verification samples"):
-        calibration, verify = open_data(recipe)
+        calibration, verify, shared = open_data(recipe)
     with stage("convert", f"{recipe.source.framework} -> float SavedModel"):
         lazy.tensorflow(threads=recipe.verify.threads)  # fixes TF's thread count before anything runs
         float_model = convert(recipe, folder)
@@ -91,6 +91,7 @@ def build(recipe: Recipe, recipe_path: Path, out_dir: Path | None = None, progre
     with stage("report"):
         comparisons = compare_stages(outputs, verify.labels)
         report = _report(recipe, recipe_path, folder, runners, comparisons, latency, calibration, verify)
+        report["findings"] += leak_findings(shared, len(verify))
         report["stage_seconds"] = stage.seconds  # the report stage itself is timed after this
         write_reports(report, folder)
     return BuildResult(report, folder.root)
@@ -128,7 +129,8 @@ def _report(
     )
 
 
-def open_data(recipe: Recipe) -> tuple[Dataset, Dataset]:
+def open_data(recipe: Recipe) -> tuple[Dataset, Dataset, int]:
+    """The calibration and verification sets, every sample checked, and how many samples they share."""
     spec, cal, ver = recipe.inputs[0], recipe.calibration, recipe.verify
     calibration = open_dataset(cal.data, cal.preprocess, spec, cal.num_samples, cal.seed)
     verify = open_dataset(ver.data, cal.preprocess, spec, ver.num_samples, ver.seed)
@@ -138,9 +140,7 @@ def open_data(recipe: Recipe) -> tuple[Dataset, Dataset]:
             path=ver.data.path,
             fix="set verify.data.labels_key / labels_path, or remove those gates",
         )
-    calibration.check()
-    verify.check()
-    return calibration, verify
+    return calibration, verify, len(calibration.digests() & verify.digests())
 
 
 def convert(recipe: Recipe, folder: BuildFolder) -> FloatModel:

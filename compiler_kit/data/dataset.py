@@ -58,10 +58,10 @@ class Dataset:
             )
         return x
 
-    def check(self) -> None:
-        """Read every selected sample once, so bad data stops the build before any conversion."""
-        for _ in self:
-            pass
+    def digests(self) -> set[str]:
+        """Read every selected sample once, so bad data stops the build before any conversion; return the
+        samples' digests (to spot verification samples that leaked into calibration)."""
+        return {hashlib.sha1(x.tobytes()).hexdigest() for x in self}
 
     def describe(self) -> dict[str, object]:
         return {

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from compiler_kit.artifacts import BuildFolder
-from compiler_kit.report.document import SCHEMA_VERSION, build_report
+from compiler_kit.report.document import SCHEMA_VERSION, build_report, leak_findings
 from compiler_kit.report.render import markdown, terminal_summary
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
@@ -17,4 +17,12 @@ def write_reports(report: dict[str, Any], folder: BuildFolder) -> None:
     folder.write_text(REPORT_MD, markdown(report))
 
 
-__all__ = ["REPORT_JSON", "REPORT_MD", "SCHEMA_VERSION", "build_report", "terminal_summary", "write_reports"]
+__all__ = [
+    "REPORT_JSON",
+    "REPORT_MD",
+    "SCHEMA_VERSION",
+    "build_report",
+    "leak_findings",
+    "terminal_summary",
+    "write_reports",
+]

@@ -42,6 +42,15 @@ def findings(comparisons: list[dict[str, Any]]) -> list[str]:
     return notes
 
 
+def leak_findings(shared: int, verify_samples: int) -> list[str]:
+    if not shared:
+        return []
+    return [
+        f"{shared} of {verify_samples} verification samples also appear in the calibration data: calibrate on "
+        "training data, never on the evaluation split, or the measured drift is optimistic"
+    ]
+
+
 def build_report(
     *,
     recipe: Recipe,

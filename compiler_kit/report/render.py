@@ -53,7 +53,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def terminal_summary(report: dict[str, Any]) -> str:
-    parts = [_text_table(drift_table(report)), "", _text_table(latency_table(report))]
+    parts = [_text_table(drift_table(report)), *(f"note: {note}" for note in report["findings"])]
+    parts += ["", _text_table(latency_table(report))]
     if report["gates"]:
         parts += ["", _text_table(gates_table(report))]
     parts += [f"\n{verdict(report)}: {report['name']}"]

@@ -165,13 +165,17 @@ def test_unwritable_output_folder_exits_2(write_recipe: WriteRecipe, tmp_path: P
     assert_bad_input(ckit("build", str(write_recipe(unwritable))), "cannot write the build folder")
 
 
-def test_out_option_overrides_the_recipe(write_recipe: WriteRecipe, tmp_path: Path) -> None:
-    def no_gates(recipe: dict) -> None:
+def test_out_option_and_a_calibration_set_that_leaks_evaluation_samples(write_recipe: WriteRecipe, tmp_path: Path):
+    def leak(recipe: dict) -> None:
         recipe["gates"] = {}
         recipe["verify"]["num_samples"] = 30
+        recipe["calibration"]["data"]["path"] = recipe["verify"]["data"]["path"]  # the evaluation split
+        recipe["calibration"]["num_samples"] = 360
 
-    result = ckit("build", str(write_recipe(no_gates)), "--out", str(tmp_path / "elsewhere"), "--quiet")
+    result = ckit("build", str(write_recipe(leak)), "--out", str(tmp_path / "elsewhere"), "--quiet")
     assert result.exit_code == 0, result.output
     assert "[1/6]" not in result.output
+    assert "note: 30 of 30 verification samples also appear in the calibration data" in result.output
     report = json.loads((tmp_path / "elsewhere" / "report.json").read_text())
     assert report["gates"] == [] and report["inputs"]["datasets"]["verify"]["samples"] == 30
+    assert any("also appear in the calibration data" in note for note in report["findings"])
