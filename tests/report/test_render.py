@@ -1,0 +1,209 @@
+"""The report of the session's real build: report.json's public keys, the Markdown page, the terminal summary,
+and the findings about which step lost accuracy."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.metadata
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compiler_kit.report import REPORT_JSON, REPORT_MD, SCHEMA_VERSION, terminal_summary
+from compiler_kit.report.document import CONVERSION_MIN_COSINE, findings
+from compiler_kit.report.render import markdown, verdict
+
+RUNNERS = ("source", "tflite-float", "tflite-int8")
+PAIRS = {("source", "tflite-float"), ("source", "tflite-int8"), ("tflite-float", "tflite-int8")}
+METRIC_KEYS = {
+    "accuracy_reference",
+    "accuracy_candidate",
+    "accuracy_drop_pp",
+    "top1_agreement",
+    "cosine",
+    "snr_db",
+    "max_abs_error",
+}
+LATENCY_KEYS = {"first_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "runs", "threads"}
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@pytest.fixture(scope="module")
+def on_disk(built) -> dict:
+    return json.loads((built.build_dir / REPORT_JSON).read_text(encoding="utf-8"))
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_report_json_on_disk_is_the_report(built, on_disk):
+    assert on_disk == json.loads(json.dumps(built.report))
+    assert set(on_disk["stage_seconds"]) == {"data", "convert", "quantize", "verify", "latency", "report"}
+
+
+def test_schema_version_and_verdict(on_disk):
+    assert type(on_disk["schema_version"]) is int
+    assert on_disk["schema_version"] == SCHEMA_VERSION == 1
+    assert type(on_disk["passed"]) is bool
+    assert on_disk["passed"] is True
+    assert on_disk["passed"] == all(gate["passed"] for gate in on_disk["gates"])
+
+
+def test_artifacts_describe_the_files(built, on_disk):
+    artifacts = on_disk["artifacts"]
+    assert set(artifacts) == {"float_tflite", "int8_tflite"}
+    for key, name in (("float_tflite", "model_float.tflite"), ("int8_tflite", "model_int8.tflite")):
+        path = built.build_dir / name
+        assert artifacts[key] == {"path": str(path), "sha256": sha256(path), "bytes": path.stat().st_size}
+    # Weights at a quarter of the size: the int8 model really is quantized.
+    assert artifacts["int8_tflite"]["bytes"] < artifacts["float_tflite"]["bytes"] / 2
+
+
+def test_comparisons_cover_the_three_pairs(on_disk):
+    comparisons = on_disk["comparisons"]
+    assert len(comparisons) == 3
+    assert {(c["reference"], c["candidate"]) for c in comparisons} == PAIRS
+    for comparison in comparisons:
+        m = comparison["metrics"]
+        assert set(m) >= METRIC_KEYS
+        assert 0 <= m["accuracy_reference"] <= 1
+        assert 0 <= m["accuracy_candidate"] <= 1
+        assert 0 <= m["top1_agreement"] <= 1
+        assert m["accuracy_drop_pp"] == pytest.approx(100 * (m["accuracy_reference"] - m["accuracy_candidate"]))
+        assert m["max_abs_error"] >= 0
+
+
+def test_comparison_numbers_are_plausible(on_disk):
+    by_pair = {(c["reference"], c["candidate"]): c["metrics"] for c in on_disk["comparisons"]}
+    conversion, quantization = by_pair["source", "tflite-float"], by_pair["source", "tflite-int8"]
+    assert conversion["cosine"] >= CONVERSION_MIN_COSINE  # conversion alone is lossless
+    assert conversion["snr_db"] > quantization["snr_db"] > 15  # quantization is where the noise comes from
+    assert conversion["max_abs_error"] < quantization["max_abs_error"]
+    assert quantization["accuracy_reference"] > 0.9  # a trained model, on held-out data
+    # Every pair saw the same labels: the source and tflite-float accuracies are consistent across pairs.
+    assert conversion["accuracy_reference"] == quantization["accuracy_reference"]
+    assert by_pair["tflite-float", "tflite-int8"]["accuracy_reference"] == conversion["accuracy_candidate"]
+
+
+def test_latency_per_runner(on_disk):
+    latency = on_disk["latency"]
+    assert set(latency) == set(RUNNERS)
+    for stats in latency.values():
+        assert set(stats) >= LATENCY_KEYS
+        assert stats["runs"] == 20  # the test recipe's setting
+        assert stats["threads"] == 1
+        assert 0 < stats["p50_ms"] <= stats["p90_ms"] <= stats["p99_ms"]
+        assert stats["mean_ms"] > 0
+        assert stats["std_ms"] >= 0
+        assert stats["first_ms"] > 0
+
+
+def test_gates_entries(on_disk):
+    gates = {gate["name"]: gate for gate in on_disk["gates"]}
+    assert all(set(gate) == {"name", "threshold", "value", "passed"} for gate in on_disk["gates"])
+    assert {name: gate["threshold"] for name, gate in gates.items()} == {
+        "max_accuracy_drop_pp": 1.0,
+        "min_top1_agreement": 0.97,
+        "min_snr_db": 15.0,
+        "max_latency_p50_ms[tflite-int8]": 5.0,
+    }
+    drift = next(
+        c["metrics"] for c in on_disk["comparisons"] if c["candidate"] == "tflite-int8" and c["reference"] == "source"
+    )
+    assert gates["min_snr_db"]["value"] == drift["snr_db"]
+    assert gates["min_top1_agreement"]["value"] == drift["top1_agreement"]
+    assert gates["max_accuracy_drop_pp"]["value"] == drift["accuracy_drop_pp"]
+    assert gates["max_latency_p50_ms[tflite-int8]"]["value"] == on_disk["latency"]["tflite-int8"]["p50_ms"]
+
+
+def test_tools(on_disk):
+    tools = on_disk["tools"]
+    assert tools["tensorflow"] == importlib.metadata.version("tensorflow")
+    assert tools["numpy"] == np.__version__
+
+
+def test_inputs_hash_the_model_recipe_and_data(on_disk, keras_model_path: Path, digits_dir: Path):
+    inputs = on_disk["inputs"]
+    assert inputs["model_sha256"] == sha256(keras_model_path)
+    assert SHA256.match(inputs["recipe_sha256"])
+    calibration, verify = inputs["datasets"]["calibration"], inputs["datasets"]["verify"]
+    assert SHA256.match(calibration["sha256"])
+    assert SHA256.match(verify["sha256"])
+    assert calibration["sha256"] != verify["sha256"]
+    assert calibration["samples"] == 200
+    with np.load(digits_dir / "eval.npz") as data:
+        assert verify["samples"] == len(data["y"])
+    assert verify["labels"] is True
+
+
+def test_markdown(built):
+    page = markdown(built.report)
+    assert len(page) < 65_000
+    assert page.startswith("# ckit build `digits_keras`: PASSED\n")
+    for runner in RUNNERS:
+        assert f"| {runner} |" in page
+    assert "| source -> tflite-int8 |" in page
+    assert "| max_latency_p50_ms[tflite-int8] | 5.000 |" in page
+    assert (built.build_dir / REPORT_MD).read_text(encoding="utf-8") == page
+
+
+def test_markdown_of_a_failed_build_says_so(built):
+    report = copy.deepcopy(built.report)
+    report["gates"][0]["passed"] = False
+    report["passed"] = False
+    report["findings"] = ["source -> tflite-int8 loses 2.50 accuracy points"]
+    page = markdown(report)
+    assert verdict(report) == "FAILED"
+    assert page.startswith("# ckit build `digits_keras`: FAILED\n")
+    assert "| FAIL |" in page
+    assert "- source -> tflite-int8 loses 2.50 accuracy points" in page
+    assert "FAILED: digits_keras" in terminal_summary(report)
+
+
+def test_terminal_summary(built):
+    summary = terminal_summary(built.report)
+    assert summary.rstrip().endswith("PASSED: digits_keras")
+    assert "FAILED" not in summary
+    for runner in RUNNERS:
+        assert runner in summary
+
+
+def comparison(candidate: str, cosine: float, drop: float | None = 0.0) -> dict:
+    return {
+        "reference": "source",
+        "candidate": candidate,
+        "metrics": {"cosine": cosine, "accuracy_drop_pp": drop},
+    }
+
+
+def test_findings_flag_a_lossy_conversion():
+    [note] = findings([comparison("tflite-float", 0.99)])
+    assert "source -> tflite-float" in note
+    assert "NOT lossless" in note
+    assert "0.990000" in note
+
+
+def test_findings_say_nothing_for_a_lossless_conversion():
+    assert findings([comparison("tflite-float", 1.0)]) == []
+    assert findings([comparison("tflite-float", CONVERSION_MIN_COSINE)]) == []
+
+
+def test_findings_do_not_blame_conversion_for_quantization_drift():
+    assert findings([comparison("tflite-int8", 0.99)]) == []
+
+
+def test_findings_report_lost_accuracy_only():
+    assert findings([comparison("tflite-int8", 0.999, drop=1.5)]) == [
+        "source -> tflite-int8 loses 1.50 accuracy points"
+    ]
+    assert findings([comparison("tflite-int8", 0.999, drop=-1.0)]) == []
+    assert findings([comparison("tflite-int8", 0.999, drop=None)]) == []
+
+
+def test_the_built_report_has_no_findings(built):
+    assert built.report["findings"] == []

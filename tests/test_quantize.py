@@ -1,0 +1,113 @@
+"""The one quantizer: I/O types, full-integer check, and per-tensor versus per-channel weight scales."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compiler_kit import lazy
+from compiler_kit.errors import BadInputError
+from compiler_kit.frontends import FloatModel
+from compiler_kit.frontends.keras import KerasFrontend
+from compiler_kit.quantize import Int8Quantizer, check_full_integer
+from compiler_kit.recipe import InputSpec, Quantization, Source
+from compiler_kit.runners import LiteRtRunner
+
+CALIBRATION_SAMPLES = 50
+
+
+@pytest.fixture(scope="module")
+def float_model(keras_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> FloatModel:
+    source = Source(framework="keras", path=keras_model_path)
+    spec = InputSpec(name="image", shape=[1, 16, 16, 1], layout="NHWC")
+    return KerasFrontend().convert(source, [spec], tmp_path_factory.mktemp("quantize") / "float_saved_model")
+
+
+@pytest.fixture(scope="module")
+def calibration(digits_dir: Path) -> list[np.ndarray]:
+    with np.load(digits_dir / "calibration.npz") as data:
+        x = data["x"][:CALIBRATION_SAMPLES].astype(np.float32) / 255.0
+    return [sample[None] for sample in x]
+
+
+def int8_model(float_model, calibration, granularity: str) -> bytes:
+    section = Quantization(input_type="uint8", output_type="float32", granularity=granularity)
+    return Int8Quantizer(section).int8_tflite(float_model, calibration)
+
+
+@pytest.fixture(scope="module")
+def per_tensor(float_model, calibration) -> bytes:
+    return int8_model(float_model, calibration, "per-tensor")
+
+
+@pytest.fixture(scope="module")
+def per_channel(float_model, calibration) -> bytes:
+    return int8_model(float_model, calibration, "per-channel")
+
+
+def interpreter(model_bytes: bytes):
+    interpreter_class, _ = lazy.litert_interpreter()
+    return interpreter_class(model_content=model_bytes)
+
+
+def conv_weights(model_bytes: bytes) -> list[dict]:
+    """Tensor details of the filter (input 1) of every CONV_2D op."""
+    it = interpreter(model_bytes)
+    by_index = {detail["index"]: detail for detail in it.get_tensor_details()}
+    return [by_index[op["inputs"][1]] for op in it._get_ops_details() if op["op_name"] == "CONV_2D"]
+
+
+def test_io_types_follow_the_recipe(per_tensor):
+    it = interpreter(per_tensor)
+    [inp], [out] = it.get_input_details(), it.get_output_details()
+    assert inp["dtype"] == np.uint8
+    assert list(inp["shape"]) == [1, 16, 16, 1]
+    assert out["dtype"] == np.float32
+    assert list(out["shape"]) == [1, 10]
+
+
+def test_full_integer_check_passes(per_tensor, per_channel):
+    assert check_full_integer(per_tensor) is None
+    assert check_full_integer(per_channel) is None
+
+
+def test_per_tensor_has_one_scale_per_conv_weight_tensor(per_tensor):
+    weights = conv_weights(per_tensor)
+    assert len(weights) == 2  # the CNN's two Conv2D layers
+    for detail in weights:
+        assert detail["dtype"] == np.int8
+        assert len(detail["quantization_parameters"]["scales"]) == 1
+
+
+def test_per_channel_has_one_scale_per_output_channel(per_channel):
+    weights = conv_weights(per_channel)
+    assert sorted(int(detail["shape"][0]) for detail in weights) == [16, 32]
+    for detail in weights:
+        scales = detail["quantization_parameters"]["scales"]
+        assert len(scales) == detail["shape"][0] > 1
+        assert len(set(scales.tolist())) > 1  # really different scales, not one repeated
+
+
+def test_the_uint8_model_still_classifies(per_tensor, digits_dir: Path, tmp_path: Path):
+    path = tmp_path / "model.tflite"
+    path.write_bytes(per_tensor)
+    runner = LiteRtRunner("tflite-int8", path, threads=1)
+    runner.prepare()
+    with np.load(digits_dir / "eval.npz") as data:
+        x, y = data["x"][:50].astype(np.float32) / 255.0, data["y"][:50]
+    predictions = [int(runner.infer({"image": sample[None]})[0].argmax()) for sample in x]
+    assert runner.describe()["input_quantization"][0]["dtype"] == "uint8"
+    assert np.mean(np.array(predictions) == y) >= 0.9
+
+
+def test_full_integer_check_rejects_the_float_model(built):
+    float_bytes = (built.build_dir / "model_float.tflite").read_bytes()
+    with pytest.raises(BadInputError, match="still has float tensors") as caught:
+        check_full_integer(float_bytes)
+    assert caught.value.exit_code == 2
+
+
+def test_full_integer_check_accepts_the_built_int8_model(built):
+    assert check_full_integer((built.build_dir / "model_int8.tflite").read_bytes()) is None
