@@ -8,6 +8,7 @@ labels). Every problem is a `BadInputError` naming the file.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from compiler_kit.errors import BadInputError
 from compiler_kit.recipe import DataSpec, Preprocess
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+_NUMPY_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile)
 
 
 @dataclass
@@ -43,8 +45,8 @@ def open_source(spec: DataSpec, preprocess: Preprocess) -> RawSource:
 def _detect_format(path: Path) -> str:
     if path.is_dir():
         return "images"
-    if path.suffix in (".npz", ".npy"):
-        return path.suffix[1:]
+    if path.suffix.lower() in (".npz", ".npy"):
+        return path.suffix.lower()[1:]
     raise BadInputError(
         f"cannot tell the data format from the suffix '{path.suffix}'",
         path=path,
@@ -55,7 +57,7 @@ def _detect_format(path: Path) -> str:
 def _load_array(path: Path, what: str, **kwargs: object) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False, **kwargs)
-    except (OSError, ValueError, EOFError) as exc:
+    except _NUMPY_READ_ERRORS as exc:
         raise BadInputError(f"cannot read {what} as a NumPy file: {exc}", path=path) from None
 
 
@@ -86,15 +88,30 @@ def _read_npz(spec: DataSpec, _: Preprocess) -> RawSource:
                     path=spec.path,
                     fix="set samples_key / labels_key to one of those names",
                 )
-        samples = archive[spec.samples_key]
-        labels = archive[spec.labels_key] if spec.labels_key else None
+        try:
+            samples = archive[spec.samples_key]
+            labels = archive[spec.labels_key] if spec.labels_key else None
+        except _NUMPY_READ_ERRORS as exc:
+            raise BadInputError(f"cannot read the archive: {exc}", path=spec.path) from None
     return _array_source(samples, labels, spec)
 
 
 def _read_npy(spec: DataSpec, _: Preprocess) -> RawSource:
-    samples = _load_array(spec.path, "the samples", mmap_mode="r")
-    labels = _load_array(spec.labels_path, "the labels") if spec.labels_path else None
+    samples = _single_array(spec.path, "the samples", mmap_mode="r")
+    labels = _single_array(spec.labels_path, "the labels") if spec.labels_path else None
     return _array_source(samples, labels, spec)
+
+
+def _single_array(path: Path, what: str, **kwargs: object) -> np.ndarray:
+    array = _load_array(path, what, **kwargs)
+    if isinstance(array, np.lib.npyio.NpzFile):
+        array.close()
+        raise BadInputError(
+            f"{what} file is an .npz archive, not an .npy array",
+            path=path,
+            fix="set format: npz (with samples_key / labels_key), or save a single array with numpy.save",
+        )
+    return array
 
 
 def _array_source(samples: np.ndarray, labels: np.ndarray | None, spec: DataSpec) -> RawSource:
