@@ -7,6 +7,8 @@ latency -> report. Each stage reports progress; every artifact is written atomic
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,14 +27,13 @@ from compiler_kit.errors import BadInputError
 from compiler_kit.frontends import FloatModel, frontend_for
 from compiler_kit.gates import DRIFT_CANDIDATE, DRIFT_REFERENCE, evaluate, needs_labels
 from compiler_kit.quantize import Int8Quantizer
-from compiler_kit.recipe import Recipe
+from compiler_kit.recipe import Recipe, Source
 from compiler_kit.report import build_report, leak_findings, write_reports
-from compiler_kit.runners import SOURCE_RUNNERS, LiteRtRunner, Runner
+from compiler_kit.runners import SOURCE_RUNNERS, LiteRtRunner, OnnxRuntimeRunner, Runner
 
 FLOAT_TFLITE, INT8_TFLITE, BUILD_LOG = "model_float.tflite", "model_int8.tflite", "build.log"
 STAGES = ("data", "convert", "quantize", "verify", "latency", "report")
-# Stage-to-stage comparisons: each step against the one before it and against the source.
-COMPARISONS = (("source", "tflite-float"), ("source", "tflite-int8"), ("tflite-float", "tflite-int8"))
+FLOAT_MODEL = "float_model"
 
 Progress = Callable[[str], None]
 
@@ -83,24 +84,34 @@ def build(recipe: Recipe, recipe_path: Path, out_dir: Path | None = None, progre
         float_model = convert(recipe, folder)
     with stage("quantize", f"float and int8 TFLite from {len(calibration)} calibration samples"):
         quantize(recipe, float_model, calibration, folder)
-    runners = make_runners(recipe, folder)
+    runners = make_runners(recipe, folder, float_model)
     with stage("verify", f"{len(runners)} runners on {len(verify)} samples"):
         outputs, first_ms = run_all(runners, verify, recipe.inputs[0].name)
     with stage("latency", f"{recipe.verify.latency.warmup} warm-up + {recipe.verify.latency.runs} timed runs"):
         latency = measure_all(runners, verify, recipe, first_ms)
     with stage("report"):
-        comparisons = compare_stages(outputs, verify.labels)
-        report = _report(recipe, recipe_path, folder, runners, comparisons, latency, calibration, verify)
+        comparisons = compare_stages(outputs, [runner.name for runner in runners], verify.labels)
+        report = _report(recipe, recipe_path, folder, runners, comparisons, latency, calibration, verify, float_model)
         report["findings"] += leak_findings(shared, len(verify))
     report["stage_seconds"] = dict(stage.seconds)
     write_reports(report, folder)
     return BuildResult(report, folder.root)
 
 
-def compare_stages(outputs: dict[str, np.ndarray], labels: np.ndarray | None) -> list[dict[str, Any]]:
+def comparison_pairs(chain: list[str]) -> list[tuple[str, str]]:
+    """Each step against the one before it and against the source, so the report says which step drifted."""
+    pairs = []
+    for step, (previous, current) in enumerate(itertools.pairwise(chain), start=1):
+        pairs.append((previous, current))
+        if step > 1:
+            pairs.append((chain[0], current))
+    return pairs
+
+
+def compare_stages(outputs: dict[str, np.ndarray], chain: list[str], labels: np.ndarray | None) -> list[dict[str, Any]]:
     return [
         {"reference": ref, "candidate": cand, "metrics": compare(outputs[ref], outputs[cand], labels)}
-        for ref, cand in COMPARISONS
+        for ref, cand in comparison_pairs(chain)
     ]
 
 
@@ -113,20 +124,38 @@ def _report(
     latency: dict[str, LatencyStats],
     calibration: Dataset,
     verify: Dataset,
+    float_model: FloatModel,
 ) -> dict[str, Any]:
-    drift = comparisons[COMPARISONS.index((DRIFT_REFERENCE, DRIFT_CANDIDATE))]["metrics"]
+    drift = next(
+        c["metrics"] for c in comparisons if (c["reference"], c["candidate"]) == (DRIFT_REFERENCE, DRIFT_CANDIDATE)
+    )
     gates = evaluate(recipe.gates, drift, {name: stats.p50_ms for name, stats in latency.items()})
     return build_report(
         recipe=recipe,
         recipe_path=recipe_path,
-        artifacts={"float_tflite": folder.describe(FLOAT_TFLITE), "int8_tflite": folder.describe(INT8_TFLITE)},
+        artifacts={
+            "float_tflite": folder.describe(FLOAT_TFLITE),
+            "int8_tflite": folder.describe(INT8_TFLITE),
+            **{name: folder.describe(f"{FLOAT_MODEL}/{file}") for name, file in float_model.intermediates.items()},
+        },
         runners={runner.name: runner.describe() for runner in runners},
         comparisons=comparisons,
         latency={name: stats.as_dict() for name, stats in latency.items()},
         gates=[gate.as_dict() for gate in gates],
-        model_sha256=sha256_file(recipe.source.path),
+        model_sha256=model_sha256(recipe.source),
         datasets={"calibration": calibration.describe(), "verify": verify.describe()},
+        layout=float_model.layout_report(recipe.inputs),
     )
+
+
+def model_sha256(source: Source) -> str:
+    """Hash of what defines the source model: its file, or its entry point and weights."""
+    if source.path is not None:
+        return sha256_file(source.path)
+    digest = hashlib.sha256(str(source.entry_point).encode())
+    if source.weights is not None:
+        digest.update(sha256_file(source.weights).encode())
+    return digest.hexdigest()
 
 
 def open_data(recipe: Recipe) -> tuple[Dataset, Dataset, int]:
@@ -144,9 +173,9 @@ def open_data(recipe: Recipe) -> tuple[Dataset, Dataset, int]:
 
 
 def convert(recipe: Recipe, folder: BuildFolder) -> FloatModel:
-    with folder.new_dir("float_saved_model") as tmp:
+    with folder.new_dir(FLOAT_MODEL) as tmp:
         float_model = frontend_for(recipe.source.framework).convert(recipe.source, recipe.inputs, tmp)
-    return dataclasses.replace(float_model, saved_model_dir=folder.path("float_saved_model"))
+    return dataclasses.replace(float_model, root=folder.path(FLOAT_MODEL))
 
 
 def quantize(recipe: Recipe, float_model: FloatModel, calibration: Dataset, folder: BuildFolder) -> None:
@@ -157,13 +186,17 @@ def quantize(recipe: Recipe, float_model: FloatModel, calibration: Dataset, fold
     folder.write_bytes(INT8_TFLITE, int8_bytes)
 
 
-def make_runners(recipe: Recipe, folder: BuildFolder) -> list[Runner]:
-    threads = recipe.verify.threads
-    source_runner = SOURCE_RUNNERS[recipe.source.framework]("source", recipe.source.path, threads)
+def make_runners(recipe: Recipe, folder: BuildFolder, float_model: FloatModel) -> list[Runner]:
+    """The stage chain, in order: source, any intermediate model (torch's exported ONNX), float and int8 TFLite."""
+    threads, perms = recipe.verify.threads, (float_model.input_perms, float_model.output_perms)
+    intermediates = [
+        OnnxRuntimeRunner(name, float_model.root / file, threads) for name, file in float_model.intermediates.items()
+    ]
     return [
-        source_runner,
-        LiteRtRunner("tflite-float", folder.path(FLOAT_TFLITE), threads),
-        LiteRtRunner("tflite-int8", folder.path(INT8_TFLITE), threads),
+        SOURCE_RUNNERS[recipe.source.framework](recipe.source, threads),
+        *intermediates,
+        LiteRtRunner("tflite-float", folder.path(FLOAT_TFLITE), threads, *perms),
+        LiteRtRunner("tflite-int8", folder.path(INT8_TFLITE), threads, *perms),
     ]
 
 

@@ -7,7 +7,7 @@ input and output tensors take the recipe's type (int8 by default).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -31,7 +31,7 @@ class Int8Quantizer:
         tf = lazy.tensorflow()
         converter = self._converter(model)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: _representative(calibration)
+        converter.representative_dataset = lambda: ([model.to_model_layout(sample)] for sample in calibration)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.as_dtype(self.section.input_type)
         converter.inference_output_type = tf.as_dtype(self.section.output_type)
@@ -56,11 +56,6 @@ class Int8Quantizer:
                 f"the TFLite converter could not make the {kind} model: {detail[-1] if detail else exc!r}",
                 fix="an op with no int8 kernel must change in the model; the converter's output is in build.log",
             ) from None
-
-
-def _representative(samples: Iterable[np.ndarray]) -> Iterator[list[np.ndarray]]:
-    for sample in samples:
-        yield [sample]
 
 
 def check_full_integer(model_bytes: bytes) -> None:

@@ -26,6 +26,7 @@ from pydantic import (
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     model_validator,
@@ -33,7 +34,7 @@ from pydantic import (
 
 from compiler_kit.errors import BadInputError
 
-RunnerName = Literal["source", "tflite-float", "tflite-int8"]
+RunnerName = Literal["source", "onnx", "tflite-float", "tflite-int8"]
 Layout = Literal["NHWC", "NCHW"]
 IoType = Literal["int8", "uint8", "float32"]
 
@@ -51,10 +52,37 @@ class _Section(BaseModel):
 
 
 class Source(_Section):
-    """The trained float model, in the framework it was trained in."""
+    """The trained float model, in the framework it was trained in.
 
-    framework: Literal["keras"] = Field(description="Framework of the model file: keras (.keras or .h5).")
-    path: RecipePath = Field(description="Model file, relative to the recipe.")
+    keras: `path` to a .keras or .h5 file. onnx: `path` to an .onnx file. torch: either `entry_point`
+    ("package.module:factory", a callable returning an nn.Module; the recipe's folder and the working directory
+    are importable) with an optional `weights` state_dict file, or `path` to a TorchScript file or an
+    ExportedProgram (.pt2). Pickled whole modules are refused: unpickling can run arbitrary code.
+    """
+
+    framework: Literal["keras", "onnx", "torch"] = Field(description="Framework the model was trained in.")
+    path: RecipePath | None = Field(None, description="Model file, relative to the recipe.")
+    entry_point: str | None = Field(
+        None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="torch: package.module:factory."
+    )
+    weights: RecipePath | None = Field(None, description="torch: state_dict file for the entry point's module.")
+    _recipe_dir: Path | None = PrivateAttr(None)
+
+    @property
+    def recipe_dir(self) -> Path | None:
+        """The recipe's folder: entry points import from there (and from the working directory)."""
+        return self._recipe_dir
+
+    @model_validator(mode="after")
+    def _one_way_to_name_the_model(self, info: ValidationInfo) -> Source:
+        self._recipe_dir = (info.context or {}).get("base_dir")
+        if self.framework != "torch" and (self.entry_point or self.weights or not self.path):
+            raise ValueError(f"a {self.framework} source takes `path` only")
+        if self.framework == "torch" and (self.path is None) == (self.entry_point is None):
+            raise ValueError("a torch source takes either `path` (TorchScript or .pt2) or `entry_point`")
+        if self.weights and not self.entry_point:
+            raise ValueError("`weights` go with `entry_point` (a TorchScript or .pt2 file carries its own)")
+        return self
 
 
 class InputSpec(_Section):

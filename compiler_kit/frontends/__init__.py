@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from compiler_kit.frontends.base import FloatModel, Frontend
 from compiler_kit.frontends.keras import KerasFrontend
+from compiler_kit.frontends.onnx import OnnxFrontend
+from compiler_kit.frontends.torch import TorchFrontend
 
-FRONTENDS: dict[str, type[Frontend]] = {"keras": KerasFrontend}
+FRONTENDS: dict[str, type[Frontend]] = {"keras": KerasFrontend, "onnx": OnnxFrontend, "torch": TorchFrontend}
 
 
 def frontend_for(framework: str) -> Frontend:

@@ -1,24 +1,65 @@
-"""The frontend contract: a trained model in its own framework -> a float TF SavedModel with static shapes."""
+"""The frontend contract: a trained model in its own framework -> a float TF SavedModel with static shapes.
+
+A frontend writes into a fresh folder: `saved_model/` (the one IR every frontend produces) and whatever
+intermediate models it made on the way (the torch frontend's `model.onnx`), which later stages can run. Because
+converters change layouts (onnx2tf turns NCHW into NHWC), it also records, per input and output, the axis
+permutation from the source model's layout to the TF model's: runners and the quantizer apply it, so every caller
+feeds samples in the SOURCE layout.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 from compiler_kit.recipe import InputSpec, Source
+
+SAVED_MODEL = "saved_model"
+Perm = tuple[int, ...] | None
 
 
 @dataclass(frozen=True)
 class FloatModel:
-    """A float TF SavedModel (the one IR every frontend produces) whose inputs have the recipe's static shapes."""
-
-    saved_model_dir: Path
+    root: Path
     signature_key: str
+    input_perms: list[Perm]
+    output_perms: list[Perm]
+    intermediates: dict[str, str] = field(default_factory=dict)  # runner name -> file name under root
+
+    @property
+    def saved_model_dir(self) -> Path:
+        return self.root / SAVED_MODEL
+
+    def to_model_layout(self, sample: np.ndarray, index: int = 0) -> np.ndarray:
+        perm = self.input_perms[index]
+        return sample if perm is None else np.ascontiguousarray(sample.transpose(perm))
+
+    def layout_report(self, inputs: list[InputSpec]) -> dict[str, object]:
+        return {
+            "inputs": {
+                spec.name: list(perm) if perm else None for spec, perm in zip(inputs, self.input_perms, strict=True)
+            },
+            "outputs": [list(perm) if perm else None for perm in self.output_perms],
+        }
+
+
+def layout_perm(source_shape: list[int], model_shape: list[int]) -> Perm:
+    """The permutation taking a source-layout array to the model's layout: None when the shapes agree, the
+    channels-first -> channels-last move when the model's shape is that; anything else is a converter bug."""
+    if list(source_shape) == list(model_shape):
+        return None
+    rank = len(source_shape)
+    to_last = (0, *range(2, rank), 1)
+    if rank >= 3 and [source_shape[axis] for axis in to_last] == list(model_shape):
+        return to_last
+    raise AssertionError(f"cannot map shape {source_shape} onto the converted model's {model_shape}")
 
 
 class Frontend(Protocol):
     """Converts; never quantizes, never calibrates (that is the one quantizer's job)."""
 
     def convert(self, source: Source, inputs: list[InputSpec], out_dir: Path) -> FloatModel:
-        """Write the float SavedModel into `out_dir` (a fresh folder); a bad model is a `BadInputError`."""
+        """Fill `out_dir` (a fresh folder); a bad model is a `BadInputError`."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from compiler_kit import lazy
 from compiler_kit.errors import BadInputError
-from compiler_kit.frontends.base import FloatModel
+from compiler_kit.frontends.base import SAVED_MODEL, FloatModel
 from compiler_kit.recipe import InputSpec, Source
 
 SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -77,5 +77,5 @@ class KerasFrontend:
         archive = lazy.keras().export.ExportArchive()
         archive.track(model)
         archive.add_endpoint(SIGNATURE_KEY, model.call, input_signature=signature)
-        archive.write_out(str(out_dir), verbose=False)
-        return FloatModel(out_dir, SIGNATURE_KEY)
+        archive.write_out(str(out_dir / SAVED_MODEL), verbose=False)
+        return FloatModel(out_dir, SIGNATURE_KEY, input_perms=[None] * len(inputs), output_perms=[None])

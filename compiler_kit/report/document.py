@@ -18,7 +18,18 @@ from compiler_kit.recipe import Recipe
 SCHEMA_VERSION = 1
 # Conversion (no quantization) should not change outputs; below this cosine the converter broke something.
 CONVERSION_MIN_COSINE = 0.9999
-TOOL_DISTRIBUTIONS = ("tensorflow", "keras", "ai-edge-litert", "tflite-runtime", "numpy")
+CONVERSION_STEPS = ("onnx", "tflite-float")
+TOOL_DISTRIBUTIONS = (
+    "tensorflow",
+    "keras",
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "onnx2tf",
+    "ai-edge-litert",
+    "tflite-runtime",
+    "numpy",
+)
 
 
 def tool_versions() -> dict[str, str | None]:
@@ -32,7 +43,7 @@ def findings(comparisons: list[dict[str, Any]]) -> list[str]:
     notes = []
     for comparison in comparisons:
         step, metrics = f"{comparison['reference']} -> {comparison['candidate']}", comparison["metrics"]
-        if comparison["candidate"] == "tflite-float" and metrics["cosine"] < CONVERSION_MIN_COSINE:
+        if comparison["candidate"] in CONVERSION_STEPS and metrics["cosine"] < CONVERSION_MIN_COSINE:
             notes.append(
                 f"conversion {step} is NOT lossless (cosine {metrics['cosine']:.6f} < {CONVERSION_MIN_COSINE}): "
                 "the converter changed the model (layout or an op); look there before blaming quantization"
@@ -62,6 +73,7 @@ def build_report(
     gates: list[dict[str, Any]],
     model_sha256: str,
     datasets: dict[str, Any],
+    layout: dict[str, Any],
 ) -> dict[str, Any]:
     """The report document; the pipeline adds `stage_seconds` last, once every stage but this one has run."""
     return {
@@ -70,7 +82,13 @@ def build_report(
         "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "passed": all(gate["passed"] for gate in gates),
         "recipe": str(recipe_path.resolve()),
-        "source": {"framework": recipe.source.framework, "path": str(recipe.source.path)},
+        "source": {
+            "framework": recipe.source.framework,
+            "path": str(recipe.source.path) if recipe.source.path else None,
+            "entry_point": recipe.source.entry_point,
+            "weights": str(recipe.source.weights) if recipe.source.weights else None,
+        },
+        "layout": layout,
         "quantization": recipe.quantization.model_dump(),
         "artifacts": artifacts,
         "runners": runners,

@@ -27,10 +27,10 @@ def _text_table(table: Table) -> str:
 
 
 def _overview(report: dict[str, Any]) -> str:
-    q, data = report["quantization"], report["inputs"]["datasets"]
+    q, data, source = report["quantization"], report["inputs"]["datasets"], report["source"]
     verify = data["verify"]
     return (
-        f"{report['source']['framework']} model `{report['source']['path']}` -> full-integer {q['mode']} "
+        f"{source['framework']} model `{source['path'] or source['entry_point']}` -> full-integer {q['mode']} "
         f"({q['input_type']} in, {q['output_type']} out, {q['granularity']}); "
         f"{data['calibration']['samples']} calibration samples; {verify['samples']} verification samples"
         f"{' with labels' if verify['labels'] else ' (no labels)'}"

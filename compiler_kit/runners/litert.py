@@ -1,7 +1,8 @@
 """A .tflite model on the CPU through LiteRT (or tflite_runtime where only that is installed).
 
 Integer I/O is hidden from callers: inputs are quantized and outputs dequantized with the model's own scale and
-zero point, so an int8 model takes and returns the same float arrays as its float twin.
+zero point, so an int8 model takes and returns the same float arrays as its float twin. Layout too: inputs arrive
+in the source model's layout and outputs leave in it, whatever the converter did (onnx2tf makes NCHW NHWC).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from compiler_kit import lazy
+from compiler_kit.frontends.base import Perm
 from compiler_kit.runners.base import Runner
 
 
@@ -34,9 +36,18 @@ def dequantize(q: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
 
 
 class LiteRtRunner(Runner):
-    def __init__(self, name: str, model_path: Path, threads: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        model_path: Path,
+        threads: int,
+        input_perms: list[Perm] | None = None,
+        output_perms: list[Perm] | None = None,
+    ) -> None:
         super().__init__(name, threads)
         self.model_path = model_path
+        self.input_perms = input_perms or []
+        self.output_perms = output_perms or []
         self.interpreter: Any = None
         self.runtime = ""
 
@@ -49,12 +60,13 @@ class LiteRtRunner(Runner):
 
     def infer(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         # Inputs are matched by position: converters rename tensors (e.g. serving_default_image:0).
-        for detail, x in zip(self.inputs, feed.values(), strict=True):
-            self.interpreter.set_tensor(detail["index"], quantize(x, detail))
+        for index, (detail, x) in enumerate(zip(self.inputs, feed.values(), strict=True)):
+            self.interpreter.set_tensor(detail["index"], quantize(_permuted(x, self.input_perms, index), detail))
         start = time.perf_counter()
         self.interpreter.invoke()
         self.last_inference_ms = (time.perf_counter() - start) * 1e3
-        return [dequantize(self.interpreter.get_tensor(d["index"]), d) for d in self.outputs]
+        outputs = [dequantize(self.interpreter.get_tensor(d["index"]), d) for d in self.outputs]
+        return [_permuted(y, self.output_perms, index, inverse=True) for index, y in enumerate(outputs)]
 
     def describe(self) -> dict[str, object]:
         return {
@@ -63,6 +75,13 @@ class LiteRtRunner(Runner):
             "input_quantization": [_quantization(d) for d in self.inputs],
             "output_quantization": [_quantization(d) for d in self.outputs],
         }
+
+
+def _permuted(x: np.ndarray, perms: list[Perm], index: int, inverse: bool = False) -> np.ndarray:
+    perm = perms[index] if index < len(perms) else None
+    if perm is None:
+        return x
+    return np.ascontiguousarray(x.transpose(np.argsort(perm) if inverse else perm))
 
 
 def _quantization(detail: dict[str, Any]) -> dict[str, object]:

@@ -1,0 +1,163 @@
+"""PyTorch frontend: an nn.Module (entry point + state_dict), a TorchScript file or an ExportedProgram (.pt2)
+-> ONNX with the recipe's static shapes -> the ONNX frontend.
+
+Exporter: `torch.onnx.export(..., dynamo=True)` (torch.export based, the maintained path; it needs onnxscript)
+for modules and ExportedPrograms. A TorchScript module cannot go through torch.export, so it takes the
+TorchScript-based exporter (`dynamo=False`), the only one that accepts it. Both were checked with torch 2.13.0.
+Pickled whole modules are refused: `torch.load` runs with `weights_only=True` everywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+from compiler_kit.errors import BadInputError
+from compiler_kit.frontends.base import FloatModel
+from compiler_kit.frontends.onnx import convert_onnx
+from compiler_kit.recipe import InputSpec, Source
+
+EXPORTED_ONNX, EXPORT_LOG = "model.onnx", "torch_export.log"
+
+
+def load_torch_model(source: Source) -> Any:
+    """The model as the recipe names it: an nn.Module, a ScriptModule or an ExportedProgram."""
+    if source.entry_point:
+        module = module_from_entry_point(source.entry_point, source.recipe_dir)
+        if source.weights:
+            load_weights(module, source.weights)
+        return module
+    assert source.path is not None
+    return load_torch_file(source.path)
+
+
+def runnable(model: Any) -> Any:
+    """Something to call with tensors: an ExportedProgram runs through its module()."""
+    import torch
+
+    if isinstance(model, torch.export.ExportedProgram):
+        return model.module()
+    return model.eval()
+
+
+def module_from_entry_point(entry_point: str, recipe_dir: Path | None) -> Any:
+    import torch
+
+    module_name, _, attribute = entry_point.partition(":")
+    extra = [str(p) for p in (recipe_dir, Path.cwd()) if p is not None and str(p) not in sys.path]
+    sys.path[:0] = extra
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+        module = factory()
+    except Exception as exc:  # ImportError, AttributeError, or anything the factory raises
+        raise BadInputError(
+            f"entry point '{entry_point}' failed: {type(exc).__name__}: {exc}",
+            fix="source.entry_point must be 'package.module:factory', importable from the recipe's folder or "
+            "the working directory, and the factory must build the model without arguments",
+        ) from None
+    finally:
+        del sys.path[: len(extra)]
+    if not isinstance(module, torch.nn.Module):
+        raise BadInputError(
+            f"entry point '{entry_point}' returned a {type(module).__name__}, not a torch.nn.Module",
+            fix="point source.entry_point at a class or function that returns the nn.Module",
+        )
+    return module
+
+
+def _safe_load(path: Path) -> Any:
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise BadInputError(
+            "loading this file would need unsafe unpickling (it holds Python objects, e.g. a whole pickled module)",
+            path=path,
+            fix="save only the weights (torch.save(model.state_dict(), ...)) and name the module with "
+            "source.entry_point, or save TorchScript / torch.export (.pt2)",
+        ) from None
+    except Exception as exc:
+        raise BadInputError(f"not a readable PyTorch file ({type(exc).__name__}: {exc})", path=path) from None
+
+
+def load_weights(module: Any, path: Path) -> None:
+    if not path.is_file():
+        raise BadInputError("weights file not found", path=path, fix="check source.weights in the recipe")
+    state = _safe_load(path)
+    if not isinstance(state, dict):
+        raise BadInputError(f"the weights file holds a {type(state).__name__}, not a state_dict", path=path)
+    expected = module.state_dict()
+    for key, tensor in expected.items():
+        if key not in state:
+            raise BadInputError(f"the weights do not match the module: key '{key}' is missing", path=path)
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise BadInputError(
+                f"the weights do not match the module: '{key}' has shape {list(state[key].shape)} in the file "
+                f"and {list(tensor.shape)} in the module",
+                path=path,
+            )
+    if unexpected := [key for key in state if key not in expected]:
+        raise BadInputError(f"the weights do not match the module: unexpected key '{unexpected[0]}'", path=path)
+    module.load_state_dict(state)
+
+
+def load_torch_file(path: Path) -> Any:
+    import torch
+
+    if not path.is_file():
+        raise BadInputError("model file not found", path=path, fix="check source.path in the recipe")
+    try:
+        if path.suffix == ".pt2":
+            return torch.export.load(str(path))
+        return torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:
+        if path.suffix != ".pt2":
+            _safe_load(path)  # a pickle raises the unsafe-unpickling error here
+        raise BadInputError(
+            f"not a TorchScript file or ExportedProgram ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+            path=path,
+            fix="save with torch.jit.save / torch.export.save, or use source.entry_point (+ weights)",
+        ) from None
+
+
+def export_onnx(model: Any, inputs: list[InputSpec], path: Path, log_path: Path) -> None:
+    import torch
+
+    examples = tuple(torch.zeros(spec.shape) for spec in inputs)
+    names = [spec.name for spec in inputs]
+    scripted = isinstance(model, torch.jit.ScriptModule)
+    log = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            torch.onnx.export(
+                model if scripted or isinstance(model, torch.export.ExportedProgram) else model.eval(),
+                examples,
+                str(path),
+                input_names=names,
+                dynamo=not scripted,
+                external_data=False,  # one self-contained file; edge models are far below protobuf's 2 GB
+            )
+    except Exception as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BadInputError(
+            f"the model does not run on inputs of shape {[spec.shape for spec in inputs]}: "
+            f"{type(exc).__name__}: {reason[:300]}",
+            fix="give inputs[].shape in the model's own layout (NCHW for most torch models), batch 1",
+        ) from None
+    finally:
+        log_path.write_text(log.getvalue())
+
+
+class TorchFrontend:
+    def convert(self, source: Source, inputs: list[InputSpec], out_dir: Path) -> FloatModel:
+        export_onnx(load_torch_model(source), inputs, out_dir / EXPORTED_ONNX, out_dir / EXPORT_LOG)
+        float_model = convert_onnx(out_dir / EXPORTED_ONNX, inputs, out_dir)
+        return dataclasses.replace(float_model, intermediates={"onnx": EXPORTED_ONNX})
