@@ -1,0 +1,75 @@
+"""The MobileNetV2-sized example end to end: a realistic graph through torch -> ONNX -> onnx2tf -> int8.
+
+One build per session (about a minute: onnx2tf on a 3.5M-parameter graph), with few samples and timed runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from calibration import photos
+from recipes.models import mobilenet_v2
+from tests.conftest import REPO
+
+RECIPE = REPO / "recipes" / "mobilenet_v2.yaml"
+
+
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("photos")
+    photos.write_photos(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def mobilenet_build(photo_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    from compiler_kit.pipeline import build
+    from compiler_kit.recipe import load_recipe
+
+    folder = tmp_path_factory.mktemp("mobilenet")
+    recipe = yaml.safe_load(RECIPE.read_text())
+    recipe["source"]["entry_point"] = "recipes.models.mobilenet_v2:build_model"
+    recipe["source"]["weights"] = str(mobilenet_v2.make_weights(folder / "weights.pt", photo_dir))
+    recipe["calibration"]["data"]["path"] = str(photo_dir / "calibration")
+    recipe["calibration"]["num_samples"] = 24
+    recipe["verify"]["data"]["path"] = str(photo_dir / "eval")
+    recipe["verify"]["num_samples"] = 8
+    recipe["verify"]["latency"] = {"warmup": 2, "runs": 5}
+    recipe["output"] = {"dir": str(folder / "build")}
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return build(load_recipe(path), path, progress=lambda _: None)
+
+
+def test_photo_parts_come_from_different_pictures(photo_dir: Path) -> None:
+    def sources(part: str) -> set[str]:
+        return {p.stem.rsplit("_", 1)[0] for p in (photo_dir / part).glob("*.png")}
+
+    assert sources("calibration").isdisjoint(sources("eval"))
+    assert len(list((photo_dir / "eval").glob("*.png"))) == 4 * photos.PARTS["eval"][1]
+
+
+def test_every_conversion_step_is_near_lossless(mobilenet_build) -> None:
+    by_pair = {(c["reference"], c["candidate"]): c["metrics"] for c in mobilenet_build.report["comparisons"]}
+    for step in (("source", "onnx"), ("onnx", "tflite-float"), ("source", "tflite-float")):
+        assert by_pair[step]["cosine"] >= 0.9999, step
+    assert by_pair[("source", "tflite-int8")]["accuracy_drop_pp"] is None  # no labels: untrained weights
+    assert 0.9 < by_pair[("source", "tflite-int8")]["cosine"] < 0.9999  # quantization is where drift is
+
+
+def test_the_int8_graph_has_the_realistic_ops_all_in_int8(mobilenet_build) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=mobilenet_build.report["artifacts"]["int8_tflite"]["path"])
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "FULLY_CONNECTED"} <= ops
+    assert mobilenet_build.report["layout"]["inputs"]["image"] == [0, 2, 3, 1]
+
+
+def test_latency_is_reported_for_float_and_int8(mobilenet_build) -> None:
+    latency = mobilenet_build.report["latency"]
+    assert set(latency) == {"source", "onnx", "tflite-float", "tflite-int8"}
+    assert latency["tflite-int8"]["p50_ms"] > 0.5  # a real network, not a toy: milliseconds on this CPU
