@@ -10,8 +10,8 @@ from compiler_kit.cli.schema import schema
 
 app = typer.Typer(
     name="ckit",
-    help="compiler_kit: trained float models (Keras) -> full-integer int8 TFLite for the Edge TPU, with the "
-    "accuracy and latency drift of every step measured and gated.",
+    help="compiler_kit: trained float models (Keras, ONNX, PyTorch) -> full-integer int8 TFLite for the Edge TPU, "
+    "with the accuracy and latency drift of every step measured and gated.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
