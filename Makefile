@@ -54,7 +54,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: $(KERAS_MODEL)
+bench: models
 	$(PY) benchmarks/latency.py
 
 clean:
