@@ -34,6 +34,11 @@ def _overview(report: dict[str, Any]) -> str:
         f"({q['input_type']} in, {q['output_type']} out, {q['granularity']}); "
         f"{data['calibration']['samples']} calibration samples; {verify['samples']} verification samples"
         f"{' with labels' if verify['labels'] else ' (no labels)'}"
+        + "".join(
+            f"; input `{name}` transposed {perm} for TFLite"
+            for name, perm in report["layout"]["inputs"].items()
+            if perm
+        )
     )
 
 
