@@ -23,8 +23,10 @@ SIDE = 256
 SEED = 0
 PARTS = {
     "calibration": (
-        ["retina", "hubble_deep_field", "immunohistochemistry", "colorwheel"]
-        + ["camera", "coins", "moon", "brick", "grass", "gravel", "cell", "clock"],
+        [
+            *("retina", "hubble_deep_field", "immunohistochemistry", "colorwheel"),
+            *("camera", "coins", "moon", "brick", "grass", "gravel", "cell", "clock"),
+        ],
         8,
     ),
     "eval": (["astronaut", "chelsea", "coffee", "rocket"], 12),

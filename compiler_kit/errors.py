@@ -6,6 +6,7 @@ Anything raised that is not a `CkitError` is a bug and exits 1 with its tracebac
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 EXIT_OK = 0
@@ -37,3 +38,18 @@ class ToolMissingError(CkitError):
     """A tool or device the recipe requires is not on this machine."""
 
     exit_code = EXIT_TOOL_MISSING
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def strip_ansi(text: str) -> str:
+    """Tools such as onnx2tf and torch.onnx colour their messages; a log file or a CI page should not."""
+    return _ANSI.sub("", text)
+
+
+def describe_exception(exc: BaseException, *, last_line: bool = False, limit: int = 300) -> str:
+    """`Type: first line` of a framework's exception (its last line where the verdict comes last), for a message."""
+    lines = strip_ansi(str(exc)).strip().splitlines()
+    line = (lines[-1] if last_line else lines[0]) if lines else ""
+    return f"{type(exc).__name__}: {line[:limit]}" if line else type(exc).__name__

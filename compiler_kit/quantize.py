@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from compiler_kit import lazy
-from compiler_kit.errors import BadInputError
+from compiler_kit.errors import BadInputError, describe_exception
 from compiler_kit.frontends import FloatModel
 from compiler_kit.recipe import Quantization
 
@@ -51,9 +51,8 @@ class Int8Quantizer:
         try:
             return converter.convert()
         except Exception as exc:  # the converter raises ConverterError, ValueError, RuntimeError...
-            detail = str(exc).strip().splitlines()
             raise BadInputError(
-                f"the TFLite converter could not make the {kind} model: {detail[-1] if detail else exc!r}",
+                f"the TFLite converter could not make the {kind} model: {describe_exception(exc, last_line=True)}",
                 fix="an op with no int8 kernel must change in the model; the converter's output is in build.log",
             ) from None
 

@@ -29,15 +29,31 @@ def keras_model_path(digits_dir: Path, tmp_path_factory: pytest.TempPathFactory)
     return digits_keras.train(tmp_path_factory.mktemp("models") / "digits_cnn.keras", digits_dir)
 
 
-@pytest.fixture(scope="session")
-def base_recipe(digits_dir: Path, keras_model_path: Path) -> dict[str, Any]:
-    """The shipped recipe pointed at the session's data and model, with short latency runs."""
-    recipe = yaml.safe_load(SHIPPED_RECIPE.read_text())
-    recipe["source"]["path"] = str(keras_model_path)
+def _shipped_recipe(name: str, digits_dir: Path, runs: int = 10) -> dict[str, Any]:
+    """A shipped digits recipe pointed at the session's data, with short latency runs and no output section."""
+    recipe = yaml.safe_load((REPO / "recipes" / name).read_text())
     recipe["calibration"]["data"]["path"] = str(digits_dir / "calibration.npz")
     recipe["verify"]["data"]["path"] = str(digits_dir / "eval.npz")
-    recipe["verify"]["latency"] = {"warmup": 2, "runs": 20}
-    del recipe["output"]
+    recipe["verify"]["latency"] = {"warmup": 2, "runs": runs}
+    recipe.pop("output", None)
+    return recipe
+
+
+def build_recipe(recipe: dict[str, Any], folder: Path):
+    """Write `recipe` into `folder` and build it there (into `folder/build`): a real `ckit build`."""
+    from compiler_kit.pipeline import build
+    from compiler_kit.recipe import load_recipe
+
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump({**recipe, "output": {"dir": str(folder / "build")}}, sort_keys=False))
+    return build(load_recipe(path), path, progress=lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def base_recipe(digits_dir: Path, keras_model_path: Path) -> dict[str, Any]:
+    """The shipped Keras recipe pointed at the session's data and model."""
+    recipe = _shipped_recipe(SHIPPED_RECIPE.name, digits_dir, runs=20)
+    recipe["source"]["path"] = str(keras_model_path)
     return recipe
 
 
@@ -63,10 +79,44 @@ def write_recipe(base_recipe: dict[str, Any], tmp_path: Path) -> WriteRecipe:
 @pytest.fixture(scope="session")
 def built(base_recipe: dict[str, Any], tmp_path_factory: pytest.TempPathFactory):
     """One real build of the digits recipe, shared by every test that only reads its results."""
-    from compiler_kit.pipeline import build
-    from compiler_kit.recipe import load_recipe
+    return build_recipe(base_recipe, tmp_path_factory.mktemp("built"))
 
-    folder = tmp_path_factory.mktemp("built")
-    path = folder / "recipe.yaml"
-    path.write_text(yaml.safe_dump({**base_recipe, "output": {"dir": str(folder / "build")}}, sort_keys=False))
-    return build(load_recipe(path), path, progress=lambda _: None)
+
+# --- PyTorch and ONNX sources: the digits CNN trained once per session (recipes/models/digits_torch.py) ---
+
+TORCH_ENTRY_POINT = "recipes.models.digits_torch:build_model"  # importable from the repo root, pytest's cwd
+
+
+@pytest.fixture(scope="session")
+def torch_models(digits_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """{"weights": the trained state_dict (.pt), "onnx": the same model exported with a dynamic batch}."""
+    from recipes.models import digits_torch
+
+    return digits_torch.train(tmp_path_factory.mktemp("torch_models"), digits_dir)
+
+
+@pytest.fixture(scope="session")
+def torch_recipe(digits_dir: Path, torch_models: dict[str, Path]) -> dict[str, Any]:
+    """recipes/digits_torch.yaml pointed at the session's data and weights (no output section)."""
+    recipe = _shipped_recipe("digits_torch.yaml", digits_dir)
+    recipe["source"]["entry_point"] = TORCH_ENTRY_POINT
+    recipe["source"]["weights"] = str(torch_models["weights"])
+    return recipe
+
+
+@pytest.fixture(scope="session")
+def onnx_recipe(digits_dir: Path, torch_models: dict[str, Path]) -> dict[str, Any]:
+    """recipes/digits_onnx.yaml pointed at the session's data and ONNX file (no output section)."""
+    recipe = _shipped_recipe("digits_onnx.yaml", digits_dir)
+    recipe["source"]["path"] = str(torch_models["onnx"])
+    return recipe
+
+
+@pytest.fixture(scope="session")
+def digits_onnx_float(torch_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    """The session's digits.onnx converted once by the ONNX frontend (NCHW [1, 1, 16, 16] -> NHWC SavedModel)."""
+    from compiler_kit.frontends.onnx import convert_onnx
+    from compiler_kit.recipe import InputSpec
+
+    image = InputSpec(name="image", shape=[1, 1, 16, 16], layout="NCHW")
+    return convert_onnx(torch_models["onnx"], [image], tmp_path_factory.mktemp("digits_onnx_float"))

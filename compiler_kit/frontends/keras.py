@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from compiler_kit import lazy
-from compiler_kit.errors import BadInputError
+from compiler_kit.errors import BadInputError, describe_exception
 from compiler_kit.frontends.base import SAVED_MODEL, FloatModel
 from compiler_kit.recipe import InputSpec, Source
 
@@ -34,9 +34,8 @@ def load_keras_model(path: Path) -> Any:
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types (ValueError, OSError, BadZipFile, KeyError...)
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadInputError(
-            f"not a readable Keras model ({type(exc).__name__}: {reason[:300]})",
+            f"not a readable Keras model ({describe_exception(exc)})",
             path=path,
             fix="check the file is complete and was written by model.save() with Keras 3 or as .h5",
         ) from None

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from compiler_kit import lazy
-from compiler_kit.errors import BadInputError
+from compiler_kit.errors import BadInputError, describe_exception, strip_ansi
 from compiler_kit.frontends.base import SAVED_MODEL, FloatModel, layout_perm
 from compiler_kit.recipe import InputSpec, Source
 
@@ -31,7 +31,6 @@ TIMEOUT_S = 1800
 # its layout change) and downloads it when absent, even without quantization. We never use onnx2tf's own int8
 # path, so its values do not matter: zeros of the right shape keep the conversion offline.
 _OFFLINE_SAMPLE = ("calibration_image_sample_data_20x128x128x3_float32.npy", (20, 128, 128, 3))
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def load_onnx(path: Path) -> Any:
@@ -44,9 +43,8 @@ def load_onnx(path: Path) -> Any:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
     except Exception as exc:  # protobuf DecodeError, onnx ValidationError, OSError...
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise BadInputError(
-            f"not a valid ONNX model ({type(exc).__name__}: {reason[:300]})",
+            f"not a valid ONNX model ({describe_exception(exc)})",
             path=path,
             fix="check the file is complete; re-export it with torch.onnx.export or your framework's exporter",
         ) from None
@@ -130,7 +128,7 @@ def _run_onnx2tf(static_onnx: Path, out_dir: Path, model: Any) -> None:
             done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
         except subprocess.TimeoutExpired:
             raise BadInputError(f"onnx2tf did not finish within {TIMEOUT_S} s", path=static_onnx) from None
-        log = _ANSI.sub("", done.stdout + done.stderr)
+        log = strip_ansi(done.stdout + done.stderr)
         (out_dir / ONNX2TF_LOG).write_text(log)
         saved = Path(work) / "out"
         if done.returncode != 0 or not (saved / "saved_model.pb").exists():

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from compiler_kit.errors import BadInputError
+from compiler_kit.errors import BadInputError, describe_exception
 from compiler_kit.frontends.base import FloatModel
 from compiler_kit.frontends.onnx import convert_onnx
 from compiler_kit.recipe import InputSpec, Source
@@ -77,7 +77,9 @@ def _safe_load(path: Path) -> Any:
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        if "Unsupported operand" in str(exc):  # bytes that are no pickle opcode: not a pickle at all (e.g. ONNX)
+            raise BadInputError("not a readable PyTorch file (not a zip archive or a pickle)", path=path) from None
         raise BadInputError(
             "loading this file would need unsafe unpickling (it holds Python objects, e.g. a whole pickled module)",
             path=path,
@@ -122,7 +124,7 @@ def load_torch_file(path: Path) -> Any:
         if path.suffix != ".pt2":
             _safe_load(path)  # a pickle raises the unsafe-unpickling error here
         raise BadInputError(
-            f"not a TorchScript file or ExportedProgram ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+            f"not a TorchScript file or ExportedProgram ({describe_exception(exc)})",
             path=path,
             fix="save with torch.jit.save / torch.export.save, or use source.entry_point (+ weights)",
         ) from None
@@ -146,10 +148,9 @@ def export_onnx(model: Any, inputs: list[InputSpec], path: Path, log_path: Path)
                 external_data=False,  # one self-contained file; edge models are far below protobuf's 2 GB
             )
     except Exception as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        cause = exc.__cause__ or exc  # the dynamo exporter wraps the model's own error in a generic preamble
         raise BadInputError(
-            f"the model does not run on inputs of shape {[spec.shape for spec in inputs]}: "
-            f"{type(exc).__name__}: {reason[:300]}",
+            f"the model does not run on inputs of shape {[spec.shape for spec in inputs]}: {describe_exception(cause)}",
             fix="give inputs[].shape in the model's own layout (NCHW for most torch models), batch 1",
         ) from None
     finally:

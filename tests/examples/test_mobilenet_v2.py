@@ -12,7 +12,7 @@ import yaml
 
 from calibration import photos
 from recipes.models import mobilenet_v2
-from tests.conftest import REPO
+from tests.conftest import REPO, build_recipe
 
 RECIPE = REPO / "recipes" / "mobilenet_v2.yaml"
 
@@ -26,9 +26,6 @@ def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def mobilenet_build(photo_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    from compiler_kit.pipeline import build
-    from compiler_kit.recipe import load_recipe
-
     folder = tmp_path_factory.mktemp("mobilenet")
     recipe = yaml.safe_load(RECIPE.read_text())
     recipe["source"]["entry_point"] = "recipes.models.mobilenet_v2:build_model"
@@ -38,10 +35,7 @@ def mobilenet_build(photo_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     recipe["verify"]["data"]["path"] = str(photo_dir / "eval")
     recipe["verify"]["num_samples"] = 8
     recipe["verify"]["latency"] = {"warmup": 2, "runs": 5}
-    recipe["output"] = {"dir": str(folder / "build")}
-    path = folder / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    return build(load_recipe(path), path, progress=lambda _: None)
+    return build_recipe(recipe, folder)
 
 
 def test_photo_parts_come_from_different_pictures(photo_dir: Path) -> None:

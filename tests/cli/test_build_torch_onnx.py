@@ -1,0 +1,167 @@
+"""`ckit build` of the PyTorch and ONNX digits recipes end to end, and their bad inputs: exit 2, one message."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.cli.test_build import assert_bad_input, ckit
+
+CONVERSION_STEPS = [("source", "onnx"), ("onnx", "tflite-float"), ("source", "tflite-float")]
+
+
+def _write(recipe: dict[str, Any], folder: Path, edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    recipe = copy.deepcopy(recipe)
+    recipe["output"] = {"dir": str(folder / "build")}
+    if edit:
+        edit(recipe)
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def _report(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "build" / "report.json").read_text())
+
+
+def _no_artifacts_left(folder: Path) -> None:
+    build = folder / "build"
+    left = [p.name for p in build.iterdir()] if build.exists() else []
+    assert not [name for name in left if name.endswith((".tflite", ".tmp")) or "saved_model" in name], left
+
+
+def test_the_torch_recipe_builds_and_reports_every_step(torch_recipe: dict[str, Any], tmp_path: Path) -> None:
+    result = ckit("build", str(_write(torch_recipe, tmp_path)))
+    assert result.exit_code == 0, result.output
+    report = _report(tmp_path)
+
+    pairs = [(c["reference"], c["candidate"]) for c in report["comparisons"]]
+    assert pairs == [
+        ("source", "onnx"),
+        ("onnx", "tflite-float"),
+        ("source", "tflite-float"),
+        ("tflite-float", "tflite-int8"),
+        ("source", "tflite-int8"),
+    ]
+    metrics = {(c["reference"], c["candidate"]): c["metrics"] for c in report["comparisons"]}
+    for step in CONVERSION_STEPS:
+        assert metrics[step]["cosine"] >= 0.9999, (step, metrics[step])
+    int8 = metrics[("source", "tflite-int8")]
+    assert abs(int8["accuracy_candidate"] - int8["accuracy_reference"]) * 100 <= 1.0, int8
+    assert int8["accuracy_reference"] > 0.8  # the session's torch model really is trained
+
+    assert list(report["runners"]) == ["source", "onnx", "tflite-float", "tflite-int8"]
+    assert report["runners"]["source"]["runtime"] == "torch"
+    assert report["runners"]["onnx"]["runtime"] == "onnxruntime"
+    assert "onnx" in report["artifacts"]
+    assert report["layout"]["inputs"]["image"] == [0, 2, 3, 1]
+    assert report["source"]["entry_point"] == torch_recipe["source"]["entry_point"]
+    assert (tmp_path / "build" / "float_model" / "model.onnx").is_file()
+
+
+def test_the_onnx_recipe_builds(onnx_recipe: dict[str, Any], tmp_path: Path) -> None:
+    result = ckit("build", str(_write(onnx_recipe, tmp_path)))
+    assert result.exit_code == 0, result.output
+    report = _report(tmp_path)
+    assert list(report["runners"]) == ["source", "tflite-float", "tflite-int8"]
+    assert report["runners"]["source"]["runtime"] == "onnxruntime"
+    assert "onnx" not in report["artifacts"]
+    assert report["layout"]["inputs"]["image"] == [0, 2, 3, 1]
+    metrics = {(c["reference"], c["candidate"]): c["metrics"] for c in report["comparisons"]}
+    assert metrics[("source", "tflite-float")]["cosine"] >= 0.9999
+
+
+# --- bad input: every case stops before onnx2tf runs ---
+
+
+def test_a_truncated_onnx_file(onnx_recipe: dict[str, Any], torch_models: dict[str, Path], tmp_path: Path) -> None:
+    real = torch_models["onnx"].read_bytes()
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(real[: len(real) // 2])
+
+    def truncated(recipe: dict[str, Any]) -> None:
+        recipe["source"]["path"] = str(cut)
+
+    assert_bad_input(ckit("build", str(_write(onnx_recipe, tmp_path, truncated))), str(cut), "not a valid ONNX model")
+    _no_artifacts_left(tmp_path)
+
+
+def test_an_entry_point_that_does_not_import(torch_recipe: dict[str, Any], tmp_path: Path) -> None:
+    def missing(recipe: dict[str, Any]) -> None:
+        recipe["source"]["entry_point"] = "no_such_package.models:build_model"
+
+    result = ckit("build", str(_write(torch_recipe, tmp_path, missing)))
+    assert_bad_input(result, "entry point 'no_such_package.models:build_model' failed", "ModuleNotFoundError")
+    _no_artifacts_left(tmp_path)
+
+
+def _with_weights(path: Path) -> Callable[[dict[str, Any]], None]:
+    def edit(recipe: dict[str, Any]) -> None:
+        recipe["source"]["weights"] = str(path)
+
+    return edit
+
+
+def test_weights_that_do_not_match(torch_recipe: dict[str, Any], tmp_path: Path) -> None:
+    import torch
+
+    from recipes.models.digits_torch import DigitsNet
+
+    state = DigitsNet().state_dict()
+    del state["features.3.weight"]
+    weights = tmp_path / "partial.pt"
+    torch.save(state, weights)
+    result = ckit("build", str(_write(torch_recipe, tmp_path, _with_weights(weights))))
+    assert_bad_input(result, str(weights), "the weights do not match the module: key 'features.3.weight' is missing")
+    _no_artifacts_left(tmp_path)
+
+
+def test_a_pickled_module(torch_recipe: dict[str, Any], tmp_path: Path) -> None:
+    import torch
+
+    from recipes.models.digits_torch import DigitsNet
+
+    pickled = tmp_path / "whole_model.pt"
+    torch.save(DigitsNet(), pickled)
+    result = ckit("build", str(_write(torch_recipe, tmp_path, _with_weights(pickled))))
+    assert_bad_input(result, str(pickled), "unsafe unpickling")
+    _no_artifacts_left(tmp_path)
+
+
+def test_an_input_rank_the_onnx_model_does_not_have(
+    onnx_recipe: dict[str, Any], digits_dir: Path, tmp_path: Path
+) -> None:
+    """3-D data and a 3-D recipe shape pass the data checks; the 4-D ONNX model then refuses the rank."""
+    paths = {}
+    for split in ("calibration", "eval"):
+        with np.load(digits_dir / f"{split}.npz") as data:
+            paths[split] = tmp_path / f"{split}_3d.npz"
+            np.savez(paths[split], x=data["x"][..., 0], y=data["y"])
+
+    def three_d(recipe: dict[str, Any]) -> None:
+        recipe["inputs"][0] = {"name": "image", "shape": [1, 16, 16]}
+        for role, split in (("calibration", "calibration"), ("verify", "eval")):
+            recipe[role]["data"]["path"] = str(paths[split])
+            recipe[role]["data"].pop("layout", None)
+
+    result = ckit("build", str(_write(onnx_recipe, tmp_path, three_d)))
+    assert_bad_input(result, "input 'image' has rank 4", "gives rank 3 [1, 16, 16]", onnx_recipe["source"]["path"])
+    _no_artifacts_left(tmp_path)
+
+
+@pytest.mark.parametrize("framework", ["torch", "onnx"])
+def test_a_missing_model_file(torch_recipe, onnx_recipe, tmp_path: Path, framework: str) -> None:
+    absent = tmp_path / ("absent.pt" if framework == "torch" else "absent.onnx")
+
+    def edit(recipe: dict[str, Any]) -> None:
+        recipe["source"]["weights" if framework == "torch" else "path"] = str(absent)
+
+    result = ckit("build", str(_write(torch_recipe if framework == "torch" else onnx_recipe, tmp_path, edit)))
+    assert_bad_input(result, str(absent), "file not found")

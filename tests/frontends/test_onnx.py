@@ -1,0 +1,161 @@
+"""The ONNX frontend: reading and checking the file, fixing dynamic shapes from the recipe, and onnx2tf (NCHW ->
+NHWC, offline, an unconvertible op named)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compiler_kit.errors import BadInputError
+from compiler_kit.frontends.base import FloatModel, layout_perm
+from compiler_kit.frontends.onnx import STATIC_ONNX, convert_onnx, dims, fix_input_shapes, graph_inputs, load_onnx
+from compiler_kit.recipe import InputSpec
+
+IMAGE = InputSpec(name="image", shape=[1, 1, 16, 16], layout="NCHW")
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d, real: _write(d / "cut.onnx", real.read_bytes()[: real.stat().st_size // 2]), "not a valid ONNX"),
+        (lambda d, real: _write(d / "text.onnx", b"name: not a model\n" * 4), "not a valid ONNX"),
+        (lambda d, real: _write(d / "empty.onnx", b""), "not a valid ONNX"),
+        (lambda d, real: d / "absent.onnx", "model file not found"),
+    ],
+    ids=["truncated", "text", "empty", "missing"],
+)
+def test_a_bad_file_is_bad_input_naming_the_path(torch_models, tmp_path: Path, make, message) -> None:
+    path = make(tmp_path, torch_models["onnx"])
+    with pytest.raises(BadInputError, match=message) as raised:
+        load_onnx(path)
+    assert raised.value.exit_code == 2
+    assert str(path) in str(raised.value)
+
+
+def test_the_dynamic_batch_is_fixed_from_the_recipe(torch_models) -> None:
+    model = load_onnx(torch_models["onnx"])
+    (value,) = graph_inputs(model)
+    assert not isinstance(dims(value)[0], int)  # the exported batch is dynamic
+    fix_input_shapes(model, [IMAGE], torch_models["onnx"])
+    assert dims(graph_inputs(model)[0]) == [1, 1, 16, 16]
+
+
+def test_a_rank_mismatch_names_the_input_and_both_ranks(torch_models) -> None:
+    model = load_onnx(torch_models["onnx"])
+    flat = InputSpec(name="pixels", shape=[1, 256])
+    with pytest.raises(BadInputError, match=r"input 'image' has rank 4 .*'pixels' gives rank 2 \[1, 256\]") as raised:
+        fix_input_shapes(model, [flat], torch_models["onnx"])
+    assert raised.value.exit_code == 2 and str(torch_models["onnx"]) in str(raised.value)
+
+
+def test_a_fixed_dimension_contradicting_the_recipe_names_axis_and_values(torch_models) -> None:
+    model = load_onnx(torch_models["onnx"])
+    nhwc = InputSpec(name="image", shape=[1, 16, 16, 1], layout="NHWC")
+    with pytest.raises(BadInputError) as raised:
+        fix_input_shapes(model, [nhwc], torch_models["onnx"])
+    message = str(raised.value)
+    assert "input 'image' dimension 1 is 1 in the model but 16 in the recipe" in message
+    assert "1, 16, 16]" in message and "recipe [1, 16, 16, 1] NHWC" in message  # model and recipe shapes
+
+
+def test_a_different_number_of_inputs_is_refused(torch_models) -> None:
+    model = load_onnx(torch_models["onnx"])
+    with pytest.raises(BadInputError, match="the model has 1 inputs, the recipe describes 2"):
+        fix_input_shapes(model, [IMAGE, InputSpec(name="extra", shape=[1, 4])], torch_models["onnx"])
+
+
+def test_layout_perm() -> None:
+    assert layout_perm([1, 1, 16, 16], [1, 1, 16, 16]) is None
+    assert layout_perm([1, 3, 32, 24], [1, 32, 24, 3]) == (0, 2, 3, 1)
+    assert layout_perm([1, 4, 10], [1, 10, 4]) == (0, 2, 1)
+    with pytest.raises(AssertionError, match="cannot map shape"):
+        layout_perm([1, 3, 32, 24], [1, 24, 32, 3])  # not a channels-first -> channels-last move
+    with pytest.raises(AssertionError):
+        layout_perm([1, 8], [1, 4])
+
+
+def test_the_digits_model_converts_to_an_nhwc_saved_model(digits_onnx_float: FloatModel, torch_models) -> None:
+    import onnx
+
+    assert (digits_onnx_float.saved_model_dir / "saved_model.pb").is_file()
+    assert digits_onnx_float.input_perms == [(0, 2, 3, 1)]
+    assert digits_onnx_float.output_perms == [None]  # (1, 10) logits need no permutation
+    static = onnx.load(str(digits_onnx_float.root / STATIC_ONNX))
+    assert dims(graph_inputs(static)[0]) == [1, 1, 16, 16]
+    assert not isinstance(dims(graph_inputs(onnx.load(str(torch_models["onnx"])))[0])[0], int)  # source untouched
+
+
+def test_the_saved_model_computes_what_the_onnx_model_does(digits_onnx_float: FloatModel, torch_models) -> None:
+    import onnxruntime
+    import tensorflow as tf
+
+    x = np.random.default_rng(0).random((1, 1, 16, 16), dtype=np.float32)
+    session = onnxruntime.InferenceSession(str(torch_models["onnx"]), providers=["CPUExecutionProvider"])
+    (expected,) = session.run(None, {"image": x})
+    served = tf.saved_model.load(str(digits_onnx_float.saved_model_dir)).signatures[digits_onnx_float.signature_key]
+    (name,) = served.structured_input_signature[1]
+    (got,) = served(**{name: tf.constant(digits_onnx_float.to_model_layout(x))}).values()
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-4)
+
+
+def _fancy_model(path: Path) -> Path:
+    """One node of an op nobody implements, in a custom domain: onnx.checker accepts it, onnx2tf cannot."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("FancyOp", ["x"], ["y"], name="fancy_1", domain="com.example")
+    graph = helper.make_graph(
+        [node],
+        "fancy",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_an_op_onnx2tf_cannot_convert_is_named_with_its_node(tmp_path: Path) -> None:
+    model = _fancy_model(tmp_path / "fancy.onnx")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(BadInputError, match=r"onnx2tf cannot convert the model: op FancyOp \(node fancy_1\)") as raised:
+        convert_onnx(model, [InputSpec(name="x", shape=[1, 8])], out)
+    assert raised.value.exit_code == 2
+    assert (out / "onnx2tf.log").is_file() and not (out / "saved_model").exists()
+
+
+def test_conversion_never_touches_the_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnx2tf 1.29.24 downloads a sample file when every input is 4-D with 3 channels; the frontend provides it.
+
+    Every proxy points at a closed port, so any download attempt fails the conversion."""
+    import torch
+
+    for variable in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    path = tmp_path / "rgb.onnx"
+    torch.manual_seed(0)
+    torch.onnx.export(
+        torch.nn.Conv2d(3, 4, 3).eval(),
+        (torch.zeros(1, 3, 32, 32),),
+        str(path),
+        input_names=["image"],
+        dynamo=True,
+        external_data=False,
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    rgb = InputSpec(name="image", shape=[1, 3, 32, 32], layout="NCHW")
+    float_model = convert_onnx(path, [rgb], out)
+    assert (float_model.saved_model_dir / "saved_model.pb").is_file()
+    assert float_model.input_perms == [(0, 2, 3, 1)] and float_model.output_perms == [(0, 2, 3, 1)]
