@@ -1,0 +1,1 @@
+"""The Edge TPU stage: the compiler's output parsed, its verdict predicted when it is absent."""

@@ -1,0 +1,29 @@
+"""The Edge TPU compiler's own words for what happened to each op (its .log's Status column, compiler 14-16).
+
+The static analysis speaks in these words too, so a predicted verdict and a real one read the same.
+"""
+
+MAPPED = "Mapped to Edge TPU"
+MORE_THAN_ONE_SUBGRAPH = "More than one subgraph is not supported"
+UNSPECIFIED_LIMITATION = "Operation is otherwise supported, but not mapped due to some unspecified limitation"
+NOT_SUPPORTED = "Operation not supported"
+VERSION_NOT_SUPPORTED = "Operation version not supported"
+UNSUPPORTED_DATA_TYPE = "Operation is working on an unsupported data type"
+UNSUPPORTED_RANK = "Tensor has unsupported rank (up to 3 innermost dimensions mapped)"
+NOT_CONSTANT = "Filter, bias, or other param is not constant at compile-time"
+
+ALL = (
+    MAPPED,
+    MORE_THAN_ONE_SUBGRAPH,
+    UNSPECIFIED_LIMITATION,
+    NOT_SUPPORTED,
+    VERSION_NOT_SUPPORTED,
+    UNSUPPORTED_DATA_TYPE,
+    UNSUPPORTED_RANK,
+    NOT_CONSTANT,
+)
+
+# On-chip parameter cache of the Edge TPU: parameters beyond it stream from host memory on every inference.
+ON_CHIP_CACHE_BYTES = 8 * 1024 * 1024
+# Peak throughput: 4 TOPS, i.e. 2e12 multiply-accumulates per second (one MAC = two operations).
+PEAK_MACS_PER_SECOND = 2e12
