@@ -72,6 +72,14 @@ class BuildFolder:
             if tmp.exists():
                 shutil.rmtree(tmp)
 
+    def fresh_dir(self, name: str) -> Path:
+        """An empty folder for a tool that writes its own files (the Edge TPU compiler): last build's is removed."""
+        path = self.path(name)
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir()
+        return path
+
     def describe(self, name: str) -> dict[str, object]:
         """The report's entry for one artifact file."""
         path = self.path(name)

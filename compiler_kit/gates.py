@@ -1,7 +1,8 @@
 """Gates: the recipe's limits, checked against the report's numbers. A failed gate makes `ckit build` exit 3.
 
-A drift gate is named `max_<metric>` or `min_<metric>` after a registered metric (compare/metrics.py) and
-judges the comparison source -> tflite-int8; `max_latency_p50_ms` judges each named runner's median latency.
+A gate is named `max_<name>` or `min_<name>` after what it judges: a registered metric (compare/metrics.py) of the
+comparison source -> tflite-int8, or an Edge TPU figure (`ops_on_edgetpu_fraction`, `off_chip_bytes`);
+`max_latency_p50_ms` judges each named runner's median latency.
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ def _judge(name: str, bound: str, threshold: float, value: float | None) -> Gate
     return GateResult(name, threshold, value, passed)
 
 
-def evaluate(gates: Gates, drift: dict[str, float | None], latency_p50_ms: dict[str, float]) -> list[GateResult]:
-    """`drift`: the metrics of source -> tflite-int8; `latency_p50_ms`: median latency by runner."""
+def evaluate(gates: Gates, measured: dict[str, float | None], latency_p50_ms: dict[str, float]) -> list[GateResult]:
+    """`measured`: the metrics of source -> tflite-int8 and the Edge TPU figures (ops_on_edgetpu_fraction,
+    off_chip_bytes); `latency_p50_ms`: median latency by runner."""
     results = []
     for field, threshold in gates.model_dump(exclude={"max_latency_p50_ms"}).items():
         if threshold is not None:
             bound, metric = field.split("_", 1)
-            results.append(_judge(field, bound, threshold, drift.get(metric)))
+            results.append(_judge(field, bound, threshold, measured.get(metric)))
     for runner, threshold in gates.max_latency_p50_ms.items():
         results.append(_judge(f"max_latency_p50_ms[{runner}]", "max", threshold, latency_p50_ms.get(runner)))
     return results

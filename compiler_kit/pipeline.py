@@ -23,17 +23,18 @@ from compiler_kit.artifacts import BuildFolder, sha256_file
 from compiler_kit.bench import LatencyStats, measure_latency
 from compiler_kit.compare import compare
 from compiler_kit.data import Dataset, open_dataset
+from compiler_kit.edgetpu.stage import EdgeTpuOutcome, require_compiler, run_edgetpu_stage
 from compiler_kit.errors import BadInputError
 from compiler_kit.frontends import FloatModel, frontend_for
-from compiler_kit.gates import DRIFT_CANDIDATE, DRIFT_REFERENCE, evaluate, needs_labels
+from compiler_kit.gates import DRIFT_CANDIDATE, DRIFT_REFERENCE, GateResult, evaluate, needs_labels
 from compiler_kit.quantize import Int8Quantizer
 from compiler_kit.recipe import Recipe, Source
 from compiler_kit.report import build_report, leak_findings, write_reports
-from compiler_kit.runners import SOURCE_RUNNERS, LiteRtRunner, OnnxRuntimeRunner, Runner
+from compiler_kit.runners import SOURCE_RUNNERS, EdgeTpuRunner, LiteRtRunner, OnnxRuntimeRunner, Runner
 
 FLOAT_TFLITE, INT8_TFLITE, BUILD_LOG = "model_float.tflite", "model_int8.tflite", "build.log"
-STAGES = ("data", "convert", "quantize", "verify", "latency", "report")
-FLOAT_MODEL = "float_model"
+STAGES = ("data", "convert", "quantize", "edgetpu", "verify", "latency", "report")
+FLOAT_MODEL, EDGETPU = "float_model", "edgetpu"
 
 Progress = Callable[[str], None]
 
@@ -72,9 +73,24 @@ class _Stages:
         self.progress(f"[{number}/{len(STAGES)}] {name} done in {self.seconds[name]:.1f} s")
 
 
+@dataclass
+class _Build:
+    """What the stages have produced so far, for the report."""
+
+    recipe: Recipe
+    recipe_path: Path
+    folder: BuildFolder
+    calibration: Dataset
+    verify: Dataset
+    float_model: FloatModel
+    edgetpu: EdgeTpuOutcome
+    runners: list[Runner]
+
+
 def build(recipe: Recipe, recipe_path: Path, out_dir: Path | None = None, progress: Progress = print) -> BuildResult:
     folder = BuildFolder(out_dir or recipe.build_dir(recipe_path))
     folder.ensure_writable()
+    compiler = require_compiler(recipe.edgetpu)  # `required` and absent: exit 4 before any work
     folder.path(BUILD_LOG).unlink(missing_ok=True)
     stage = _Stages(progress, folder.path(BUILD_LOG))
     with stage("data", "open and check calibration and verification samples"):
@@ -84,14 +100,17 @@ def build(recipe: Recipe, recipe_path: Path, out_dir: Path | None = None, progre
         float_model = convert(recipe, folder)
     with stage("quantize", f"float and int8 TFLite from {len(calibration)} calibration samples"):
         quantize(recipe, float_model, calibration, folder)
-    runners = make_runners(recipe, folder, float_model)
+    with stage("edgetpu", f"compile with {compiler}" if compiler else "predict (static analysis)"):
+        edgetpu = run_edgetpu_stage(recipe.edgetpu, compiler, folder.path(INT8_TFLITE), folder.fresh_dir(EDGETPU))
+    runners = make_runners(recipe, folder, float_model, edgetpu)
     with stage("verify", f"{len(runners)} runners on {len(verify)} samples"):
         outputs, first_ms = run_all(runners, verify, recipe.inputs[0].name)
     with stage("latency", f"{recipe.verify.latency.warmup} warm-up + {recipe.verify.latency.runs} timed runs"):
         latency = measure_all(runners, verify, recipe, first_ms)
     with stage("report"):
+        done = _Build(recipe, recipe_path, folder, calibration, verify, float_model, edgetpu, runners)
         comparisons = compare_stages(outputs, [runner.name for runner in runners], verify.labels)
-        report = _report(recipe, recipe_path, folder, runners, comparisons, latency, calibration, verify, float_model)
+        report = _report(done, comparisons, latency)
         report["findings"] += leak_findings(shared, len(verify))
     report["stage_seconds"] = dict(stage.seconds)
     write_reports(report, folder)
@@ -115,36 +134,40 @@ def compare_stages(outputs: dict[str, np.ndarray], chain: list[str], labels: np.
     ]
 
 
-def _report(
-    recipe: Recipe,
-    recipe_path: Path,
-    folder: BuildFolder,
-    runners: list[Runner],
-    comparisons: list[dict[str, Any]],
-    latency: dict[str, LatencyStats],
-    calibration: Dataset,
-    verify: Dataset,
-    float_model: FloatModel,
-) -> dict[str, Any]:
+def _gates(done: _Build, comparisons: list[dict[str, Any]], latency: dict[str, LatencyStats]) -> list[GateResult]:
     drift = next(
         c["metrics"] for c in comparisons if (c["reference"], c["candidate"]) == (DRIFT_REFERENCE, DRIFT_CANDIDATE)
     )
-    gates = evaluate(recipe.gates, drift, {name: stats.p50_ms for name, stats in latency.items()})
+    measured = {**drift, **done.edgetpu.gate_values}
+    gates = evaluate(done.recipe.gates, measured, {name: stats.p50_ms for name, stats in latency.items()})
+    if done.edgetpu.section.get("predicted") is False and not done.edgetpu.section["compiled"]:
+        gates.append(GateResult("edgetpu_compiled", 1.0, 0.0, False))  # the compiler ran and refused the model
+    return gates
+
+
+def _report(done: _Build, comparisons: list[dict[str, Any]], latency: dict[str, LatencyStats]) -> dict[str, Any]:
+    folder, recipe = done.folder, done.recipe
     return build_report(
         recipe=recipe,
-        recipe_path=recipe_path,
+        recipe_path=done.recipe_path,
         artifacts={
             "float_tflite": folder.describe(FLOAT_TFLITE),
             "int8_tflite": folder.describe(INT8_TFLITE),
-            **{name: folder.describe(f"{FLOAT_MODEL}/{file}") for name, file in float_model.intermediates.items()},
+            **{name: folder.describe(f"{FLOAT_MODEL}/{file}") for name, file in done.float_model.intermediates.items()},
+            **(
+                {"edgetpu_tflite": folder.describe(f"{EDGETPU}/{compiled.name}")}
+                if (compiled := done.edgetpu.compiled_model)
+                else {}
+            ),
         },
-        runners={runner.name: runner.describe() for runner in runners},
+        runners={runner.name: runner.describe() for runner in done.runners},
         comparisons=comparisons,
         latency={name: stats.as_dict() for name, stats in latency.items()},
-        gates=[gate.as_dict() for gate in gates],
+        gates=[gate.as_dict() for gate in _gates(done, comparisons, latency)],
         model_sha256=model_sha256(recipe.source),
-        datasets={"calibration": calibration.describe(), "verify": verify.describe()},
-        layout=float_model.layout_report(recipe.inputs),
+        datasets={"calibration": done.calibration.describe(), "verify": done.verify.describe()},
+        layout=done.float_model.layout_report(recipe.inputs),
+        edgetpu=done.edgetpu.section,
     )
 
 
@@ -186,8 +209,9 @@ def quantize(recipe: Recipe, float_model: FloatModel, calibration: Dataset, fold
     folder.write_bytes(INT8_TFLITE, int8_bytes)
 
 
-def make_runners(recipe: Recipe, folder: BuildFolder, float_model: FloatModel) -> list[Runner]:
-    """The stage chain, in order: source, any intermediate model (torch's exported ONNX), float and int8 TFLite."""
+def make_runners(recipe: Recipe, folder: BuildFolder, float_model: FloatModel, edgetpu: EdgeTpuOutcome) -> list[Runner]:
+    """The stage chain, in order: source, any intermediate model (torch's exported ONNX), float and int8 TFLite,
+    and the compiled model on an Edge TPU when one is here."""
     threads, perms = recipe.verify.threads, (float_model.input_perms, float_model.output_perms)
     intermediates = [
         OnnxRuntimeRunner(name, float_model.root / file, threads) for name, file in float_model.intermediates.items()
@@ -197,6 +221,11 @@ def make_runners(recipe: Recipe, folder: BuildFolder, float_model: FloatModel) -
         *intermediates,
         LiteRtRunner("tflite-float", folder.path(FLOAT_TFLITE), threads, *perms),
         LiteRtRunner("tflite-int8", folder.path(INT8_TFLITE), threads, *perms),
+        *(
+            [EdgeTpuRunner(edgetpu.compiled_model, threads, recipe.edgetpu.device, *perms)]
+            if edgetpu.runnable and edgetpu.compiled_model
+            else []
+        ),
     ]
 
 

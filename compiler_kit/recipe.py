@@ -34,7 +34,7 @@ from pydantic import (
 
 from compiler_kit.errors import BadInputError
 
-RunnerName = Literal["source", "onnx", "tflite-float", "tflite-int8"]
+RunnerName = Literal["source", "onnx", "tflite-float", "tflite-int8", "edgetpu"]
 Layout = Literal["NHWC", "NCHW"]
 IoType = Literal["int8", "uint8", "float32"]
 
@@ -166,6 +166,26 @@ class Verify(_Section):
     latency: Latency = Field(default_factory=Latency)
 
 
+class EdgeTpu(_Section):
+    """The Edge TPU stage. `auto` compiles when edgetpu_compiler is found and otherwise predicts its verdict by
+    static analysis (labelled "predicted"); `required` fails with exit code 4 without a compiler; `off` skips it.
+    The remaining keys are the compiler's own options (edgetpu_compiler 16.0)."""
+
+    compile: Literal["auto", "required", "off"] = Field("auto", description="auto | required | off.")
+    compiler: RecipePath | None = Field(
+        None, description="Path of edgetpu_compiler; default $CKIT_EDGETPU_COMPILER, then PATH."
+    )
+    min_runtime_version: int | None = Field(None, ge=10, le=14, description="-m: oldest runtime to support.")
+    num_segments: PositiveInt | None = Field(None, description="-n: split into segments for pipelining.")
+    search_delegate: bool = Field(False, description="-d: search backwards for a graph that compiles.")
+    delegate_search_step: PositiveInt | None = Field(None, description="-k: step of that search.")
+    intermediate_tensors: list[str] = Field(default_factory=list, description="-i: cut the TPU part at these.")
+    timeout_sec: PositiveInt = Field(180, description="-t: the compiler's timeout; ckit kills it 30 s later.")
+    device: str = Field(
+        "", pattern=r"^(|:\d+|usb(:\d+)?|pci(:\d+)?)$", description="Delegate device: '', ':N', 'usb[:N]', 'pci[:N]'."
+    )
+
+
 class Gates(_Section):
     """Limits a build must meet, else exit code 3. Drift gates judge source -> tflite-int8."""
 
@@ -175,6 +195,12 @@ class Gates(_Section):
     min_cosine: float | None = Field(None, ge=-1, le=1, description="Mean cosine similarity of the outputs.")
     max_latency_p50_ms: dict[RunnerName, PositiveFloat] = Field(
         default_factory=dict, description="Median latency per runner, e.g. {tflite-int8: 5.0}."
+    )
+    min_ops_on_edgetpu_fraction: float | None = Field(
+        None, ge=0, le=1, description="Share of ops mapped to the Edge TPU (compiled, or predicted)."
+    )
+    max_off_chip_bytes: NonNegativeInt | None = Field(
+        None, description="Parameter bytes streamed from host memory per inference (beyond the 8 MB cache)."
     )
 
 
@@ -195,6 +221,7 @@ class Recipe(_Section):
     calibration: Calibration
     quantization: Quantization = Field(default_factory=Quantization)
     verify: Verify
+    edgetpu: EdgeTpu = Field(default_factory=EdgeTpu)
     gates: Gates = Field(default_factory=Gates)
     output: Output = Field(default_factory=Output)
 

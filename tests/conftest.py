@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -120,3 +121,15 @@ def digits_onnx_float(torch_models: dict[str, Path], tmp_path_factory: pytest.Te
 
     image = InputSpec(name="image", shape=[1, 1, 16, 16], layout="NCHW")
     return convert_onnx(torch_models["onnx"], [image], tmp_path_factory.mktemp("digits_onnx_float"))
+
+
+@pytest.fixture
+def fake_compiler(tmp_path: Path) -> Path:
+    """An executable named edgetpu_compiler that runs the TEST DOUBLE tests/edgetpu/fake_edgetpu_compiler.py
+    (the real compiler cannot be installed here); FAKE_EDGETPU_MODE picks its behaviour."""
+    executable = tmp_path / "bin" / "edgetpu_compiler"
+    executable.parent.mkdir()
+    fake = REPO / "tests" / "edgetpu" / "fake_edgetpu_compiler.py"
+    executable.write_text(f'#!/bin/sh\nexec {sys.executable} {fake} "$@"\n')
+    executable.chmod(0o755)
+    return executable

@@ -301,7 +301,7 @@ def test_unknown_runner_in_latency_gate(tmp_path: Path) -> None:
     path = write(tmp_path, RECIPE, ("tflite-int8: 5.0", "tflite-int16: 5.0"))
     message = bad_input(path)
     assert f"{path}:26: gates.max_latency_p50_ms.tflite-int16.[key]:" in message
-    assert "Input should be 'source', 'onnx', 'tflite-float' or 'tflite-int8'" in message
+    assert "Input should be 'source', 'onnx', 'tflite-float', 'tflite-int8' or 'edgetpu'" in message
 
 
 def test_non_positive_latency_limit(tmp_path: Path) -> None:
@@ -321,6 +321,7 @@ def test_json_schema_has_the_top_level_sections() -> None:
         "calibration",
         "quantization",
         "verify",
+        "edgetpu",
         "gates",
         "output",
     }

@@ -6,6 +6,9 @@ import typer
 
 from compiler_kit import __version__
 from compiler_kit.cli.build import build
+from compiler_kit.cli.compile_log import compile_log
+from compiler_kit.cli.doctor import doctor
+from compiler_kit.cli.inspect import inspect_model
 from compiler_kit.cli.schema import schema
 
 app = typer.Typer(
@@ -18,6 +21,9 @@ app = typer.Typer(
 )
 app.command()(build)
 app.command()(schema)
+app.command("compile-log")(compile_log)
+app.command("inspect")(inspect_model)
+app.command()(doctor)
 
 
 def _version(value: bool) -> None:

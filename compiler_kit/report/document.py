@@ -74,6 +74,7 @@ def build_report(
     model_sha256: str,
     datasets: dict[str, Any],
     layout: dict[str, Any],
+    edgetpu: dict[str, Any],
 ) -> dict[str, Any]:
     """The report document; the pipeline adds `stage_seconds` last, once every stage but this one has run."""
     return {
@@ -95,6 +96,7 @@ def build_report(
         "comparisons": comparisons,
         "findings": findings(comparisons),
         "latency": latency,
+        "edgetpu": edgetpu,
         "gates": gates,
         "tools": tool_versions(),
         "inputs": {"model_sha256": model_sha256, "recipe_sha256": recipe.sha256(), "datasets": datasets},

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from compiler_kit.report.tables import Table, artifacts_table, drift_table, gates_table, latency_table
+from compiler_kit.report.tables import (
+    Table,
+    artifacts_table,
+    drift_table,
+    edgetpu_summary,
+    edgetpu_table,
+    gates_table,
+    latency_table,
+)
 
 
 def verdict(report: dict[str, Any]) -> str:
@@ -42,6 +50,14 @@ def _overview(report: dict[str, Any]) -> str:
     )
 
 
+def _markdown_edgetpu(report: dict[str, Any]) -> str:
+    text = "## Edge TPU\n\n" + edgetpu_summary(report)
+    failures = report["edgetpu"].get("failures") or []
+    text += "".join(f"\n- {failure['message']}: {failure['advice']}" for failure in failures)
+    table = edgetpu_table(report)
+    return text + ("\n\n" + _markdown_table(table) if table[1] else "")
+
+
 def markdown(report: dict[str, Any]) -> str:
     gates = report["gates"]
     sections = [
@@ -50,6 +66,7 @@ def markdown(report: dict[str, Any]) -> str:
         "## Accuracy and drift (verification set)\n\n" + _markdown_table(drift_table(report)),
         *(["\n".join(f"- {note}" for note in report["findings"])] if report["findings"] else []),
         "## Latency on this CPU (batch 1)\n\n" + _markdown_table(latency_table(report)),
+        _markdown_edgetpu(report),
         "## Gates\n\n" + (_markdown_table(gates_table(report)) if gates else "No gates in the recipe."),
         "## Artifacts\n\n" + _markdown_table(artifacts_table(report)),
         "<sub>" + " · ".join(f"{k} {v}" for k, v in report["tools"].items()) + "</sub>",
@@ -59,7 +76,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 def terminal_summary(report: dict[str, Any]) -> str:
     parts = [_text_table(drift_table(report)), *(f"note: {note}" for note in report["findings"])]
-    parts += ["", _text_table(latency_table(report))]
+    parts += ["", _text_table(latency_table(report)), "", edgetpu_summary(report)]
     if report["gates"]:
         parts += ["", _text_table(gates_table(report))]
     parts += [f"\n{verdict(report)}: {report['name']}"]

@@ -86,3 +86,44 @@ def artifacts_table(report: dict[str, Any]) -> Table:
         for name, entry in report["artifacts"].items()
     ]
     return ["artifact", "bytes", "sha256", "path"], rows
+
+
+def edgetpu_table(report: dict[str, Any]) -> Table:
+    rows = [
+        [op["operator"], str(op["count"]), op["status"], "yes" if op["mapped"] else "no"]
+        for op in report["edgetpu"].get("ops", [])
+    ]
+    return ["operator", "count", "status", "on Edge TPU"], rows
+
+
+def _bytes(value: int | None) -> str:
+    if value is None:
+        return "n/a"
+    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if value >= size:
+            return f"{value / size:.2f} {unit}"
+    return f"{value} B"
+
+
+def edgetpu_summary(report: dict[str, Any]) -> str:
+    """One sentence: who decided (the compiler, or a prediction), what maps, and the parameter memory."""
+    section = report["edgetpu"]
+    if section.get("mode") == "off":
+        return "Edge TPU stage off (edgetpu.compile: off)."
+    if section["predicted"]:
+        source = "PREDICTED by static analysis (edgetpu_compiler not run)"
+    else:
+        source = f"compiled by edgetpu_compiler {section['compiler']['version']}"
+    on_tpu, on_cpu = section.get("ops_on_edgetpu"), section.get("ops_on_cpu")
+    text = (
+        f"Edge TPU, {source}: {on_tpu} ops on the Edge TPU, {on_cpu} on the CPU, "
+        f"{section.get('edgetpu_subgraphs')} Edge TPU subgraph(s); parameters "
+        f"on-chip {_bytes(section.get('on_chip_bytes'))}, off-chip {_bytes(section.get('off_chip_bytes'))}"
+    )
+    if section.get("ideal_latency_ms") is not None:
+        text += f"; ideal latency floor at 4 TOPS {section['ideal_latency_ms']:.3f} ms"
+    if section.get("problem"):
+        text += f". Problem: {section['problem']}"
+    if runtime := section.get("runtime"):
+        text += f". Runtime: {runtime['reason']}"
+    return text + "."

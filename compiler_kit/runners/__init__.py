@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from compiler_kit.recipe import Source
 from compiler_kit.runners.base import Runner
+from compiler_kit.runners.edgetpu import EdgeTpuRunner
 from compiler_kit.runners.keras import KerasRunner
 from compiler_kit.runners.litert import LiteRtRunner
 from compiler_kit.runners.onnxruntime import OnnxRuntimeRunner
@@ -18,4 +19,12 @@ SOURCE_RUNNERS: dict[str, Callable[[Source, int], Runner]] = {
     "torch": lambda source, threads: TorchRunner("source", source, threads),
 }
 
-__all__ = ["SOURCE_RUNNERS", "KerasRunner", "LiteRtRunner", "OnnxRuntimeRunner", "Runner", "TorchRunner"]
+__all__ = [
+    "SOURCE_RUNNERS",
+    "EdgeTpuRunner",
+    "KerasRunner",
+    "LiteRtRunner",
+    "OnnxRuntimeRunner",
+    "Runner",
+    "TorchRunner",
+]

@@ -53,10 +53,16 @@ class LiteRtRunner(Runner):
 
     def prepare(self) -> None:
         interpreter_class, self.runtime = lazy.litert_interpreter()
-        self.interpreter = interpreter_class(model_path=str(self.model_path), num_threads=self.threads)
+        self.interpreter = interpreter_class(
+            model_path=str(self.model_path), num_threads=self.threads, experimental_delegates=self._delegates() or None
+        )
         self.interpreter.allocate_tensors()
         self.inputs = self.interpreter.get_input_details()
         self.outputs = self.interpreter.get_output_details()
+
+    def _delegates(self) -> list[Any]:
+        """External delegates to run with; none here (the CPU), an accelerator's runner supplies its own."""
+        return []
 
     def infer(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         # Inputs are matched by position: converters rename tensors (e.g. serving_default_image:0).

@@ -32,7 +32,7 @@ def test_build_passes_and_prints_summary(write_recipe: WriteRecipe, tmp_path: Pa
     result = ckit("build", str(write_recipe()))
     assert result.exit_code == 0, result.output
     assert "PASSED" in result.output
-    assert "[6/6] report done" in result.output  # progress per stage
+    assert "[7/7] report done" in result.output  # progress per stage
     report = json.loads((tmp_path / "build" / "report.json").read_text())
     assert report["passed"] is True
     assert (tmp_path / "build" / "report.md").read_text().startswith("# ckit build")
@@ -174,7 +174,7 @@ def test_out_option_and_a_calibration_set_that_leaks_evaluation_samples(write_re
 
     result = ckit("build", str(write_recipe(leak)), "--out", str(tmp_path / "elsewhere"), "--quiet")
     assert result.exit_code == 0, result.output
-    assert "[1/6]" not in result.output
+    assert "[1/7]" not in result.output
     assert "note: 30 of 30 verification samples also appear in the calibration data" in result.output
     report = json.loads((tmp_path / "elsewhere" / "report.json").read_text())
     assert report["gates"] == [] and report["inputs"]["datasets"]["verify"]["samples"] == 30

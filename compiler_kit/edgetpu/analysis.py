@@ -1,0 +1,517 @@
+"""Static Edge TPU compatibility analysis: predict the compiler's verdict from the .tflite alone.
+
+The model is read with LiteRT's generated flatbuffer schema (no TensorFlow import, so it is fast). Each op of the
+main subgraph gets the status the compiler would write in its .log (statuses.py), following Coral's documented
+requirements (see /work/shared/edgetpu/FACTS.md): 8-bit tensors only, static shapes, rank <= 3 beyond size-1
+outer dimensions, the supported-op table and its limits, op versions compiler 16 can parse, constant parameters,
+and ONE Edge TPU subgraph: the first op that cannot be mapped and every op after it run on the CPU.
+
+It is a prediction: the compiler's own limits (large reshapes, precision choices, activation sizes) are not all
+documented, so the real compiler may map less. `as_dict()` uses the keys of the compiler log parser's result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+from compiler_kit.edgetpu.statuses import (
+    MAPPED,
+    MORE_THAN_ONE_SUBGRAPH,
+    NOT_CONSTANT,
+    NOT_SUPPORTED,
+    ON_CHIP_CACHE_BYTES,
+    PEAK_MACS_PER_SECOND,
+    UNSPECIFIED_LIMITATION,
+    UNSUPPORTED_DATA_TYPE,
+    UNSUPPORTED_RANK,
+    VERSION_NOT_SUPPORTED,
+)
+from compiler_kit.errors import BadInputError
+
+
+def _enum_names(enum: type) -> dict[int, str]:
+    return {value: name for name, value in vars(enum).items() if not name.startswith("_") and isinstance(value, int)}
+
+
+OP_NAMES = _enum_names(schema.BuiltinOperator)
+TYPE_NAMES = {value: name.lower() for value, name in _enum_names(schema.TensorType).items()}
+ACTIVATION_NAMES = _enum_names(schema.ActivationFunctionType)
+FILE_IDENTIFIER = b"TFL3"
+EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
+
+EIGHT_BIT = frozenset({"int8", "uint8"})
+# Constant integer inputs that are arguments, not data: biases, shapes, axes, paddings, permutations.
+PARAM_TYPES = frozenset({"int32", "int64"})
+
+# Coral's supported-op table, by TFLite builtin name; False marks its "unverified remainder".
+SUPPORTED_OPS: dict[str, bool] = {
+    **dict.fromkeys((
+        "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "EXPAND_DIMS", "FULLY_CONNECTED",
+        "L2_NORMALIZATION", "LOGISTIC", "LSTM", "UNIDIRECTIONAL_SEQUENCE_LSTM", "MAXIMUM", "MAX_POOL_2D", "MEAN",
+        "MINIMUM", "MUL", "PACK", "PAD", "PRELU", "QUANTIZE", "REDUCE_MAX", "REDUCE_MIN", "RELU", "RELU6",
+        "RELU_N1_TO_1", "RESHAPE", "RESIZE_BILINEAR",
+    ), True),
+    **dict.fromkeys((
+        "RESIZE_NEAREST_NEIGHBOR", "RSQRT", "SLICE", "SOFTMAX", "SPACE_TO_DEPTH", "SPLIT", "SQUEEZE", "STRIDED_SLICE",
+        "SUB", "SUM", "SQUARED_DIFFERENCE", "TANH", "TRANSPOSE", "TRANSPOSE_CONV",
+    ), False),
+}  # fmt: skip
+
+# The newest version of each op that compiler 16's embedded TFLite parses. Source: TFLite's
+# tools/versioning/runtime_version.cc (the TF release that introduced each op version), cut at TF 2.5.0, the
+# low end of the "roughly TF 2.5-2.7" FACTS.md gives for compiler 16; then corrected by observed failures
+# (CONV_2D v6, TRANSPOSE_CONV v3 although runtime_version.cc dates it 2.3, QUANTIZE v3, EXP v2).
+# Conservative (a TF 2.6 version, which compiler 16 may in fact parse): ADD v4, MUL v5, PAD/PADV2 v4,
+# STRIDED_SLICE v6, REDUCE_PROD v2. Ops not listed are not version-checked.
+MAX_VERSIONS: dict[str, int] = {
+    "ADD": 3, "ARG_MAX": 2, "ARG_MIN": 2, "AVERAGE_POOL_2D": 3, "BATCH_MATMUL": 4, "CAST": 1, "CONCATENATION": 3,
+    "CONV_2D": 5, "DEPTHWISE_CONV_2D": 6, "DEQUANTIZE": 4, "DIV": 2, "EXP": 1, "EXPAND_DIMS": 1,
+    "FULLY_CONNECTED": 9, "GATHER": 5, "HARD_SWISH": 1, "L2_NORMALIZATION": 2, "LEAKY_RELU": 2, "LOGISTIC": 3,
+    "LSTM": 4, "MAXIMUM": 4, "MAX_POOL_2D": 3, "MEAN": 3, "MINIMUM": 4, "MUL": 4, "PACK": 3, "PAD": 3, "PADV2": 3,
+    "PRELU": 1, "QUANTIZE": 2, "REDUCE_MAX": 3, "REDUCE_MIN": 3, "REDUCE_PROD": 1, "RELU": 3, "RELU6": 3,
+    "RELU_N1_TO_1": 1, "RESHAPE": 1, "RESIZE_BILINEAR": 4, "RESIZE_NEAREST_NEIGHBOR": 4, "RSQRT": 2, "SLICE": 5,
+    "SOFTMAX": 3, "SPACE_TO_DEPTH": 2, "SPLIT": 4, "SPLIT_V": 2, "SQUARED_DIFFERENCE": 2, "SQUEEZE": 2,
+    "STRIDED_SLICE": 5, "SUB": 5, "SUM": 2, "TANH": 3, "TRANSPOSE": 5, "TRANSPOSE_CONV": 2,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": 3,
+}  # fmt: skip
+
+# Ops whose filter and bias must be constant: (filter input, bias input).
+WEIGHTED_OPS = {"CONV_2D": (1, 2), "DEPTHWISE_CONV_2D": (1, 2), "FULLY_CONNECTED": (1, 2), "TRANSPOSE_CONV": (1, 3)}
+NO_FUSED_ACTIVATION = frozenset({"AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION"})
+REDUCTIONS = frozenset({"MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN"})  # "not over batch"; the axes are input 1
+SOFTMAX_MAX_ELEMENTS = 16_000
+
+
+@dataclass(frozen=True)
+class Tensor:
+    index: int
+    buffer: int
+    name: str
+    dtype: str
+    shape: tuple[int, ...]  # the shape signature when the model has one: -1 is a dynamic dimension
+    constant: bool
+    nbytes: int  # of its constant data
+    values: np.ndarray | None  # raw constant bytes, when stored inside the flatbuffer
+
+    @property
+    def dynamic(self) -> bool:
+        return -1 in self.shape
+
+    def ints(self) -> list[int]:
+        """The values of a constant int32/int64 argument (axes, paddings), or [] when they are not at hand."""
+        if self.values is None or self.dtype not in PARAM_TYPES:
+            return []
+        return [int(v) for v in self.values.view(np.dtype(self.dtype))]
+
+    def describe(self) -> str:
+        return f"{self.dtype}[{','.join(map(str, self.shape))}]"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dtype": self.dtype, "shape": list(self.shape)}
+
+
+@dataclass
+class Op:
+    index: int
+    operator: str
+    version: int
+    inputs: list[Tensor | None]  # None: an omitted optional input (index -1)
+    outputs: list[Tensor]
+    options: Any
+    status: str = MAPPED
+    reason: str = ""
+    macs: int = 0
+
+    @property
+    def mapped(self) -> bool:
+        return self.status == MAPPED
+
+    @property
+    def tensors(self) -> list[Tensor]:
+        return [t for t in self.inputs if t is not None] + self.outputs
+
+    def input(self, position: int) -> Tensor | None:
+        return self.inputs[position] if position < len(self.inputs) else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "operator": self.operator,
+            "version": self.version,
+            "inputs": [t.as_dict() for t in self.inputs if t is not None],
+            "outputs": [t.as_dict() for t in self.outputs],
+            "status": self.status,
+            "mapped": self.mapped,
+            "reason": self.reason,
+            "macs": self.macs,
+        }
+
+
+@dataclass(frozen=True)
+class Failure:
+    kind: str
+    message: str
+    advice: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "message": self.message, "advice": self.advice}
+
+
+@dataclass
+class EdgeTpuPrediction:
+    """The predicted compiler verdict for one model, per op and in total."""
+
+    path: Path
+    per_op: list[Op]
+    failures: list[Failure] = field(default_factory=list)
+    parameter_bytes: int = 0
+    on_chip_bytes: int = 0
+    off_chip_bytes: int = 0
+
+    @property
+    def ops_on_edgetpu(self) -> int:
+        return sum(op.mapped for op in self.per_op)
+
+    @property
+    def ops_on_cpu(self) -> int:
+        return len(self.per_op) - self.ops_on_edgetpu
+
+    @property
+    def edgetpu_subgraphs(self) -> int:
+        return 1 if self.ops_on_edgetpu else 0
+
+    @property
+    def macs(self) -> int:
+        return sum(op.macs for op in self.per_op)
+
+    @property
+    def ideal_latency_ms(self) -> float:
+        return self.macs / PEAK_MACS_PER_SECOND * 1e3
+
+    def op_counts(self) -> list[dict[str, Any]]:
+        """One row per (operator, status), in order of first appearance, like the compiler's .log."""
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        for op in self.per_op:
+            row = rows.setdefault(
+                (op.operator, op.status),
+                {"operator": op.operator, "count": 0, "status": op.status, "mapped": op.mapped},
+            )
+            row["count"] += 1
+        return list(rows.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "compiler_version": None,
+            "ops": self.op_counts(),
+            "edgetpu_subgraphs": self.edgetpu_subgraphs,
+            "ops_on_edgetpu": self.ops_on_edgetpu,
+            "ops_on_cpu": self.ops_on_cpu,
+            "on_chip_bytes": self.on_chip_bytes,
+            "off_chip_bytes": self.off_chip_bytes,
+            "predicted": True,
+            "failures": [f.as_dict() for f in self.failures],
+            "per_op": [op.as_dict() for op in self.per_op],
+            "parameter_bytes": self.parameter_bytes,
+            "macs": self.macs,
+            "ideal_latency_ms": self.ideal_latency_ms,
+        }
+
+
+def analyze(path: Path) -> EdgeTpuPrediction:
+    """Predict the Edge TPU compiler's verdict on a .tflite file; BadInputError (exit 2) if it is not one."""
+    path = Path(path)
+    model = _load(path)
+    ops = _read_ops(model, path)
+    subgraph = model.subgraphs[0]
+    exempt = _io_conversions(ops, set(_indices(subgraph.inputs)), set(_indices(subgraph.outputs)))
+    for op in ops:
+        op.macs = _macs(op)
+        problem = _own_problem(op, exempt)
+        if problem:
+            op.status, op.reason = problem
+        elif not SUPPORTED_OPS[op.operator]:
+            op.reason = "in the unverified part of Coral's supported-op table: the compiler may not map it"
+    cut = _apply_one_subgraph_rule(ops, exempt)
+    prediction = EdgeTpuPrediction(path, ops, _failures(ops, cut))
+    _count_parameters(prediction)
+    return prediction
+
+
+# --- reading ---
+
+
+def _load(path: Path) -> Any:  # -> schema.ModelT
+    if not path.is_file():
+        problem = "not a file" if path.exists() else "model file not found"
+        raise BadInputError(problem, path=path, fix="pass the path of a .tflite file")
+    data = path.read_bytes()
+    if not data:
+        raise BadInputError("the file is empty", path=path, fix="convert or copy the model again")
+    if len(data) < 8:
+        raise BadInputError(f"the file is truncated ({len(data)} bytes): too short for a TFLite model", path=path)
+    if data[4:8] != FILE_IDENTIFIER:
+        raise BadInputError(
+            "not a TFLite model: no 'TFL3' file identifier at bytes 4-8",
+            path=path,
+            fix="pass a .tflite flatbuffer written by the TFLite converter (ckit build writes model_int8.tflite)",
+        )
+    try:
+        model = schema.ModelT.InitFromPackedBuf(data, 0)
+    except Exception as exc:  # flatbuffers raises struct.error, IndexError, ValueError... on a cut-off buffer
+        raise BadInputError(
+            f"the TFLite flatbuffer is truncated or corrupt ({type(exc).__name__})",
+            path=path,
+            fix="convert or copy the model again",
+        ) from None
+    # Large models keep buffers after the flatbuffer (offset/size); a cut-off file loses them.
+    if any(b.offset > 1 and b.offset + b.size > len(data) for b in model.buffers or []):
+        raise BadInputError("the file is truncated: a weight buffer ends past its end", path=path)
+    if not model.subgraphs:
+        raise BadInputError("the TFLite model has no subgraph", path=path)
+    return model
+
+
+def _indices(values: Any) -> list[int]:
+    return [] if values is None else [int(v) for v in values]
+
+
+def _read_ops(model: Any, path: Path) -> list[Op]:
+    subgraph = model.subgraphs[0]
+    try:
+        return [_read_op(model, subgraph, i, raw) for i, raw in enumerate(subgraph.operators or [])]
+    except (IndexError, KeyError, ValueError) as exc:  # an op or tensor index pointing nowhere
+        raise BadInputError(f"the TFLite model is corrupt ({type(exc).__name__}: {exc})", path=path) from None
+
+
+def _read_op(model: Any, subgraph: Any, index: int, raw: Any) -> Op:
+    code = model.operatorCodes[raw.opcodeIndex]
+    builtin = max(code.deprecatedBuiltinCode, code.builtinCode)  # codes above 127 live only in builtinCode
+    custom = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
+    name = custom if builtin == schema.BuiltinOperator.CUSTOM and custom else OP_NAMES.get(builtin, f"OP_{builtin}")
+    return Op(
+        index=index,
+        operator=name,
+        version=int(code.version),
+        inputs=[_read_tensor(model, subgraph, i) if i >= 0 else None for i in _indices(raw.inputs)],
+        outputs=[_read_tensor(model, subgraph, i) for i in _indices(raw.outputs) if i >= 0],
+        options=raw.builtinOptions,
+    )
+
+
+def _read_tensor(model: Any, subgraph: Any, index: int) -> Tensor:
+    raw = subgraph.tensors[index]
+    buffer = model.buffers[raw.buffer] if raw.buffer else None
+    values = buffer.data if buffer is not None and buffer.data is not None and len(buffer.data) else None
+    nbytes = len(values) if values is not None else (buffer.size if buffer is not None else 0)
+    signature = _indices(raw.shapeSignature)
+    name = raw.name.decode(errors="replace") if isinstance(raw.name, bytes) else str(raw.name or "")
+    return Tensor(
+        index=index,
+        buffer=int(raw.buffer),
+        name=name,
+        dtype=TYPE_NAMES.get(raw.type, f"type{raw.type}"),
+        shape=tuple(signature or _indices(raw.shape)),
+        constant=(nbytes > 0 or bool(getattr(raw, "externalBuffer", 0))) and not raw.isVariable,
+        nbytes=nbytes,
+        values=np.asarray(values, dtype=np.uint8) if values is not None else None,
+    )
+
+
+# --- the rules ---
+
+
+def _io_conversions(ops: list[Op], model_inputs: set[int], model_outputs: set[int]) -> set[int]:
+    """QUANTIZE of a float model input and DEQUANTIZE to a float model output: CPU ops that do not cut the graph.
+
+    Real compiler logs of float-I/O models show both on the CPU with everything between them mapped
+    (QUANTIZE "otherwise supported, but ... unspecified limitation", DEQUANTIZE "unsupported data type").
+    """
+    exempt = set()
+    for op in ops:
+        first_in, first_out = op.input(0), op.outputs[0] if op.outputs else None
+        if (
+            op.operator == "QUANTIZE"
+            and first_in
+            and first_in.index in model_inputs
+            and first_in.dtype not in EIGHT_BIT
+        ):
+            exempt.add(op.index)
+        if op.operator == "DEQUANTIZE" and first_out and first_out.index in model_outputs:
+            exempt.add(op.index)
+    return exempt
+
+
+def _own_problem(op: Op, exempt: set[int]) -> tuple[str, str] | None:
+    """Why this op cannot map by itself (before the one-subgraph rule), in the compiler's words; None if it can.
+
+    The order: a version the compiler cannot parse first; then data types (real logs of float models and of a
+    float-output DEQUANTIZE report the data type, whatever the op); then the op table, shapes, constants, limits.
+    """
+    limit = MAX_VERSIONS.get(op.operator)
+    if limit is not None and op.version > limit:
+        return VERSION_NOT_SUPPORTED, f"version {op.version}; compiler 16 parses {op.operator} up to version {limit}"
+    if op.operator == "QUANTIZE" and op.index in exempt:
+        return UNSPECIFIED_LIMITATION, "QUANTIZE of the float model input runs on the CPU (use int8/uint8 model input)"
+    if bad := next((t for t in op.tensors if not _type_ok(t)), None):
+        return UNSUPPORTED_DATA_TYPE, f"tensor '{bad.name}' is {bad.dtype}: the Edge TPU computes on 8-bit tensors"
+    if op.operator not in SUPPORTED_OPS:
+        return NOT_SUPPORTED, f"{op.operator} is not in Coral's table of supported operations"
+    if dynamic := next((t for t in op.tensors if t.dynamic), None):
+        return UNSPECIFIED_LIMITATION, f"tensor '{dynamic.name}' has a dynamic shape {list(dynamic.shape)}"
+    if deep := next((t for t in op.tensors if not t.constant and any(d > 1 for d in t.shape[:-3])), None):
+        return UNSUPPORTED_RANK, f"tensor '{deep.name}' {list(deep.shape)}: more than 3 dimensions exceed 1"
+    if op.operator in WEIGHTED_OPS:
+        for position, role in zip(WEIGHTED_OPS[op.operator], ("filter", "bias"), strict=True):
+            tensor = op.input(position)
+            if tensor is not None and not tensor.constant:
+                return NOT_CONSTANT, f"the {role} '{tensor.name}' is computed at run time, not a constant"
+    if limitation := _limitation(op):
+        return UNSPECIFIED_LIMITATION, limitation
+    return None
+
+
+def _type_ok(tensor: Tensor) -> bool:
+    return tensor.dtype in EIGHT_BIT or (tensor.constant and tensor.dtype in PARAM_TYPES)
+
+
+def _limitation(op: Op) -> str | None:
+    """The per-op limits of Coral's table that the file alone can show."""
+    name, output = op.operator, op.outputs[0] if op.outputs else None
+
+    def option(key: str, default: Any = 0) -> Any:  # absent options take the schema's defaults
+        return getattr(op.options, key, default)
+
+    if name in NO_FUSED_ACTIVATION and (activation := option("fusedActivationFunction")):
+        return f"fused activation {ACTIVATION_NAMES.get(activation, activation)} (Coral: no fused activation)"
+    if name in ("CONV_2D", "DEPTHWISE_CONV_2D") and option("dilationHFactor", 1) != option("dilationWFactor", 1):
+        return f"dilation {option('dilationHFactor')}x{option('dilationWFactor')} differs in y and x"
+    if name == "FULLY_CONNECTED" and option("weightsFormat"):
+        return "weights not in the default format"
+    if name == "FULLY_CONNECTED" and output is not None and len(output.shape) > 2:
+        return f"output {list(output.shape)} is not 1-D per batch"
+    if name == "PACK" and option("axis") == 0:
+        return "packs over the batch dimension"
+    data, arguments = op.input(0), op.input(1)
+    if name in REDUCTIONS and data and arguments and 0 in {a % max(len(data.shape), 1) for a in arguments.ints()}:
+        return f"{name} over the batch dimension"
+    if name == "PAD" and arguments and any(arguments.ints()[:2]):  # paddings [[before, after] per dimension]
+        return "pads the batch dimension"
+    if name == "SOFTMAX" and output is not None and _size(output.shape[1:]) > SOFTMAX_MAX_ELEMENTS:
+        return f"softmax over more than {SOFTMAX_MAX_ELEMENTS} elements"
+    return None
+
+
+def _apply_one_subgraph_rule(ops: list[Op], exempt: set[int]) -> Op | None:
+    """The compiler maps one subgraph: after the first op that cannot map, everything runs on the CPU."""
+    cut = None
+    for op in ops:
+        if cut is not None and op.mapped:
+            op.status = MORE_THAN_ONE_SUBGRAPH
+            op.reason = f"after #{cut.index} {cut.operator}, the first op that cannot be mapped"
+        elif cut is None and not op.mapped and op.index not in exempt:
+            cut = op
+    return cut
+
+
+def _macs(op: Op) -> int:
+    """Multiply-accumulates of the ops that dominate Edge TPU time (a dynamic dimension counts as 1)."""
+    weights = op.input(1)
+    if op.operator not in WEIGHTED_OPS or weights is None or not op.outputs:
+        return 0
+    out = _size(op.outputs[0].shape)
+    kernel = weights.shape
+    if op.operator == "CONV_2D":  # filter [out_ch, kh, kw, in_ch per group]
+        return out * _size(kernel[1:])
+    if op.operator == "DEPTHWISE_CONV_2D":  # filter [1, kh, kw, out_ch]: one kh*kw window per output
+        return out * _size(kernel[1:3])
+    if op.operator == "FULLY_CONNECTED":  # filter [units, in]
+        return out * kernel[-1]
+    data = op.input(2)  # TRANSPOSE_CONV: each input element scatters into kh*kw*out_ch outputs
+    return _size(data.shape) * _size(kernel[:3]) if data is not None else 0
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    return int(np.prod([max(d, 1) for d in shape], dtype=np.int64))
+
+
+# --- model-level verdict ---
+
+
+def _failures(ops: list[Op], cut: Op | None) -> list[Failure]:
+    failures = []
+    if any(op.operator == EDGETPU_CUSTOM_OP for op in ops):
+        failures.append(
+            Failure("already_compiled", "the model is already compiled for the Edge TPU", "analyze the input model")
+        )
+    activations = [t for op in ops for t in op.tensors if not t.constant]
+    if activations and not any(t.dtype in EIGHT_BIT for t in activations):
+        failures.append(
+            Failure(
+                "not_quantized",
+                "Model not quantized: no activation is 8-bit, so the compiler refuses the model",
+                "quantize to full integer with a representative dataset: int8 weights and activations "
+                "(ckit build writes model_int8.tflite); weights-only quantization is not enough",
+            )
+        )
+    if dynamic := list({t.index: t for t in activations if t.dynamic}.values()):
+        failures.append(
+            Failure(
+                "dynamic_shape",
+                f"dynamic shapes: the compiler rejects tensors with a dynamic dimension ('Attempting to use a delegate "
+                f"that only supports static-sized tensors'); {len(dynamic)} tensors have one, e.g. "
+                f"'{dynamic[0].name}' {list(dynamic[0].shape)}",
+                "convert with a fixed input shape, batch 1 (an input signature of [1, ...]; ckit build does this)",
+            )
+        )
+    failures += [
+        Failure(
+            "op_version",
+            f"Didn't find op for builtin opcode '{op.operator}' version '{op.version}': "
+            "the compiler cannot parse the model",
+            f"compiler 16 knows {op.operator} up to version {MAX_VERSIONS[op.operator]}: convert with a TensorFlow "
+            "of about 2.5, or change what raises the version (types, options)",
+        )
+        for op in _first_per_operator(o for o in ops if o.status == VERSION_NOT_SUPPORTED)
+    ]
+    if cut is not None and not failures:  # a model-level failure above already says why nothing (or all) maps
+        on_cpu = sum(not op.mapped for op in ops)
+        failures.append(
+            Failure(
+                "partially_mapped",
+                f"{on_cpu} of {len(ops)} ops run on the CPU: #{cut.index} {cut.operator} cannot be mapped "
+                f"({cut.status}) and every op after it stays on the CPU",
+                f"replace #{cut.index} {cut.operator} with supported ops, or move it to the end of the model",
+            )
+        )
+    return failures
+
+
+def _first_per_operator(ops: Any) -> list[Op]:
+    seen: dict[str, Op] = {}
+    for op in ops:
+        seen.setdefault(op.operator, op)
+    return list(seen.values())
+
+
+def _count_parameters(prediction: EdgeTpuPrediction) -> None:
+    """Weights and biases (each constant buffer once); only mapped ops' parameters occupy the Edge TPU cache."""
+    every: dict[int, int] = {}  # by buffer: the converter stores equal constants once
+    mapped: dict[int, int] = {}
+    for op in prediction.per_op:
+        bias = WEIGHTED_OPS.get(op.operator, (None, None))[1]
+        for position, tensor in enumerate(op.inputs):
+            # Constant int32/int64 inputs are shapes and axes, except a bias.
+            if tensor is None or not tensor.constant or (tensor.dtype in PARAM_TYPES and position != bias):
+                continue
+            every[tensor.buffer] = tensor.nbytes
+            if op.mapped:
+                mapped[tensor.buffer] = tensor.nbytes
+    prediction.parameter_bytes = sum(every.values())
+    on_tpu = sum(mapped.values())
+    prediction.on_chip_bytes = min(on_tpu, ON_CHIP_CACHE_BYTES)
+    prediction.off_chip_bytes = on_tpu - prediction.on_chip_bytes

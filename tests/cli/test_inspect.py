@@ -1,0 +1,71 @@
+"""`ckit inspect` through typer's CliRunner: the predicted table, JSON, bad files, and no TensorFlow import."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from compiler_kit.cli import app
+from compiler_kit.cli.inspect import PREDICTED
+
+runner = CliRunner()
+
+
+def test_table_lists_every_op_and_the_predicted_verdict(built) -> None:
+    result = runner.invoke(app, ["inspect", str(built.build_dir / "model_int8.tflite")])
+    assert result.exit_code == 0, result.output
+    assert PREDICTED in result.output
+    rows = [line.split() for line in result.output.splitlines() if line[:4].strip().isdigit()]
+    assert [row[1] for row in rows] == ["CONV_2D", "MAX_POOL_2D", "CONV_2D", "MAX_POOL_2D", "RESHAPE"] + [
+        "FULLY_CONNECTED"
+    ] * 2
+    assert "int8[1,16,16,1] int8[16,3,3,1] int32[16] -> int8[1,16,16,16]" in result.output
+    assert "Ops on the Edge TPU: 7   on the CPU: 0   Edge TPU subgraphs: 1" in result.output
+    assert "Multiply-accumulates: 365,184" in result.output and "4 TOPS" in result.output
+
+
+def test_float_model_shows_failure_and_advice(built) -> None:
+    result = runner.invoke(app, ["inspect", str(built.build_dir / "model_float.tflite")])
+    assert result.exit_code == 0, result.output
+    assert "failure (not_quantized): Model not quantized" in result.output
+    assert "advice: quantize to full integer" in result.output
+    assert "reason: tensor" in result.output
+
+
+def test_json_is_the_prediction(built) -> None:
+    result = runner.invoke(app, ["inspect", str(built.build_dir / "model_int8.tflite"), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert set(data) == {
+        "compiler_version", "ops", "edgetpu_subgraphs", "ops_on_edgetpu", "ops_on_cpu", "on_chip_bytes",
+        "off_chip_bytes", "predicted", "failures", "per_op", "parameter_bytes", "macs", "ideal_latency_ms",
+    }  # fmt: skip
+    assert data["predicted"] is True and data["ops_on_edgetpu"] == 7 and data["macs"] == 365_184
+    assert data["ops"][0] == {"operator": "CONV_2D", "count": 2, "status": "Mapped to Edge TPU", "mapped": True}
+
+
+def test_bad_files_exit_2_with_one_message(tmp_path: Path) -> None:
+    text = tmp_path / "notes.tflite"
+    text.write_text("not a model\n")
+    for path, fragment in ((text, "no 'TFL3' file identifier"), (tmp_path / "missing.tflite", "not found")):
+        result = runner.invoke(app, ["inspect", str(path)])
+        assert result.exit_code == 2, result.output
+        assert f"error: {path}: " in result.output and fragment in result.output
+        assert "Traceback" not in result.output
+
+
+def test_inspect_never_imports_a_framework(built) -> None:
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from compiler_kit.cli import app\n"
+        f"result = CliRunner().invoke(app, ['inspect', {str(built.build_dir / 'model_int8.tflite')!r}])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(sorted({'tensorflow', 'keras', 'torch', 'onnx'} & set(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
