@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -133,3 +134,25 @@ def fake_compiler(tmp_path: Path) -> Path:
     executable.write_text(f'#!/bin/sh\nexec {sys.executable} {fake} "$@"\n')
     executable.chmod(0o755)
     return executable
+
+
+HEAVY_FRAMEWORKS = ("tensorflow", "keras", "torch", "onnx", "onnxruntime", "onnx2tf")
+
+
+def frameworks_imported_by(*commands: list[str]) -> list[str]:
+    """Run ckit `commands` through CliRunner in a fresh interpreter (each must exit 0) and list the heavy
+    frameworks that got imported: commands that only inform must start fast."""
+    import subprocess
+
+    code = (
+        "import json, sys\n"
+        "from typer.testing import CliRunner\n"
+        "from compiler_kit.cli import app\n"
+        f"for args in {[list(c) for c in commands]!r}:\n"
+        "    result = CliRunner().invoke(app, args)\n"
+        "    assert result.exit_code == 0, (args, result.output)\n"
+        f"print(json.dumps(sorted(set({list(HEAVY_FRAMEWORKS)!r}) & set(sys.modules))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -121,7 +121,7 @@ def edgetpu_summary(report: dict[str, Any]) -> str:
         f"on-chip {_bytes(section.get('on_chip_bytes'))}, off-chip {_bytes(section.get('off_chip_bytes'))}"
     )
     if section.get("ideal_latency_ms") is not None:
-        text += f"; ideal latency floor at 4 TOPS {section['ideal_latency_ms']:.3f} ms"
+        text += f"; ideal latency floor at 4 TOPS {section['ideal_latency_ms']:.3g} ms"
     if section.get("problem"):
         text += f". Problem: {section['problem']}"
     if runtime := section.get("runtime"):
