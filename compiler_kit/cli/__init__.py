@@ -19,11 +19,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+# In the order a user meets them: build a recipe, look into a model or a compiler log, check the machine.
 app.command()(build)
-app.command()(schema)
-app.command("compile-log")(compile_log)
 app.command("inspect")(inspect_model)
+app.command("compile-log")(compile_log)
 app.command()(doctor)
+app.command()(schema)
 
 
 def _version(value: bool) -> None:
