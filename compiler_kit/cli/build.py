@@ -18,6 +18,10 @@ def build(
         Path | None, typer.Option("--out", "-o", help="Build folder (overrides the recipe's output.dir).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines, only the summary.")] = False,
+    compiler: Annotated[
+        Path | None,
+        typer.Option("--compiler", help="edgetpu_compiler to use (overrides edgetpu.compiler and the search)."),
+    ] = None,
 ) -> None:
     """Build a recipe: convert, quantize to full-integer int8, verify every stage on the same samples,
     time each runner, write BUILD/report.json and BUILD/report.md, and check the gates.
@@ -30,6 +34,9 @@ def build(
     from compiler_kit.report import REPORT_JSON, REPORT_MD, terminal_summary
 
     loaded = load_recipe(recipe)
+    if compiler is not None:
+        edgetpu = loaded.edgetpu.model_copy(update={"compiler": compiler.resolve()})
+        loaded = loaded.model_copy(update={"edgetpu": edgetpu})
     result = run_build(loaded, recipe, out, progress=(lambda _: None) if quiet else _progress)
     typer.echo(terminal_summary(result.report))
     typer.echo(f"report: {result.build_dir / REPORT_JSON}  {result.build_dir / REPORT_MD}")

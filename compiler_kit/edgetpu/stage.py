@@ -49,6 +49,7 @@ def run_edgetpu_stage(settings: EdgeTpu, executable: Path | None, int8_model: Pa
 
         verdict = analyze(int8_model).as_dict()
         section = {"mode": settings.compile, "compiled": False, "note": NO_COMPILER, **verdict, "predicted": True}
+        _probe_runtime(settings.device, section)  # nothing to run, but the report says what this machine lacks
         return EdgeTpuOutcome(section, gate_values=_gate_values(section))
     result = EdgeTpuCompiler(executable).compile(int8_model, out_dir, _options(settings))
     section = {

@@ -15,8 +15,8 @@ from tests.conftest import WriteRecipe
 runner = CliRunner()
 
 
-def build(recipe: Path):
-    result = runner.invoke(app, ["build", str(recipe), "--quiet"])
+def build(recipe: Path, *options: str):
+    result = runner.invoke(app, ["build", str(recipe), "--quiet", *options])
     report_path = recipe.parent / "build" / "report.json"
     return result, json.loads(report_path.read_text()) if report_path.exists() else None
 
@@ -38,6 +38,7 @@ def test_without_a_compiler_the_verdict_is_predicted(write_recipe: WriteRecipe, 
     section = report["edgetpu"]
     assert section["predicted"] is True and section["compiled"] is False
     assert section["ops_on_edgetpu"] == 7 and section["ops_on_cpu"] == 0 and section["edgetpu_subgraphs"] == 1
+    assert section["runtime"]["available"] is False and "libedgetpu" in section["runtime"]["reason"]
     assert "PREDICTED by static analysis" in result.output
     gates = {gate["name"]: gate for gate in report["gates"]}
     assert gates["min_ops_on_edgetpu_fraction"]["value"] == 1.0 and gates["max_off_chip_bytes"]["value"] == 0
@@ -80,13 +81,13 @@ def test_a_compiler_that_refuses_the_model_fails_the_build_with_exit_3(
     write_recipe: WriteRecipe, fake_compiler: Path, monkeypatch
 ) -> None:
     monkeypatch.setenv("FAKE_EDGETPU_MODE", "fail")
-    monkeypatch.setenv(ENV_VAR, str(fake_compiler))
+    monkeypatch.delenv(ENV_VAR, raising=False)
 
     def auto(recipe: dict) -> None:
         few_samples(recipe)
         recipe["gates"] = {}
 
-    result, report = build(write_recipe(auto))
+    result, report = build(write_recipe(auto), "--compiler", str(fake_compiler))
     assert result.exit_code == 3, result.output
     assert "gate failed: edgetpu_compiled" in result.output
     assert report["edgetpu"]["compiled"] is False and "not quantized" in report["edgetpu"]["problem"].lower()
