@@ -30,17 +30,33 @@ def _judge(name: str, bound: str, threshold: float, value: float | None) -> Gate
     return GateResult(name, threshold, value, passed)
 
 
-def evaluate(gates: Gates, measured: dict[str, float | None], latency_p50_ms: dict[str, float]) -> list[GateResult]:
+def evaluate(
+    gates: Gates,
+    measured: dict[str, float | None],
+    latency_p50_ms: dict[str, float],
+    baseline: dict[str, float | None] | None = None,
+) -> list[GateResult]:
     """`measured`: the metrics of source -> tflite-int8 and the Edge TPU figures (ops_on_edgetpu_fraction,
-    off_chip_bytes); `latency_p50_ms`: median latency by runner."""
+    off_chip_bytes); `latency_p50_ms`: median latency by runner; `baseline`: report.diff.baseline_values()."""
+    measured = {**measured, **_relative_to(baseline or {}, measured)}
+    per_runner = {"max_latency_p50_ms", "max_latency_p50_above_baseline_pct", "baseline"}
     results = []
-    for field, threshold in gates.model_dump(exclude={"max_latency_p50_ms"}).items():
+    for field, threshold in gates.model_dump(exclude=per_runner).items():
         if threshold is not None:
             bound, metric = field.split("_", 1)
             results.append(_judge(field, bound, threshold, measured.get(metric)))
     for runner, threshold in gates.max_latency_p50_ms.items():
         results.append(_judge(f"max_latency_p50_ms[{runner}]", "max", threshold, latency_p50_ms.get(runner)))
+    for runner, threshold in gates.max_latency_p50_above_baseline_pct.items():
+        before, now = (baseline or {}).get(f"latency_p50_ms[{runner}]"), latency_p50_ms.get(runner)
+        increase = 100 * (now / before - 1) if before and now is not None else None
+        results.append(_judge(f"max_latency_p50_above_baseline_pct[{runner}]", "max", threshold, increase))
     return results
+
+
+def _relative_to(baseline: dict[str, float | None], measured: dict[str, float | None]) -> dict[str, float | None]:
+    before, now = baseline.get("accuracy"), measured.get("accuracy_candidate")
+    return {"accuracy_below_baseline_pp": 100 * (before - now) if before is not None and now is not None else None}
 
 
 def needs_labels(gates: Gates) -> list[str]:

@@ -22,6 +22,7 @@ from compiler_kit import lazy
 from compiler_kit.artifacts import BuildFolder, sha256_file
 from compiler_kit.bench import LatencyStats, measure_latency
 from compiler_kit.compare import compare
+from compiler_kit.compare.layers import LayerDrifts, layer_drift, worst_layers
 from compiler_kit.data import Dataset, open_dataset
 from compiler_kit.edgetpu.stage import EdgeTpuOutcome, require_compiler, run_edgetpu_stage
 from compiler_kit.errors import BadInputError
@@ -30,6 +31,7 @@ from compiler_kit.gates import DRIFT_CANDIDATE, DRIFT_REFERENCE, GateResult, eva
 from compiler_kit.quantize import Int8Quantizer
 from compiler_kit.recipe import Recipe, Source
 from compiler_kit.report import build_report, leak_findings, write_reports
+from compiler_kit.report.diff import baseline_values, load_report
 from compiler_kit.runners import SOURCE_RUNNERS, EdgeTpuRunner, LiteRtRunner, OnnxRuntimeRunner, Runner
 
 FLOAT_TFLITE, INT8_TFLITE, BUILD_LOG = "model_float.tflite", "model_int8.tflite", "build.log"
@@ -85,12 +87,15 @@ class _Build:
     float_model: FloatModel
     edgetpu: EdgeTpuOutcome
     runners: list[Runner]
+    baseline: dict[str, float | None] | None
+    layers: LayerDrifts
 
 
 def build(recipe: Recipe, recipe_path: Path, out_dir: Path | None = None, progress: Progress = print) -> BuildResult:
     folder = BuildFolder(out_dir or recipe.build_dir(recipe_path))
     folder.ensure_writable()
     compiler = require_compiler(recipe.edgetpu)  # `required` and absent: exit 4 before any work
+    baseline = load_baseline(recipe)  # a bad baseline is bad input, found before any work too
     folder.path(BUILD_LOG).unlink(missing_ok=True)
     stage = _Stages(progress, folder.path(BUILD_LOG))
     with stage("data", "open and check calibration and verification samples"):
@@ -103,12 +108,19 @@ def build(recipe: Recipe, recipe_path: Path, out_dir: Path | None = None, progre
     with stage("edgetpu", f"compile with {compiler}" if compiler else "predict (static analysis)"):
         edgetpu = run_edgetpu_stage(recipe.edgetpu, compiler, folder.path(INT8_TFLITE), folder.fresh_dir(EDGETPU))
     runners = make_runners(recipe, folder, float_model, edgetpu)
-    with stage("verify", f"{len(runners)} runners on {len(verify)} samples"):
+    with stage("verify", f"{len(runners)} runners on {len(verify)} samples, then float vs int8 layer by layer"):
         outputs, first_ms = run_all(runners, verify, recipe.inputs[0].name)
+        layers = layer_drift(
+            folder.path(FLOAT_TFLITE),
+            folder.path(INT8_TFLITE),
+            verify,
+            float_model.input_perms[0],
+            recipe.verify.threads,
+        )
     with stage("latency", f"{recipe.verify.latency.warmup} warm-up + {recipe.verify.latency.runs} timed runs"):
         latency = measure_all(runners, verify, recipe, first_ms)
     with stage("report"):
-        done = _Build(recipe, recipe_path, folder, calibration, verify, float_model, edgetpu, runners)
+        done = _Build(recipe, recipe_path, folder, calibration, verify, float_model, edgetpu, runners, baseline, layers)
         comparisons = compare_stages(outputs, [runner.name for runner in runners], verify.labels)
         report = _report(done, comparisons, latency)
         report["findings"] += leak_findings(shared, len(verify))
@@ -139,7 +151,8 @@ def _gates(done: _Build, comparisons: list[dict[str, Any]], latency: dict[str, L
         c["metrics"] for c in comparisons if (c["reference"], c["candidate"]) == (DRIFT_REFERENCE, DRIFT_CANDIDATE)
     )
     measured = {**drift, **done.edgetpu.gate_values}
-    gates = evaluate(done.recipe.gates, measured, {name: stats.p50_ms for name, stats in latency.items()})
+    p50 = {name: stats.p50_ms for name, stats in latency.items()}
+    gates = evaluate(done.recipe.gates, measured, p50, done.baseline)
     if done.edgetpu.section.get("predicted") is False and not done.edgetpu.section["compiled"]:
         gates.append(GateResult("edgetpu_compiled", 1.0, 0.0, False))  # the compiler ran and refused the model
     return gates
@@ -168,7 +181,27 @@ def _report(done: _Build, comparisons: list[dict[str, Any]], latency: dict[str, 
         datasets={"calibration": done.calibration.describe(), "verify": done.verify.describe()},
         layout=done.float_model.layout_report(recipe.inputs),
         edgetpu=done.edgetpu.section,
+        layers=[layer.as_dict() for layer in done.layers],
+        worst_layers=[layer.name for layer in worst_layers(done.layers)],
     )
+
+
+def load_baseline(recipe: Recipe) -> dict[str, float | None] | None:
+    """The baseline report's figures that relative gates compare with; it must be a build of the same model."""
+    path = recipe.gates.baseline
+    if path is None:
+        return None
+    report = load_report(path)
+    if report.get("name") != recipe.name:
+        raise BadInputError(
+            f"the baseline report is of another model ('{report.get('name')}'; this recipe builds '{recipe.name}')",
+            path=path,
+            fix="point gates.baseline at a report.json of this recipe's model",
+        )
+    values = baseline_values(report)
+    if recipe.gates.max_accuracy_below_baseline_pp is not None and values["accuracy"] is None:
+        raise BadInputError("the baseline report has no int8 accuracy (built without labels)", path=path)
+    return values
 
 
 def model_sha256(source: Source) -> str:

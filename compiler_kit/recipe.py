@@ -202,6 +202,23 @@ class Gates(_Section):
     max_off_chip_bytes: NonNegativeInt | None = Field(
         None, description="Parameter bytes streamed from host memory per inference (beyond the 8 MB cache)."
     )
+    baseline: RecipePath | None = Field(
+        None, description="report.json of the model in production: the relative gates below compare with it."
+    )
+    max_accuracy_below_baseline_pp: float | None = Field(
+        None, description="int8 accuracy at most this many points below the baseline's (needs labels)."
+    )
+    max_latency_p50_above_baseline_pct: dict[RunnerName, float] = Field(
+        default_factory=dict, description="Median latency per runner at most this % above the baseline's."
+    )
+
+    @model_validator(mode="after")
+    def _relative_gates_need_a_baseline(self) -> Gates:
+        if (self.max_accuracy_below_baseline_pp is not None or self.max_latency_p50_above_baseline_pct) and (
+            self.baseline is None
+        ):
+            raise ValueError("gates relative to a baseline need gates.baseline (a report.json)")
+        return self
 
 
 class Output(_Section):

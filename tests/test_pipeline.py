@@ -62,3 +62,12 @@ def test_shipped_recipe_is_valid_and_points_at_the_shipped_data() -> None:
     assert recipe.verify.data.path.name == "eval.npz"
     assert recipe.calibration.data.path.parent == recipe.verify.data.path.parent
     assert recipe.calibration.data.path.parent.name == "digits"
+
+
+def test_per_layer_drift_is_in_the_report_and_names_the_worst_layer(built) -> None:
+    layers = built.report["layers"]
+    assert [layer["op"] for layer in layers][:2] == ["INPUT", "CONV_2D"]
+    assert all(10 < layer["snr_db"] <= 200 for layer in layers)
+    worst = built.report["worst_layers"]
+    assert worst and worst[0] == min(layers, key=lambda layer: layer["snr_db"])["name"]
+    assert "Layers that lose the most" in (built.build_dir / "report.md").read_text()

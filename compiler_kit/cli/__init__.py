@@ -8,7 +8,9 @@ from compiler_kit import __version__
 from compiler_kit.cli.build import build
 from compiler_kit.cli.compile_log import compile_log
 from compiler_kit.cli.doctor import doctor
+from compiler_kit.cli.init import init
 from compiler_kit.cli.inspect import inspect_model
+from compiler_kit.cli.report import report_app
 from compiler_kit.cli.schema import schema
 
 app = typer.Typer(
@@ -24,7 +26,9 @@ app.command()(build)
 app.command("inspect")(inspect_model)
 app.command("compile-log")(compile_log)
 app.command()(doctor)
+app.command()(init)
 app.command()(schema)
+app.add_typer(report_app, name="report")
 
 
 def _version(value: bool) -> None:

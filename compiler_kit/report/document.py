@@ -75,6 +75,8 @@ def build_report(
     datasets: dict[str, Any],
     layout: dict[str, Any],
     edgetpu: dict[str, Any],
+    layers: list[dict[str, Any]],
+    worst_layers: list[str],
 ) -> dict[str, Any]:
     """The report document; the pipeline adds `stage_seconds` last, once every stage but this one has run."""
     return {
@@ -97,6 +99,8 @@ def build_report(
         "findings": findings(comparisons),
         "latency": latency,
         "edgetpu": edgetpu,
+        "layers": layers,
+        "worst_layers": worst_layers,
         "gates": gates,
         "tools": tool_versions(),
         "inputs": {"model_sha256": model_sha256, "recipe_sha256": recipe.sha256(), "datasets": datasets},

@@ -12,6 +12,7 @@ from compiler_kit.report.tables import (
     edgetpu_table,
     gates_table,
     latency_table,
+    worst_layers_table,
 )
 
 
@@ -65,6 +66,11 @@ def markdown(report: dict[str, Any]) -> str:
         _overview(report),
         "## Accuracy and drift (verification set)\n\n" + _markdown_table(drift_table(report)),
         *(["\n".join(f"- {note}" for note in report["findings"])] if report["findings"] else []),
+        *(
+            ["### Layers that lose the most\n\n" + _markdown_table(worst_layers_table(report))]
+            if report.get("layers")
+            else []
+        ),
         "## Latency on this CPU (batch 1)\n\n" + _markdown_table(latency_table(report)),
         _markdown_edgetpu(report),
         "## Gates\n\n" + (_markdown_table(gates_table(report)) if gates else "No gates in the recipe."),

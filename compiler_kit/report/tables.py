@@ -127,3 +127,13 @@ def edgetpu_summary(report: dict[str, Any]) -> str:
     if runtime := section.get("runtime"):
         text += f". Runtime: {runtime['reason']}"
     return text + "."
+
+
+def worst_layers_table(report: dict[str, Any]) -> Table:
+    by_name = {layer["name"]: layer for layer in report.get("layers", [])}
+    rows = [
+        [name, by_name[name]["op"], _num(by_name[name]["snr_db"], 1), _num(by_name[name]["added_db"], 1),
+         _num(by_name[name]["error_steps"], 2)]
+        for name in report.get("worst_layers", [])
+    ]  # fmt: skip
+    return ["layer (float vs int8 TFLite)", "op", "SNR dB", "added dB", "error in steps"], rows
