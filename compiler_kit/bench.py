@@ -22,6 +22,7 @@ class LatencyStats:
     runs: int
     warmup: int
     threads: int
+    samples_ms: list[float]  # every timed run, for distribution plots
 
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -51,4 +52,5 @@ def measure_latency(
         runs=runs,
         warmup=warmup,
         threads=runner.threads,
+        samples_ms=[round(float(t), 6) for t in times],
     )

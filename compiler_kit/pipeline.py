@@ -23,6 +23,7 @@ from compiler_kit.artifacts import BuildFolder, sha256_file
 from compiler_kit.bench import LatencyStats, measure_latency
 from compiler_kit.compare import compare
 from compiler_kit.compare.layers import LayerDrifts, layer_drift, worst_layers
+from compiler_kit.compare.metrics import confusion
 from compiler_kit.data import Dataset, open_dataset
 from compiler_kit.edgetpu.stage import EdgeTpuOutcome, require_compiler, run_edgetpu_stage
 from compiler_kit.errors import BadInputError
@@ -124,6 +125,9 @@ def build(recipe: Recipe, recipe_path: Path, out_dir: Path | None = None, progre
         comparisons = compare_stages(outputs, [runner.name for runner in runners], verify.labels)
         report = _report(done, comparisons, latency)
         report["findings"] += leak_findings(shared, len(verify))
+        if verify.labels is not None:  # a classifier: show which predictions int8 changes
+            matrix = confusion(outputs[DRIFT_REFERENCE], outputs[DRIFT_CANDIDATE])
+            report["confusion"] = {"reference": DRIFT_REFERENCE, "candidate": DRIFT_CANDIDATE, **matrix}
     report["stage_seconds"] = dict(stage.seconds)
     write_reports(report, folder)
     return BuildResult(report, folder.root)

@@ -88,5 +88,6 @@ def test_as_dict_has_every_field():
         "max_ms": 3.0,
         "runs": 2,
         "warmup": 0,
+        "samples_ms": [1.0, 3.0],
         "threads": 3,
     }

@@ -71,3 +71,13 @@ def test_per_layer_drift_is_in_the_report_and_names_the_worst_layer(built) -> No
     worst = built.report["worst_layers"]
     assert worst and worst[0] == min(layers, key=lambda layer: layer["snr_db"])["name"]
     assert "Layers that lose the most" in (built.build_dir / "report.md").read_text()
+
+
+def test_confusion_of_float_and_int8_predictions_matches_the_agreement(built) -> None:
+    confusion = built.report["confusion"]
+    matrix = np.array(confusion["matrix"])
+    assert (confusion["reference"], confusion["candidate"]) == ("source", "tflite-int8")
+    assert matrix.sum() == 360 and len(confusion["classes"]) == 10
+    agreement = _comparison(built.report, "source", "tflite-int8")["top1_agreement"]
+    assert np.trace(matrix) / matrix.sum() == agreement
+    assert len(built.report["latency"]["tflite-int8"]["samples_ms"]) == 20

@@ -103,3 +103,13 @@ def _rmse(reference, candidate, labels):
 def compare(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | None) -> dict[str, float | None]:
     """Every registered metric of one reference/candidate pair."""
     return {name: metric(reference, candidate, labels) for name, metric in METRICS.items()}
+
+
+def confusion(reference: np.ndarray, candidate: np.ndarray) -> dict[str, list]:
+    """Counts of (reference top-1, candidate top-1) pairs: where int8 changes a float prediction, and to what."""
+    ref, cand = top1(reference), top1(candidate)
+    classes = sorted(set(ref.tolist()) | set(cand.tolist()))
+    index = {label: k for k, label in enumerate(classes)}
+    matrix = np.zeros((len(classes), len(classes)), dtype=int)
+    np.add.at(matrix, ([index[r] for r in ref.tolist()], [index[c] for c in cand.tolist()]), 1)
+    return {"classes": classes, "matrix": matrix.tolist()}

@@ -148,3 +148,13 @@ def test_compare_without_labels_keeps_every_key():
     result = compare(REFERENCE, CANDIDATE, None)
     assert set(result) == ALL_METRICS
     assert {name for name, value in result.items() if value is None} == LABEL_METRICS
+
+
+def test_confusion_counts_reference_against_candidate_predictions() -> None:
+    from compiler_kit.compare.metrics import confusion
+
+    reference = np.eye(3)[[0, 1, 2, 2]]
+    candidate = np.eye(3)[[0, 2, 2, 1]]
+    result = confusion(reference, candidate)
+    assert result["classes"] == [0, 1, 2]
+    assert result["matrix"] == [[1, 0, 0], [0, 0, 1], [0, 1, 1]]
