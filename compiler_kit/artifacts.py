@@ -22,6 +22,12 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class BuildFolder:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -49,6 +55,7 @@ class BuildFolder:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts are shared like any written file
             os.replace(tmp, final)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -143,3 +143,12 @@ def test_describe_of_an_empty_file(tmp_path: Path):
     entry = folder.describe("empty.bin")
     assert entry["bytes"] == 0
     assert entry["sha256"] == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_written_files_get_ordinary_permissions(tmp_path) -> None:
+    mask = os.umask(0o022)
+    try:
+        path = BuildFolder(tmp_path).write_bytes("a.bin", b"x")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -24,14 +24,15 @@ def build(
     ] = None,
 ) -> None:
     """Build a recipe: convert, quantize to full-integer int8, verify every stage on the same samples,
-    time each runner, write BUILD/report.json and BUILD/report.md, and check the gates.
+    time each runner, write BUILD/report.json, BUILD/report.md and
+    BUILD/report.html, and check the gates.
 
     Exit codes: 0 gates passed · 1 internal error · 2 bad recipe, model or data · 3 a gate failed (the report
     is still written) · 4 a required tool is missing.
     """
     from compiler_kit.pipeline import build as run_build
     from compiler_kit.recipe import load_recipe
-    from compiler_kit.report import REPORT_JSON, REPORT_MD, terminal_summary
+    from compiler_kit.report import REPORT_HTML, REPORT_JSON, REPORT_MD, terminal_summary
 
     loaded = load_recipe(recipe)
     if compiler is not None:
@@ -39,7 +40,9 @@ def build(
         loaded = loaded.model_copy(update={"edgetpu": edgetpu})
     result = run_build(loaded, recipe, out, progress=(lambda _: None) if quiet else _progress)
     typer.echo(terminal_summary(result.report))
-    typer.echo(f"report: {result.build_dir / REPORT_JSON}  {result.build_dir / REPORT_MD}")
+    typer.echo(
+        f"report: {result.build_dir / REPORT_JSON}  {result.build_dir / REPORT_MD}  {result.build_dir / REPORT_HTML}"
+    )
     if not result.passed:
         for gate in result.failed_gates:
             typer.echo(

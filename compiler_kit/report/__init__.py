@@ -7,17 +7,20 @@ from typing import Any
 
 from compiler_kit.artifacts import BuildFolder
 from compiler_kit.report.document import SCHEMA_VERSION, build_report, leak_findings
+from compiler_kit.report.html import html
 from compiler_kit.report.render import markdown, terminal_summary
 
-REPORT_JSON, REPORT_MD = "report.json", "report.md"
+REPORT_JSON, REPORT_MD, REPORT_HTML = "report.json", "report.md", "report.html"
 
 
 def write_reports(report: dict[str, Any], folder: BuildFolder) -> None:
     folder.write_text(REPORT_JSON, json.dumps(report, indent=2, allow_nan=False) + "\n")
     folder.write_text(REPORT_MD, markdown(report))
+    folder.write_text(REPORT_HTML, html(report))
 
 
 __all__ = [
+    "REPORT_HTML",
     "REPORT_JSON",
     "REPORT_MD",
     "SCHEMA_VERSION",

@@ -75,6 +75,7 @@ def markdown(report: dict[str, Any]) -> str:
         _markdown_edgetpu(report),
         "## Gates\n\n" + (_markdown_table(gates_table(report)) if gates else "No gates in the recipe."),
         "## Artifacts\n\n" + _markdown_table(artifacts_table(report)),
+        "Full report with plots: [report.html](report.html)",
         "<sub>" + " · ".join(f"{k} {v}" for k, v in report["tools"].items()) + "</sub>",
     ]
     return "\n\n".join(sections) + "\n"
