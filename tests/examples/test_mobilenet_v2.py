@@ -67,3 +67,22 @@ def test_latency_is_reported_for_float_and_int8(mobilenet_build) -> None:
     latency = mobilenet_build.report["latency"]
     assert set(latency) == {"source", "onnx", "tflite-float", "tflite-int8"}
     assert latency["tflite-int8"]["p50_ms"] > 0.5  # a real network, not a toy: milliseconds on this CPU
+
+
+def test_its_html_report_renders_in_headless_chromium(mobilenet_build, tmp_path: Path) -> None:
+    from tests.report.test_html import CHROMIUM, CHROMIUM_ARGS, render
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent (Debian: apt-get install -y chromium): the page is not rendered")
+    from playwright.sync_api import sync_playwright
+
+    page = mobilenet_build.build_dir / "report.html"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            errors, requests, boxes, _ = render(browser, page, tmp_path / "mobilenet.png")
+        finally:
+            browser.close()
+    assert errors == [] and requests == [page.as_uri()]
+    assert [kind for kind, _ in boxes] == ["drift", "layers", "latency"]  # no labels: no confusion view
+    assert all(box and box["width"] > 0 and box["height"] > 0 for _, box in boxes)
