@@ -1,15 +1,22 @@
 """The build folder: every artifact lands atomically (written beside its final name, then renamed), so a build
-that fails or is interrupted never leaves a half-written file where a finished one is expected."""
+that fails or is interrupted never leaves a half-written file where a finished one is expected.
+
+One build at a time writes a folder: `locked()` holds an exclusive lock on `.ckit.lock` for the whole build
+(the kernel releases it when the process dies, even by SIGKILL), and a second build of the same folder waits.
+Temporary names start with a dot and end in `.tmp`; what a killed build left of them goes at the next build.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from compiler_kit.errors import BadInputError
 
@@ -20,6 +27,9 @@ def sha256_file(path: Path) -> str:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+LOCK = ".ckit.lock"
 
 
 def _umask() -> int:
@@ -47,12 +57,57 @@ class BuildFolder:
     def path(self, name: str) -> Path:
         return self.root / name
 
+    @contextlib.contextmanager
+    def locked(self, on_wait: Callable[[str], None]) -> Iterator[None]:
+        """Hold the folder's lock for the block; `on_wait` hears why, when another build holds it."""
+        fd = os.open(self.path(LOCK), os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                on_wait(f"waiting for another build of {self.root} (pid {holder}) to finish ...")
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def remove_leftovers(self, names: tuple[str, ...]) -> None:
+        """Temporary files of builds that were killed, and `names` (the last build's reports and log: a report
+        in the folder always describes the artifacts beside it). Call it holding the lock."""
+        for path in self.root.iterdir():
+            if (path.name.startswith(".") and path.name.endswith(".tmp")) or path.name in names:
+                self.remove(path.name)
+
+    def remove(self, name: str) -> None:
+        path = self.path(name)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+    def install(self, source: Path, name: str) -> None:
+        """Make `name` a copy of `source` (a file or a folder), atomically; an absent `source` removes `name`."""
+        if source.is_dir():
+            with self.new_dir(name) as tmp:
+                shutil.copytree(source, tmp, dirs_exist_ok=True)
+        elif source.is_file():
+            with source.open("rb") as original:
+                self._write(name, lambda handle: shutil.copyfileobj(original, handle, 1 << 20))
+        else:
+            self.remove(name)
+
     def write_bytes(self, name: str, data: bytes) -> Path:
+        return self._write(name, lambda handle: handle.write(data))
+
+    def _write(self, name: str, fill: Callable[[BinaryIO], object]) -> Path:
         final = self.path(name)
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+                fill(handle)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts are shared like any written file
@@ -69,23 +124,17 @@ class BuildFolder:
     def new_dir(self, name: str) -> Iterator[Path]:
         """A fresh folder to fill; it replaces `name` only when the block completes."""
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{name}.", suffix=".tmp"))
+        aside = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{name}.old.", suffix=".tmp"))
         try:
             yield tmp
             final = self.path(name)
-            if final.exists():
-                shutil.rmtree(final)
+            if final.exists() or final.is_symlink():  # moved aside, never deleted in place: no half-removed folder
+                final.rename(aside / name)
             tmp.rename(final)
         finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-
-    def fresh_dir(self, name: str) -> Path:
-        """An empty folder for a tool that writes its own files (the Edge TPU compiler): last build's is removed."""
-        path = self.path(name)
-        if path.exists():
-            shutil.rmtree(path)
-        path.mkdir()
-        return path
+            for path in (tmp, aside):
+                if path.exists():
+                    shutil.rmtree(path)
 
     def describe(self, name: str) -> dict[str, object]:
         """The report's entry for one artifact file."""

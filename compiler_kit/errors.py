@@ -1,6 +1,7 @@
 """Errors that end a command with a stable exit code (documented in the README).
 
-0 success · 1 internal error (a bug) · 2 bad input · 3 a gate failed · 4 a required tool or device is missing.
+0 success · 1 internal error (a bug) · 2 bad input · 3 a gate failed · 4 a required tool or device is missing ·
+130 interrupted (Ctrl-C or SIGTERM; the build folder keeps only complete artifacts).
 Anything raised that is not a `CkitError` is a bug and exits 1 with its traceback.
 """
 
@@ -14,6 +15,7 @@ EXIT_INTERNAL = 1
 EXIT_BAD_INPUT = 2
 EXIT_GATE_FAILED = 3
 EXIT_TOOL_MISSING = 4
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 class CkitError(Exception):

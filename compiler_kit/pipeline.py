@@ -1,41 +1,43 @@
 """`ckit build`: the chain of stages from a recipe to int8 artifacts, measured drift and latency, and gates.
 
-data -> convert (frontend) -> quantize (the one quantizer) -> verify (every runner on the same samples) ->
-latency -> report. Each stage reports progress; every artifact is written atomically into the build folder.
+data -> convert (frontend) -> quantize (the one quantizer) -> edgetpu (compiler or prediction) -> verify (every
+runner on the same samples) -> latency -> report. Each stage between data and report is cached by a key of
+everything it depends on (compiler_kit.stage_keys): a stage whose key has a verified entry is reused, its
+artifacts copied into the build folder atomically. The whole build holds the build folder's lock.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import itertools
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from compiler_kit import lazy
-from compiler_kit.artifacts import BuildFolder, sha256_file
+from compiler_kit import lazy, stage_keys
+from compiler_kit.artifacts import BuildFolder
 from compiler_kit.bench import LatencyStats, measure_latency
+from compiler_kit.cache import RETRY, Entry, StageCache, default_root, resolve_files, stage_key
 from compiler_kit.compare import compare
-from compiler_kit.compare.layers import LayerDrifts, layer_drift, worst_layers
+from compiler_kit.compare.layers import LayerDrift, LayerDrifts, layer_drift, worst_layers
 from compiler_kit.compare.metrics import confusion
 from compiler_kit.data import Dataset, open_dataset
-from compiler_kit.edgetpu.stage import EdgeTpuOutcome, require_compiler, run_edgetpu_stage
+from compiler_kit.edgetpu.compiler import compiler_version
+from compiler_kit.edgetpu.stage import EdgeTpuOutcome, edgetpu_section, outcome, require_compiler
 from compiler_kit.errors import BadInputError
 from compiler_kit.frontends import FloatModel, frontend_for
 from compiler_kit.gates import DRIFT_CANDIDATE, DRIFT_REFERENCE, GateResult, evaluate, needs_labels
 from compiler_kit.quantize import Int8Quantizer
-from compiler_kit.recipe import Recipe, Source
-from compiler_kit.report import build_report, leak_findings, write_reports
+from compiler_kit.recipe import Recipe
+from compiler_kit.report import REPORT_HTML, REPORT_JSON, REPORT_MD, build_report, leak_findings, write_reports
 from compiler_kit.report.diff import baseline_values, load_report
 from compiler_kit.runners import SOURCE_RUNNERS, EdgeTpuRunner, LiteRtRunner, OnnxRuntimeRunner, Runner
 
-FLOAT_TFLITE, INT8_TFLITE, BUILD_LOG = "model_float.tflite", "model_int8.tflite", "build.log"
+FLOAT_TFLITE, INT8_TFLITE, BUILD_LOG, OUTPUTS = "model_float.tflite", "model_int8.tflite", "build.log", "outputs.npz"
 STAGES = ("data", "convert", "quantize", "edgetpu", "verify", "latency", "report")
 FLOAT_MODEL, EDGETPU = "float_model", "edgetpu"
 
@@ -57,13 +59,14 @@ class BuildResult:
 
 
 class _Stages:
-    """Announces each stage with its number and elapsed time, keeps the timings for the report, and sends what
-    native code prints during a stage to the build log."""
+    """Announces each stage with its number and elapsed time, keeps the timings and the cache verdicts for the
+    report, and sends what native code prints during a stage to the build log."""
 
     def __init__(self, progress: Progress, log_path: Path) -> None:
         self.progress = progress
         self.log_path = log_path
         self.seconds: dict[str, float] = {}
+        self.cache: dict[str, dict[str, str]] = {}
 
     @contextmanager
     def __call__(self, name: str, detail: str = "") -> Iterator[None]:
@@ -73,62 +76,99 @@ class _Stages:
         with lazy.native_output_to(self.log_path):  # TF and the converter print from C++; keep it in the log
             yield
         self.seconds[name] = round(time.perf_counter() - start, 3)
-        self.progress(f"[{number}/{len(STAGES)}] {name} done in {self.seconds[name]:.1f} s")
+        how = "reused from the cache" if self.cache.get(name, {}).get("status") == "hit" else "done"
+        self.progress(f"[{number}/{len(STAGES)}] {name} {how} in {self.seconds[name]:.1f} s")
 
 
 @dataclass
 class _Build:
-    """What the stages have produced so far, for the report."""
+    """One build: its settings, and what the stages have produced so far."""
 
     recipe: Recipe
     recipe_path: Path
     folder: BuildFolder
-    calibration: Dataset
-    verify: Dataset
-    float_model: FloatModel
-    edgetpu: EdgeTpuOutcome
-    runners: list[Runner]
+    cache: StageCache
+    stage: _Stages
+    compiler: Path | None
     baseline: dict[str, float | None] | None
-    layers: LayerDrifts
+    keys: dict[str, str] = field(default_factory=dict)
+    prepared: set[str] = field(default_factory=set)
+
+    def cached(self, name: str, inputs: dict[str, Any], produce: Callable[[Path], dict[str, Any]]) -> Entry:
+        """The stage's entry (reused or produced now); what it holds for the build folder is installed there."""
+        key = self.keys[name] = stage_key(name, inputs)
+        found = self.cache.lookup(name, key)
+        if found.status == "corrupt":
+            self.stage.progress(f"  the cached {name} entry is corrupt ({found.problem}): building it again")
+        entry = found.entry or self.cache.produce(name, key, produce)
+        for item in _INSTALLED.get(name, ()):
+            self.folder.install(entry.files / item, item)
+        self.stage.cache[name] = {"status": found.status, "key": key}
+        return entry
+
+    def prepare(self, runners: list[Runner]) -> None:
+        """Prepare the runners that no stage has prepared yet (after a reused verify stage, none was)."""
+        for runner in runners:
+            if runner.name not in self.prepared:
+                runner.prepare()
+                self.prepared.add(runner.name)
 
 
-def build(recipe: Recipe, recipe_path: Path, out_dir: Path | None = None, progress: Progress = print) -> BuildResult:
+_INSTALLED = {"convert": (FLOAT_MODEL,), "quantize": (FLOAT_TFLITE, INT8_TFLITE), "edgetpu": (EDGETPU,)}
+
+
+def build(
+    recipe: Recipe,
+    recipe_path: Path,
+    out_dir: Path | None = None,
+    progress: Progress = print,
+    cache: StageCache | None = None,
+) -> BuildResult:
     folder = BuildFolder(out_dir or recipe.build_dir(recipe_path))
     folder.ensure_writable()
     compiler = require_compiler(recipe.edgetpu)  # `required` and absent: exit 4 before any work
     baseline = load_baseline(recipe)  # a bad baseline is bad input, found before any work too
-    folder.path(BUILD_LOG).unlink(missing_ok=True)
-    stage = _Stages(progress, folder.path(BUILD_LOG))
+    cache = cache or StageCache(default_root())
+    with folder.locked(progress):
+        folder.remove_leftovers((BUILD_LOG, REPORT_JSON, REPORT_MD, REPORT_HTML))
+        cache.prepare()
+        stage = _Stages(progress, folder.path(BUILD_LOG))
+        done = _Build(recipe, recipe_path, folder, cache, stage, compiler, baseline)
+        return _run(done)
+
+
+def _run(done: _Build) -> BuildResult:
+    recipe, folder, stage = done.recipe, done.folder, done.stage
     with stage("data", "open and check calibration and verification samples"):
         calibration, verify, shared = open_data(recipe)
     with stage("convert", f"{recipe.source.framework} -> float SavedModel"):
-        lazy.tensorflow(threads=recipe.verify.threads)  # fixes TF's thread count before anything runs
-        float_model = convert(recipe, folder)
+        float_model = convert(done)
     with stage("quantize", f"float and int8 TFLite from {len(calibration)} calibration samples"):
-        quantize(recipe, float_model, calibration, folder)
-    with stage("edgetpu", f"compile with {compiler}" if compiler else "predict (static analysis)"):
-        edgetpu = run_edgetpu_stage(recipe.edgetpu, compiler, folder.path(INT8_TFLITE), folder.fresh_dir(EDGETPU))
+        quantize(done, float_model, calibration)
+    with stage("edgetpu", f"compile with {done.compiler}" if done.compiler else "predict (static analysis)"):
+        edgetpu = run_edgetpu(done)
     runners = make_runners(recipe, folder, float_model, edgetpu)
     with stage("verify", f"{len(runners)} runners on {len(verify)} samples, then float vs int8 layer by layer"):
-        outputs, first_ms = run_all(runners, verify, recipe.inputs[0].name)
-        layers = layer_drift(
-            folder.path(FLOAT_TFLITE),
-            folder.path(INT8_TFLITE),
-            verify,
-            float_model.input_perms[0],
-            recipe.verify.threads,
-        )
+        outputs, checked = run_verify(done, runners, verify, float_model)
     with stage("latency", f"{recipe.verify.latency.warmup} warm-up + {recipe.verify.latency.runs} timed runs"):
-        latency = measure_all(runners, verify, recipe, first_ms)
+        latency = measure_all(done, runners, verify, checked["first_ms"])
     with stage("report"):
-        done = _Build(recipe, recipe_path, folder, calibration, verify, float_model, edgetpu, runners, baseline, layers)
-        comparisons = compare_stages(outputs, [runner.name for runner in runners], verify.labels)
-        report = _report(done, comparisons, latency)
+        results = _Results(
+            float_model,
+            edgetpu,
+            checked["runners"],
+            LayerDrifts([LayerDrift(**layer) for layer in checked["layers"]], checked["unmatched"]),
+            compare_stages(outputs, [runner.name for runner in runners], verify.labels),
+            latency,
+            {"calibration": calibration, "verify": verify},
+        )
+        report = _report(done, results)
         report["findings"] += leak_findings(shared, len(verify))
         if verify.labels is not None:  # a classifier: show which predictions int8 changes
             matrix = confusion(outputs[DRIFT_REFERENCE], outputs[DRIFT_CANDIDATE])
             report["confusion"] = {"reference": DRIFT_REFERENCE, "candidate": DRIFT_CANDIDATE, **matrix}
     report["stage_seconds"] = dict(stage.seconds)
+    report["cache"] = {"dir": str(done.cache.root), "stages": stage.cache}
     write_reports(report, folder)
     return BuildResult(report, folder.root)
 
@@ -150,43 +190,56 @@ def compare_stages(outputs: dict[str, np.ndarray], chain: list[str], labels: np.
     ]
 
 
-def _gates(done: _Build, comparisons: list[dict[str, Any]], latency: dict[str, LatencyStats]) -> list[GateResult]:
+@dataclass
+class _Results:
+    """What the stages measured, for the report and the gates."""
+
+    float_model: FloatModel
+    edgetpu: EdgeTpuOutcome
+    runners: dict[str, dict[str, object]]  # runner name -> its description
+    layers: LayerDrifts
+    comparisons: list[dict[str, Any]]
+    latency: dict[str, LatencyStats]
+    datasets: dict[str, Dataset]
+
+
+def _gates(done: _Build, results: _Results) -> list[GateResult]:
     drift = next(
-        c["metrics"] for c in comparisons if (c["reference"], c["candidate"]) == (DRIFT_REFERENCE, DRIFT_CANDIDATE)
+        c["metrics"]
+        for c in results.comparisons
+        if (c["reference"], c["candidate"]) == (DRIFT_REFERENCE, DRIFT_CANDIDATE)
     )
-    measured = {**drift, **done.edgetpu.gate_values}
-    p50 = {name: stats.p50_ms for name, stats in latency.items()}
+    measured = {**drift, **results.edgetpu.gate_values}
+    p50 = {name: stats.p50_ms for name, stats in results.latency.items()}
     gates = evaluate(done.recipe.gates, measured, p50, done.baseline)
-    if done.edgetpu.section.get("predicted") is False and not done.edgetpu.section["compiled"]:
+    section = results.edgetpu.section
+    if section.get("predicted") is False and not section["compiled"]:
         gates.append(GateResult("edgetpu_compiled", 1.0, 0.0, False))  # the compiler ran and refused the model
     return gates
 
 
-def _report(done: _Build, comparisons: list[dict[str, Any]], latency: dict[str, LatencyStats]) -> dict[str, Any]:
-    folder, recipe = done.folder, done.recipe
+def _report(done: _Build, results: _Results) -> dict[str, Any]:
+    folder, recipe, float_model = done.folder, done.recipe, results.float_model
+    compiled = results.edgetpu.compiled_model
     return build_report(
         recipe=recipe,
         recipe_path=done.recipe_path,
         artifacts={
             "float_tflite": folder.describe(FLOAT_TFLITE),
             "int8_tflite": folder.describe(INT8_TFLITE),
-            **{name: folder.describe(f"{FLOAT_MODEL}/{file}") for name, file in done.float_model.intermediates.items()},
-            **(
-                {"edgetpu_tflite": folder.describe(f"{EDGETPU}/{compiled.name}")}
-                if (compiled := done.edgetpu.compiled_model)
-                else {}
-            ),
+            **{name: folder.describe(f"{FLOAT_MODEL}/{file}") for name, file in float_model.intermediates.items()},
+            **({"edgetpu_tflite": folder.describe(f"{EDGETPU}/{compiled.name}")} if compiled else {}),
         },
-        runners={runner.name: runner.describe() for runner in done.runners},
-        comparisons=comparisons,
-        latency={name: stats.as_dict() for name, stats in latency.items()},
-        gates=[gate.as_dict() for gate in _gates(done, comparisons, latency)],
-        model_sha256=model_sha256(recipe.source),
-        datasets={"calibration": done.calibration.describe(), "verify": done.verify.describe()},
-        layout=done.float_model.layout_report(recipe.inputs),
-        edgetpu=done.edgetpu.section,
-        layers=[layer.as_dict() for layer in done.layers],
-        worst_layers=[layer.name for layer in worst_layers(done.layers)],
+        runners=results.runners,
+        comparisons=results.comparisons,
+        latency={name: stats.as_dict() for name, stats in results.latency.items()},
+        gates=[gate.as_dict() for gate in _gates(done, results)],
+        model_sha256=stage_keys.model_sha256(recipe.source),
+        datasets={name: dataset.describe() for name, dataset in results.datasets.items()},
+        layout=float_model.layout_report(recipe.inputs),
+        edgetpu=results.edgetpu.section,
+        layers=[layer.as_dict() for layer in results.layers],
+        worst_layers=[layer.name for layer in worst_layers(results.layers)],
     )
 
 
@@ -208,16 +261,6 @@ def load_baseline(recipe: Recipe) -> dict[str, float | None] | None:
     return values
 
 
-def model_sha256(source: Source) -> str:
-    """Hash of what defines the source model: its file, or its entry point and weights."""
-    if source.path is not None:
-        return sha256_file(source.path)
-    digest = hashlib.sha256(str(source.entry_point).encode())
-    if source.weights is not None:
-        digest.update(sha256_file(source.weights).encode())
-    return digest.hexdigest()
-
-
 def open_data(recipe: Recipe) -> tuple[Dataset, Dataset, int]:
     """The calibration and verification sets, every sample checked, and how many samples they share."""
     spec, cal, ver = recipe.inputs[0], recipe.calibration, recipe.verify
@@ -232,18 +275,54 @@ def open_data(recipe: Recipe) -> tuple[Dataset, Dataset, int]:
     return calibration, verify, len(calibration.digests() & verify.digests())
 
 
-def convert(recipe: Recipe, folder: BuildFolder) -> FloatModel:
-    with folder.new_dir(FLOAT_MODEL) as tmp:
-        float_model = frontend_for(recipe.source.framework).convert(recipe.source, recipe.inputs, tmp)
-    return dataclasses.replace(float_model, root=folder.path(FLOAT_MODEL))
+def convert(done: _Build) -> FloatModel:
+    recipe = done.recipe
+
+    def produce(files: Path) -> dict[str, Any]:
+        lazy.tensorflow(threads=recipe.verify.threads)  # fixes TF's thread count before anything runs
+        (files / FLOAT_MODEL).mkdir()
+        made = frontend_for(recipe.source.framework).convert(recipe.source, recipe.inputs, files / FLOAT_MODEL)
+        return {
+            "signature_key": made.signature_key,
+            "input_perms": made.input_perms,
+            "output_perms": made.output_perms,
+            "intermediates": made.intermediates,
+        }
+
+    meta = done.cached("convert", stage_keys.convert_inputs(recipe), produce).meta
+    perms = {side: [None if p is None else tuple(p) for p in meta[side]] for side in ("input_perms", "output_perms")}
+    root = done.folder.path(FLOAT_MODEL)
+    return FloatModel(root, meta["signature_key"], intermediates=meta["intermediates"], **perms)
 
 
-def quantize(recipe: Recipe, float_model: FloatModel, calibration: Dataset, folder: BuildFolder) -> None:
-    quantizer = Int8Quantizer(recipe.quantization)
-    float_bytes = quantizer.float_tflite(float_model)
-    int8_bytes = quantizer.int8_tflite(float_model, calibration)
-    folder.write_bytes(FLOAT_TFLITE, float_bytes)
-    folder.write_bytes(INT8_TFLITE, int8_bytes)
+def quantize(done: _Build, float_model: FloatModel, calibration: Dataset) -> None:
+    recipe = done.recipe
+
+    def produce(files: Path) -> dict[str, Any]:
+        lazy.tensorflow(threads=recipe.verify.threads)
+        quantizer = Int8Quantizer(recipe.quantization)
+        (files / FLOAT_TFLITE).write_bytes(quantizer.float_tflite(float_model))
+        (files / INT8_TFLITE).write_bytes(quantizer.int8_tflite(float_model, calibration))
+        return {}
+
+    done.cached("quantize", stage_keys.quantize_inputs(recipe, done.keys["convert"], calibration), produce)
+
+
+def run_edgetpu(done: _Build) -> EdgeTpuOutcome:
+    settings, int8_model = done.recipe.edgetpu, done.folder.path(INT8_TFLITE)
+    if settings.compile == "off":
+        return outcome(settings, {})
+    version = compiler_version(done.compiler) if done.compiler else None
+    inputs = stage_keys.edgetpu_inputs(done.recipe, int8_model, done.compiler, version)
+
+    def produce(files: Path) -> dict[str, Any]:
+        (files / EDGETPU).mkdir()
+        section = edgetpu_section(settings, done.compiler, int8_model, files / EDGETPU)
+        killed = not section["predicted"] and section["compiler"]["exit_code"] is None  # timed out: try again
+        return {"section": section, RETRY: killed}
+
+    entry = done.cached("edgetpu", inputs, produce)
+    return outcome(settings, resolve_files(entry.meta["section"], done.folder.root))
 
 
 def make_runners(recipe: Recipe, folder: BuildFolder, float_model: FloatModel, edgetpu: EdgeTpuOutcome) -> list[Runner]:
@@ -266,8 +345,36 @@ def make_runners(recipe: Recipe, folder: BuildFolder, float_model: FloatModel, e
     ]
 
 
+def run_verify(
+    done: _Build, runners: list[Runner], verify: Dataset, float_model: FloatModel
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Every runner's outputs on the verification samples, and (in the metadata) each runner's first inference
+    time and description and the per-layer drift of int8 against float."""
+    recipe, folder = done.recipe, done.folder
+
+    def produce(files: Path) -> dict[str, Any]:
+        outputs, first_ms = run_all(runners, verify, recipe.inputs[0].name)
+        done.prepared.update(runner.name for runner in runners)
+        np.savez(files / OUTPUTS, **outputs)
+        float_tflite, int8_tflite = folder.path(FLOAT_TFLITE), folder.path(INT8_TFLITE)
+        layers = layer_drift(float_tflite, int8_tflite, verify, float_model.input_perms[0], recipe.verify.threads)
+        return {
+            "first_ms": first_ms,
+            "runners": {runner.name: runner.describe() for runner in runners},
+            "layers": [layer.as_dict() for layer in layers],
+            "unmatched": layers.unmatched,
+        }
+
+    models = [done.keys[name] for name in ("quantize", "edgetpu") if name in done.keys]
+    inputs = stage_keys.verify_inputs(recipe, models, [runner.name for runner in runners], verify)
+    entry = done.cached("verify", inputs, produce)
+    with np.load(entry.files / OUTPUTS) as stored:
+        outputs = {runner.name: stored[runner.name] for runner in runners}
+    return outputs, entry.meta
+
+
 def run_all(runners: list[Runner], verify: Dataset, input_name: str) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Feed every runner the same samples; keep each runner's first output and its first inference time."""
+    """Prepare the runners and feed them the same samples; keep each one's outputs and first inference time."""
     for runner in runners:
         runner.prepare()
     collected: dict[str, list[np.ndarray]] = {runner.name: [] for runner in runners}
@@ -280,13 +387,20 @@ def run_all(runners: list[Runner], verify: Dataset, input_name: str) -> tuple[di
 
 
 def measure_all(
-    runners: list[Runner], verify: Dataset, recipe: Recipe, first_ms: dict[str, float]
+    done: _Build, runners: list[Runner], verify: Dataset, first_ms: dict[str, float]
 ) -> dict[str, LatencyStats]:
+    recipe = done.recipe
     feed = {recipe.inputs[0].name: verify.sample(int(verify.indices[0]))}
     settings = recipe.verify.latency
-    return {
-        runner.name: measure_latency(
-            runner, feed, first_ms=first_ms[runner.name], warmup=settings.warmup, runs=settings.runs
-        )
-        for runner in runners
-    }
+
+    def produce(_: Path) -> dict[str, Any]:
+        done.prepare(runners)
+        return {
+            runner.name: measure_latency(
+                runner, feed, first_ms=first_ms[runner.name], warmup=settings.warmup, runs=settings.runs
+            ).as_dict()
+            for runner in runners
+        }
+
+    entry = done.cached("latency", stage_keys.latency_inputs(recipe, done.keys["verify"]), produce)
+    return {name: LatencyStats(**stats) for name, stats in entry.meta.items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,21 @@ from recipes.models import digits_keras
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_RECIPE = REPO / "recipes" / "digits_keras.yaml"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Builds in session fixtures never touch the user's ~/.cache/ckit."""
+    os.environ["CKIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("ckit-cache"))
+
+
+@pytest.fixture(autouse=True)
+def test_cache(session_cache: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test builds with an empty stage cache of its own, so what it checks really ran (tests of the cache
+    itself build twice into it)."""
+    root = tmp_path / "ckit-cache"
+    monkeypatch.setenv("CKIT_CACHE_DIR", str(root))
+    return root
 
 
 @pytest.fixture(scope="session")

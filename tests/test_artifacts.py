@@ -152,3 +152,84 @@ def test_written_files_get_ordinary_permissions(tmp_path) -> None:
     finally:
         os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_install_copies_files_and_folders_atomically_and_an_absent_source_removes(tmp_path: Path):
+    folder, source = BuildFolder(tmp_path / "build"), tmp_path / "entry"
+    folder.ensure_writable()
+    (source / "edgetpu").mkdir(parents=True)
+    (source / "edgetpu" / "model_edgetpu.tflite").write_bytes(b"compiled")
+    (source / "model.tflite").write_bytes(b"int8")
+    folder.write_bytes("model.tflite", b"stale")
+    folder.install(source / "model.tflite", "model.tflite")
+    folder.install(source / "edgetpu", "edgetpu")
+    assert (folder.root / "model.tflite").read_bytes() == b"int8"
+    assert (folder.root / "edgetpu" / "model_edgetpu.tflite").read_bytes() == b"compiled"
+    folder.install(source / "nothing", "edgetpu")  # this build's stage made no such folder: last build's goes
+    assert sorted(p.name for p in folder.root.iterdir()) == ["model.tflite"]
+
+
+def test_artifacts_replace_a_symlink_and_never_write_through_it(tmp_path: Path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_text("keep")
+    folder = BuildFolder(tmp_path / "build")
+    folder.ensure_writable()
+    (folder.root / "model.tflite").symlink_to(outside / "precious")
+    (folder.root / "float_model").symlink_to(outside)
+    folder.write_bytes("model.tflite", b"int8")
+    with folder.new_dir("float_model") as tmp:
+        (tmp / "saved_model.pb").write_bytes(b"graph")
+    assert (outside / "precious").read_text() == "keep" and sorted(p.name for p in outside.iterdir()) == ["precious"]
+    assert not (folder.root / "model.tflite").is_symlink() and not (folder.root / "float_model").is_symlink()
+
+
+def test_remove_leftovers_takes_temporary_files_and_the_named_ones_only(tmp_path: Path):
+    folder = BuildFolder(tmp_path)
+    for name in (".model.tflite.abc.tmp", "report.json", "model.tflite", ".ckit.lock"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / ".float_model.def.tmp").mkdir()
+    folder.remove_leftovers(("report.json",))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".ckit.lock", "model.tflite"]
+
+
+_HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from compiler_kit.artifacts import BuildFolder
+with BuildFolder(Path(sys.argv[1])).locked(print):
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_a_second_build_of_a_folder_waits_for_the_lock_and_names_the_holder(tmp_path: Path):
+    import subprocess
+    import sys
+    import time
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(tmp_path), "1.5"], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    heard: list[str] = []
+    start = time.perf_counter()
+    with BuildFolder(tmp_path).locked(heard.append):
+        waited = time.perf_counter() - start
+    holder.wait()
+    assert heard == [f"waiting for another build of {tmp_path} (pid {holder.pid}) to finish ..."]
+    assert waited > 0.5  # it really waited for the holder to let go
+
+
+def test_the_lock_of_a_killed_build_is_free_at_once(tmp_path: Path):
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(tmp_path), "60"], stdout=subprocess.PIPE)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == b"locked"
+    holder.kill()
+    holder.wait()
+    heard: list[str] = []
+    with BuildFolder(tmp_path).locked(heard.append):
+        pass
+    assert heard == []

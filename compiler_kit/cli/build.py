@@ -1,21 +1,32 @@
-"""`ckit build RECIPE`: float model -> int8 TFLite, drift and latency report, gates. The exit code is the verdict."""
+"""`ckit build RECIPE...`: float model -> int8 TFLite, drift and latency report, gates. The exit code is the verdict."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
 from compiler_kit.cli.errors import exits_cleanly
-from compiler_kit.errors import EXIT_GATE_FAILED
+from compiler_kit.errors import EXIT_BAD_INPUT, EXIT_GATE_FAILED, EXIT_INTERRUPTED
 
 
 @exits_cleanly
 def build(
-    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file, e.g. recipes/digits_keras.yaml.")],
+    recipes: Annotated[
+        list[Path], typer.Argument(help="Recipe YAML files, e.g. recipes/digits_keras.yaml or recipes/*.yaml.")
+    ],
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Build folder (overrides the recipe's output.dir).")
+        Path | None, typer.Option("--out", "-o", help="Build folder (overrides the recipe's output.dir; one recipe).")
+    ] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Build this many recipes at once.")] = 1,
+    force: Annotated[bool, typer.Option("--force", help="Run every stage again, replacing its cache entry.")] = False,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option("--cache-dir", help="Stage cache (default $CKIT_CACHE_DIR, else ~/.cache/ckit)."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines, only the summary.")] = False,
     compiler: Annotated[
@@ -23,13 +34,35 @@ def build(
         typer.Option("--compiler", help="edgetpu_compiler to use (overrides edgetpu.compiler and the search)."),
     ] = None,
 ) -> None:
-    """Build a recipe: convert, quantize to full-integer int8, verify every stage on the same samples,
-    time each runner, write BUILD/report.json, BUILD/report.md and
-    BUILD/report.html, and check the gates.
+    """Build recipes: convert, quantize to full-integer int8, verify every stage on the same samples,
+    time each runner, write BUILD/report.json, BUILD/report.md and BUILD/report.html, and check the gates.
+
+    Every stage is cached by a hash of everything it depends on: a rebuild with nothing changed reuses each
+    stage, a change re-runs only the stages downstream of it. Two builds of one folder take turns.
 
     Exit codes: 0 gates passed · 1 internal error · 2 bad recipe, model or data · 3 a gate failed (the report
-    is still written) · 4 a required tool is missing.
+    is still written) · 4 a required tool is missing · 130 interrupted. With several recipes, the most
+    serious code of any build.
     """
+    with _sigterm_interrupts():
+        try:
+            if len(recipes) == 1:
+                _build_one(recipes[0], out, force, cache_dir, quiet, compiler)
+            else:
+                _build_many(recipes, out, jobs, force, cache_dir, quiet, compiler)
+        except KeyboardInterrupt:
+            typer.echo(
+                "error: interrupted: the build folder keeps only complete artifacts, and the next build reuses "
+                "every finished stage",
+                err=True,
+            )
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _build_one(
+    recipe: Path, out: Path | None, force: bool, cache_dir: Path | None, quiet: bool, compiler: Path | None
+) -> None:
+    from compiler_kit.cache import StageCache, default_root
     from compiler_kit.pipeline import build as run_build
     from compiler_kit.recipe import load_recipe
     from compiler_kit.report import REPORT_HTML, REPORT_JSON, REPORT_MD, terminal_summary
@@ -38,7 +71,8 @@ def build(
     if compiler is not None:
         edgetpu = loaded.edgetpu.model_copy(update={"compiler": compiler.resolve()})
         loaded = loaded.model_copy(update={"edgetpu": edgetpu})
-    result = run_build(loaded, recipe, out, progress=(lambda _: None) if quiet else _progress)
+    cache = StageCache(cache_dir or default_root(), force=force)
+    result = run_build(loaded, recipe, out, progress=(lambda _: None) if quiet else _progress, cache=cache)
     typer.echo(terminal_summary(result.report))
     typer.echo(
         f"report: {result.build_dir / REPORT_JSON}  {result.build_dir / REPORT_MD}  {result.build_dir / REPORT_HTML}"
@@ -50,6 +84,47 @@ def build(
                 err=True,
             )
         raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def _build_many(
+    recipes: list[Path],
+    out: Path | None,
+    jobs: int,
+    force: bool,
+    cache_dir: Path | None,
+    quiet: bool,
+    compiler: Path | None,
+) -> None:
+    from compiler_kit.batch import BatchBuild, worst_exit
+
+    if out is not None:
+        typer.echo("error: --out names one build folder: give one recipe, or set output.dir in each", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    options = [
+        *(["--force"] if force else []),
+        *(["--cache-dir", str(cache_dir)] if cache_dir else []),
+        *(["--compiler", str(compiler.resolve())] if compiler else []),
+        *(["--quiet"] if quiet else []),
+    ]
+    outcomes = BatchBuild(options, jobs, _progress, quiet=quiet).run(recipes)
+    typer.echo("\n".join(f"{o.verdict:>12}  {o.seconds:6.1f} s  {o.recipe}" for o in outcomes))
+    if code := worst_exit([outcome.exit_code for outcome in outcomes]):
+        raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (a CI runner cancelling the job) ends a build like Ctrl-C: temporary files are removed on the way
+    out, so only complete artifacts stay."""
+
+    def interrupt(signum: int, frame: object) -> NoReturn:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _progress(message: str) -> None:

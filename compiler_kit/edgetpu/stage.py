@@ -41,18 +41,16 @@ def require_compiler(settings: EdgeTpu) -> Path | None:
     return executable
 
 
-def run_edgetpu_stage(settings: EdgeTpu, executable: Path | None, int8_model: Path, out_dir: Path) -> EdgeTpuOutcome:
-    if settings.compile == "off":
-        return EdgeTpuOutcome({"mode": "off"})
+def edgetpu_section(settings: EdgeTpu, executable: Path | None, int8_model: Path, out_dir: Path) -> dict[str, Any]:
+    """The compiler's verdict (its files in `out_dir`), or the static prediction when there is no compiler.
+    What this machine can run is not part of it: `outcome` probes that at every build."""
     if executable is None:
         from compiler_kit.edgetpu.analysis import analyze
 
         verdict = analyze(int8_model).as_dict()
-        section = {"mode": settings.compile, "compiled": False, "note": NO_COMPILER, **verdict, "predicted": True}
-        _probe_runtime(settings.device, section)  # nothing to run, but the report says what this machine lacks
-        return EdgeTpuOutcome(section, gate_values=_gate_values(section))
+        return {"mode": settings.compile, "compiled": False, "note": NO_COMPILER, **verdict, "predicted": True}
     result = EdgeTpuCompiler(executable).compile(int8_model, out_dir, _options(settings))
-    section = {
+    return {
         "mode": settings.compile,
         "compiled": result.succeeded,
         "problem": result.problem,
@@ -63,8 +61,19 @@ def run_edgetpu_stage(settings: EdgeTpu, executable: Path | None, int8_model: Pa
         **result.output.as_dict(),
         "predicted": False,
     }
+
+
+def outcome(settings: EdgeTpu, section: dict[str, Any]) -> EdgeTpuOutcome:
+    """The stage's result for this build: the section, plus whether an Edge TPU here can run the compiled model."""
+    if settings.compile == "off":
+        return EdgeTpuOutcome({"mode": "off"})
+    section = dict(section)
+    if section["predicted"]:
+        _probe_runtime(settings.device, section)  # nothing to run, but the report says what this machine lacks
+        return EdgeTpuOutcome(section, gate_values=_gate_values(section))
     # Segments (--num_segments) run pipelined across several devices: the runner takes one whole model only.
-    compiled = result.compiled_models[0] if result.succeeded and len(result.compiled_models) == 1 else None
+    models = section["compiled_models"]
+    compiled = Path(models[0]) if len(models) == 1 else None
     runnable = compiled is not None and _probe_runtime(settings.device, section)
     return EdgeTpuOutcome(section, compiled, runnable, _gate_values(section))
 

@@ -51,6 +51,17 @@ def _overview(report: dict[str, Any]) -> str:
     )
 
 
+def stages_line(report: dict[str, Any]) -> str:
+    """Where the build's time went, and which stages the cache supplied ("" for a report without timings)."""
+    seconds = report.get("stage_seconds") or {}
+    cached = (report.get("cache") or {}).get("stages", {})
+    reused = [stage for stage, found in cached.items() if found["status"] == "hit"]
+    if not seconds:
+        return ""
+    timings = ", ".join(f"{stage} {value:.1f} s" for stage, value in seconds.items())
+    return f"Stages: {timings}" + (f" (reused from the cache: {', '.join(reused)})" if reused else "")
+
+
 def _markdown_edgetpu(report: dict[str, Any]) -> str:
     text = "## Edge TPU\n\n" + edgetpu_summary(report)
     failures = report["edgetpu"].get("failures") or []
@@ -76,6 +87,7 @@ def markdown(report: dict[str, Any]) -> str:
         "## Gates\n\n" + (_markdown_table(gates_table(report)) if gates else "No gates in the recipe."),
         "## Artifacts\n\n" + _markdown_table(artifacts_table(report)),
         "Full report with plots: [report.html](report.html)",
+        *([line] if (line := stages_line(report)) else []),
         "<sub>" + " · ".join(f"{k} {v}" for k, v in report["tools"].items()) + "</sub>",
     ]
     return "\n\n".join(sections) + "\n"
@@ -86,5 +98,5 @@ def terminal_summary(report: dict[str, Any]) -> str:
     parts += ["", _text_table(latency_table(report)), "", edgetpu_summary(report)]
     if report["gates"]:
         parts += ["", _text_table(gates_table(report))]
-    parts += [f"\n{verdict(report)}: {report['name']}"]
+    parts += [*(["", line] if (line := stages_line(report)) else []), f"\n{verdict(report)}: {report['name']}"]
     return "\n".join(parts)

@@ -207,3 +207,14 @@ def test_findings_report_lost_accuracy_only():
 
 def test_the_built_report_has_no_findings(built):
     assert built.report["findings"] == []
+
+
+def test_stages_line_names_the_time_per_stage_and_what_the_cache_supplied() -> None:
+    from compiler_kit.report.render import stages_line
+
+    report = {
+        "stage_seconds": {"data": 0.04, "convert": 0.01, "quantize": 2.5},
+        "cache": {"stages": {"convert": {"status": "hit"}, "quantize": {"status": "corrupt"}}},
+    }
+    assert stages_line(report) == "Stages: data 0.0 s, convert 0.0 s, quantize 2.5 s (reused from the cache: convert)"
+    assert stages_line({}) == ""

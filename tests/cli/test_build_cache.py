@@ -1,0 +1,203 @@
+"""`ckit build` twice, changed, forced, damaged, killed and raced: the stage cache, atomic artifacts and the lock.
+
+Each test starts from an empty cache of its own (conftest's `test_cache`); `warm_cache` holds one finished build
+of the base recipe, copied in where a test needs a cache that already has it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from compiler_kit.artifacts import LOCK, sha256_file
+from compiler_kit.cli import app
+from compiler_kit.errors import EXIT_INTERRUPTED
+from compiler_kit.pipeline import FLOAT_TFLITE, INT8_TFLITE
+from compiler_kit.quantize import check_full_integer
+from tests.conftest import WriteRecipe, build_recipe
+
+CACHED = ("convert", "quantize", "edgetpu", "verify", "latency")
+
+
+def ckit(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def statuses(build_dir: Path) -> dict[str, str]:
+    report = json.loads((build_dir / "report.json").read_text())
+    return {stage: found["status"] for stage, found in report["cache"]["stages"].items()}
+
+
+def temporary_files(*roots: Path) -> list[Path]:
+    return [p for root in roots for p in root.rglob("*") if p.name.endswith(".tmp") or p.parent.name == "tmp"]
+
+
+@pytest.fixture(scope="module")
+def warm_cache(base_recipe: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("warm-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CKIT_CACHE_DIR", str(root))
+        build_recipe(base_recipe, tmp_path_factory.mktemp("warm-build"))
+    return root
+
+
+def test_a_second_build_reuses_every_stage_and_says_so(write_recipe: WriteRecipe, tmp_path: Path) -> None:
+    recipe = write_recipe()
+    first = ckit("build", str(recipe))
+    assert first.exit_code == 0, first.output
+    report = json.loads((tmp_path / "build" / "report.json").read_text())
+    artifacts = {name: sha256_file(tmp_path / "build" / name) for name in (FLOAT_TFLITE, INT8_TFLITE)}
+    assert statuses(tmp_path / "build") == dict.fromkeys(CACHED, "miss")
+
+    second = ckit("build", str(recipe))
+    assert second.exit_code == 0, second.output
+    for number, stage in enumerate(CACHED, start=2):
+        assert f"[{number}/7] {stage} reused from the cache" in second.output
+    assert statuses(tmp_path / "build") == dict.fromkeys(CACHED, "hit")
+    again = json.loads((tmp_path / "build" / "report.json").read_text())
+    assert again["comparisons"] == report["comparisons"] and again["latency"] == report["latency"]
+    assert {name: sha256_file(tmp_path / "build" / name) for name in artifacts} == artifacts
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(recipe: dict[str, Any]) -> None:
+        *parents, leaf = path.split(".")
+        section = recipe
+        for key in parents:
+            section = section.setdefault(key, {})
+        section[leaf] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "edit, rerun",
+    [
+        (_set("quantization.granularity", "per-tensor"), {"quantize", "edgetpu", "verify", "latency"}),
+        (_set("verify.num_samples", 100), {"verify", "latency"}),
+        (_set("verify.latency.runs", 7), {"latency"}),
+        (_set("gates.min_snr_db", 20.0), set()),  # gates judge the measurements; they measure nothing
+        (_set("output.dir", "elsewhere"), set()),  # the cache is keyed by content, not by where things go
+    ],
+    ids=["quantization", "verify-samples", "latency-runs", "gates", "build-folder"],
+)
+def test_a_change_reruns_only_the_stages_downstream_of_it(
+    warm_cache: Path, test_cache: Path, write_recipe: WriteRecipe, tmp_path: Path, edit, rerun: set[str]
+) -> None:
+    shutil.copytree(warm_cache, test_cache)
+    result = ckit("build", str(write_recipe(edit)))
+    assert result.exit_code == 0, result.output
+    build_dir = tmp_path / "elsewhere" if (tmp_path / "elsewhere").exists() else tmp_path / "build"
+    assert statuses(build_dir) == {stage: "miss" if stage in rerun else "hit" for stage in CACHED}
+
+
+def test_force_runs_every_stage_again(warm_cache: Path, test_cache: Path, write_recipe: WriteRecipe, tmp_path: Path):
+    shutil.copytree(warm_cache, test_cache)
+    result = ckit("build", str(write_recipe()), "--force")
+    assert result.exit_code == 0, result.output
+    assert statuses(tmp_path / "build") == dict.fromkeys(CACHED, "forced")
+    assert ckit("build", str(write_recipe())).exit_code == 0
+    assert statuses(tmp_path / "build") == dict.fromkeys(CACHED, "hit")  # what --force stored is good
+
+
+def test_a_corrupted_entry_is_detected_and_built_again_never_used(
+    warm_cache: Path, test_cache: Path, write_recipe: WriteRecipe, tmp_path: Path
+) -> None:
+    shutil.copytree(warm_cache, test_cache)
+    [entry] = (test_cache / "quantize").iterdir()
+    good = sha256_file(entry / "files" / INT8_TFLITE)
+    damaged = bytearray((entry / "files" / INT8_TFLITE).read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    (entry / "files" / INT8_TFLITE).write_bytes(bytes(damaged))
+
+    result = ckit("build", str(write_recipe()))
+    assert result.exit_code == 0, result.output
+    assert f"the cached quantize entry is corrupt ({INT8_TFLITE}: hash mismatch): building it again" in result.output
+    assert statuses(tmp_path / "build")["quantize"] == "corrupt"
+    assert sha256_file(tmp_path / "build" / INT8_TFLITE) == good  # TFLite conversion is deterministic
+    assert sha256_file(entry / "files" / INT8_TFLITE) == good
+
+
+def _start(recipe: Path, *args: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "compiler_kit", "build", str(recipe), *args]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(process: subprocess.Popen[str], line_start: str) -> list[str]:
+    """Progress lines up to the first that starts with `line_start` (the build is then inside that stage)."""
+    seen = []
+    assert process.stderr is not None
+    for line in process.stderr:
+        seen.append(line)
+        if line.startswith(line_start):
+            return seen
+    raise AssertionError(f"the build ended before '{line_start}':\n{''.join(seen)}")
+
+
+@pytest.mark.parametrize("stage", ["[3/7] quantize", "[5/7] verify"])
+def test_a_build_killed_mid_stage_leaves_complete_artifacts_and_the_next_continues(
+    write_recipe: WriteRecipe, test_cache: Path, tmp_path: Path, stage: str
+) -> None:
+    recipe, build_dir = write_recipe(), tmp_path / "build"
+    process = _start(recipe)
+    _wait_for(process, stage)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert not (build_dir / "report.json").exists()  # no verdict for a build that did not finish
+    for name in (FLOAT_TFLITE, INT8_TFLITE):  # each artifact is either absent or a whole, loadable model
+        if (build_dir / name).exists():
+            assert name == FLOAT_TFLITE or check_full_integer((build_dir / name).read_bytes()) is None
+            assert any(sha256_file(build_dir / name) == sha256_file(f) for f in test_cache.rglob(name))
+
+    result = ckit("build", str(recipe))
+    assert result.exit_code == 0, result.output
+    assert "[2/7] convert reused from the cache" in result.output  # finished before the kill: not done again
+    assert statuses(build_dir)["convert"] == "hit"
+    assert temporary_files(build_dir, test_cache) == []  # what the killed build left is gone
+
+
+def test_sigterm_stops_a_build_cleanly_with_exit_130(write_recipe: WriteRecipe, test_cache: Path, tmp_path: Path):
+    process = _start(write_recipe())
+    _wait_for(process, "[3/7] quantize")
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == EXIT_INTERRUPTED
+    assert "error: interrupted" in stderr and "Traceback" not in stderr
+    assert temporary_files(tmp_path / "build", test_cache) == []
+    assert not (tmp_path / "build" / "report.json").exists()
+
+
+def test_two_builds_of_one_recipe_at_once_take_turns_and_both_pass(write_recipe: WriteRecipe, tmp_path: Path):
+    recipe = write_recipe()
+    processes = [_start(recipe), _start(recipe)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in processes]  # type: ignore[union-attr]
+    assert [code for code, _ in results] == [0, 0], results
+    waited = [stderr for _, stderr in results if "waiting for another build of" in stderr]
+    assert len(waited) == 1, results  # the lock, not luck: one build waited for the other
+    assert waited[0].count("reused from the cache") == len(CACHED)  # and then found every stage done
+    assert json.loads((tmp_path / "build" / "report.json").read_text())["passed"]
+    assert [p.name for p in (tmp_path / "build").iterdir() if p.name.startswith(".")] == [LOCK]
+
+
+def test_many_recipes_build_in_parallel_and_the_worst_exit_code_wins(write_recipe: WriteRecipe, tmp_path: Path):
+    passing = write_recipe(_set("output.dir", str(tmp_path / "a")), name="a.yaml")
+    failing = write_recipe(_set("gates.min_snr_db", 1000.0), name="b.yaml")  # builds into tmp_path / "build"
+    result = ckit("build", str(passing), str(failing), "-j", "2", "--quiet")
+    assert result.exit_code == 3, result.output
+    assert f"{passing}: passed" in result.output and f"{failing}: gate failed" in result.output
+    assert json.loads((tmp_path / "a" / "report.json").read_text())["passed"]
+    assert not json.loads((tmp_path / "build" / "report.json").read_text())["passed"]
+
+
+def test_out_with_several_recipes_is_bad_input(write_recipe: WriteRecipe, tmp_path: Path) -> None:
+    result = ckit("build", str(write_recipe()), str(write_recipe(name="b.yaml")), "--out", str(tmp_path / "x"))
+    assert result.exit_code == 2 and "--out names one build folder" in result.output

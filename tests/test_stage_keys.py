@@ -1,0 +1,59 @@
+"""Stage keys: files count by content, not location; each key holds everything its stage depends on."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from compiler_kit.cache import stage_key
+from compiler_kit.errors import BadInputError
+from compiler_kit.recipe import Source, load_recipe
+from compiler_kit.stage_keys import convert_inputs, entry_point_file, model_sha256
+
+
+def _load(recipe: dict[str, Any], path: Path):
+    path.write_text(yaml.safe_dump(recipe))
+    return load_recipe(path)
+
+
+def test_a_model_moved_elsewhere_keeps_its_key_and_a_changed_one_does_not(base_recipe, tmp_path: Path) -> None:
+    moved = tmp_path / "moved.keras"
+    shutil.copy(base_recipe["source"]["path"], moved)
+    original = _load(base_recipe, tmp_path / "a.yaml")
+    relocated = _load({**base_recipe, "source": {"framework": "keras", "path": str(moved)}}, tmp_path / "b.yaml")
+    assert stage_key("convert", convert_inputs(original)) == stage_key("convert", convert_inputs(relocated))
+    with moved.open("ab") as handle:
+        handle.write(b"\0")
+    assert stage_key("convert", convert_inputs(original)) != stage_key("convert", convert_inputs(relocated))
+
+
+def test_an_entry_point_is_keyed_by_its_module_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "nets"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "small.py").write_text("def build():\n    return None\n")
+    source = Source.model_validate(
+        {"framework": "torch", "entry_point": "nets.small:build"}, context={"base_dir": tmp_path}
+    )
+    monkeypatch.chdir(tmp_path.parent)  # found through the recipe's folder, not the working directory
+    assert entry_point_file("nets.small:build", tmp_path) == package / "small.py"
+    before = model_sha256(source)
+    (package / "small.py").write_text("def build():\n    return 1\n")
+    assert model_sha256(source) != before  # editing the model's code is a new model
+
+
+def test_an_entry_point_without_a_source_file_is_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(BadInputError, match=re.escape("entry point 'nowhere.to_be:found' failed: ModuleNotFound")):
+        entry_point_file("nowhere.to_be:found", tmp_path)
+
+
+def test_a_missing_model_file_is_bad_input_naming_the_field(tmp_path: Path) -> None:
+    source = Source(framework="onnx", path=tmp_path / "absent.onnx")
+    with pytest.raises(BadInputError, match="model file not found") as caught:
+        model_sha256(source)
+    assert "check source.path" in str(caught.value)
