@@ -38,6 +38,22 @@ def _umask() -> int:
     return mask
 
 
+def write_atomically(final: Path, fill: Callable[[BinaryIO], object]) -> Path:
+    """`fill` writes a temporary file beside `final` that replaces it only once complete and on disk."""
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            fill(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts are shared like any written file
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return final
+
+
 class BuildFolder:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -103,19 +119,7 @@ class BuildFolder:
         return self._write(name, lambda handle: handle.write(data))
 
     def _write(self, name: str, fill: Callable[[BinaryIO], object]) -> Path:
-        final = self.path(name)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                fill(handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts are shared like any written file
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return final
+        return write_atomically(self.path(name), fill)
 
     def write_text(self, name: str, text: str) -> Path:
         return self.write_bytes(name, text.encode("utf-8"))

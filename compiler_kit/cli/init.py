@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from compiler_kit.artifacts import write_atomically
 from compiler_kit.cli.errors import exits_cleanly
 from compiler_kit.errors import BadInputError
 
@@ -346,15 +346,6 @@ def _relative(target: Path, folder: Path) -> str:
 def _write_atomically(out: Path, text: str) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+        write_atomically(out, lambda handle: handle.write(text.encode("utf-8")))
     except OSError as exc:
         raise BadInputError(f"cannot write the recipe: {exc.strerror or exc}", path=out) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

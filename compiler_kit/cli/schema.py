@@ -13,10 +13,11 @@ def schema(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
 ) -> None:
     """Print the JSON Schema of recipe files (point your editor's YAML plugin at it)."""
+    from compiler_kit.artifacts import write_atomically
     from compiler_kit.recipe import json_schema
 
     text = json.dumps(json_schema(), indent=2) + "\n"
     if out is None:
         typer.echo(text, nl=False)
     else:
-        out.write_text(text, encoding="utf-8")
+        write_atomically(out, lambda handle: handle.write(text.encode("utf-8")))
