@@ -14,7 +14,7 @@ DIGITS_ONNX := recipes/models/digits.onnx
 MOBILENET := recipes/models/mobilenet_v2.pt
 DIGITS_RECIPES := recipes/digits_keras.yaml recipes/digits_torch.yaml recipes/digits_onnx.yaml
 
-.PHONY: setup data models demo recipes browser test lint bench clean
+.PHONY: setup data models demo recipes browser test lint bench clean edgetpu-fit
 
 setup: $(STAMP)
 
@@ -60,9 +60,18 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# ckit against the bare work it wraps (a cold build, a warm rebuild, start-up, verification throughput and memory,
+# MobileNetV2 int8 vs float latency): a table, and JSON in benchmarks/results/. BENCH_ARGS="--only a,c --runs 5".
 bench: models
-	$(PY) benchmarks/latency.py
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf build benchmarks/results calibration/digits calibration/photos recipes/models/*.keras \
 		recipes/models/*.pt recipes/models/*.onnx
+
+# Fit the Edge TPU latency model on Coral's published figures: builds the benchmark architectures in code (random
+# weights, int8, cached in benchmarks/results/edgetpu_zoo/; about 8 min the first time), then fits and prints every
+# row. FIT_ARGS=--write also writes the fitted constants into compiler_kit/edgetpu/latency.py.
+edgetpu-fit: setup
+	$(PY) -m benchmarks.edgetpu_zoo
+	$(PY) -m benchmarks.edgetpu_fit $(FIT_ARGS)

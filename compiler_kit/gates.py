@@ -2,7 +2,8 @@
 
 A gate is named `max_<name>` or `min_<name>` after what it judges: a registered metric (compare/metrics.py) of the
 comparison source -> tflite-int8, or an Edge TPU figure (`ops_on_edgetpu_fraction`, `off_chip_bytes`);
-`max_latency_p50_ms` judges each named runner's median latency.
+`max_latency_p50_ms` judges each named runner's median latency, `max_predicted_edgetpu_ms` each named target's
+predicted Edge TPU latency (edgetpu/latency.py: a prediction, for models nobody has run on the device yet).
 """
 
 from __future__ import annotations
@@ -35,18 +36,23 @@ def evaluate(
     measured: dict[str, float | None],
     latency_p50_ms: dict[str, float],
     baseline: dict[str, float | None] | None = None,
+    predicted_edgetpu_ms: dict[str, float] | None = None,
 ) -> list[GateResult]:
     """`measured`: the metrics of source -> tflite-int8 and the Edge TPU figures (ops_on_edgetpu_fraction,
-    off_chip_bytes); `latency_p50_ms`: median latency by runner; `baseline`: report.diff.baseline_values()."""
+    off_chip_bytes); `latency_p50_ms`: median latency by runner; `baseline`: report.diff.baseline_values();
+    `predicted_edgetpu_ms`: predicted Edge TPU latency by target (none when the Edge TPU stage is off)."""
     measured = {**measured, **_relative_to(baseline or {}, measured)}
-    per_runner = {"max_latency_p50_ms", "max_latency_p50_above_baseline_pct", "baseline"}
+    keyed = {"max_latency_p50_ms": latency_p50_ms, "max_predicted_edgetpu_ms": predicted_edgetpu_ms or {}}
     results = []
-    for field, threshold in gates.model_dump(exclude=per_runner).items():
+    for field, threshold in gates.model_dump(
+        exclude={*keyed, "max_latency_p50_above_baseline_pct", "baseline"}
+    ).items():
         if threshold is not None:
             bound, metric = field.split("_", 1)
             results.append(_judge(field, bound, threshold, measured.get(metric)))
-    for runner, threshold in gates.max_latency_p50_ms.items():
-        results.append(_judge(f"max_latency_p50_ms[{runner}]", "max", threshold, latency_p50_ms.get(runner)))
+    for field, values in keyed.items():
+        for key, threshold in getattr(gates, field).items():
+            results.append(_judge(f"{field}[{key}]", "max", threshold, values.get(key)))
     for runner, threshold in gates.max_latency_p50_above_baseline_pct.items():
         before, now = (baseline or {}).get(f"latency_p50_ms[{runner}]"), latency_p50_ms.get(runner)
         increase = 100 * (now / before - 1) if before and now is not None else None

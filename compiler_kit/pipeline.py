@@ -26,7 +26,9 @@ from compiler_kit.compare import compare
 from compiler_kit.compare.layers import LayerDrift, LayerDrifts, layer_drift, worst_layers
 from compiler_kit.compare.metrics import confusion
 from compiler_kit.data import Dataset, open_dataset
+from compiler_kit.edgetpu.analysis import analyze
 from compiler_kit.edgetpu.compiler import compiler_version
+from compiler_kit.edgetpu.latency import latency_section
 from compiler_kit.edgetpu.stage import EdgeTpuOutcome, edgetpu_section, outcome, require_compiler
 from compiler_kit.errors import BadInputError
 from compiler_kit.frontends import FloatModel, frontend_for
@@ -151,7 +153,9 @@ def _run(done: _Build) -> BuildResult:
     with stage("verify", f"{len(runners)} runners on {len(verify)} samples, then float vs int8 layer by layer"):
         outputs, checked = run_verify(done, runners, verify, float_model)
     with stage("latency", f"{recipe.verify.latency.warmup} warm-up + {recipe.verify.latency.runs} timed runs"):
-        latency = measure_all(done, runners, verify, checked["first_ms"])
+        latency, predicted = measure_all(done, runners, verify, checked["first_ms"], edgetpu)
+        if predicted is not None:
+            edgetpu.section["latency"] = {**predicted, "measured_p50_ms": _p50(latency, EdgeTpuRunner.NAME)}
     with stage("report"):
         results = _Results(
             float_model,
@@ -211,7 +215,9 @@ def _gates(done: _Build, results: _Results) -> list[GateResult]:
     )
     measured = {**drift, **results.edgetpu.gate_values}
     p50 = {name: stats.p50_ms for name, stats in results.latency.items()}
-    gates = evaluate(done.recipe.gates, measured, p50, done.baseline)
+    predicted = results.edgetpu.section.get("latency", {}).get("targets", {})
+    predicted_ms = {target: estimate["predicted_ms"] for target, estimate in predicted.items()}
+    gates = evaluate(done.recipe.gates, measured, p50, done.baseline, predicted_ms)
     section = results.edgetpu.section
     if section.get("predicted") is False and not section["compiled"]:
         gates.append(GateResult("edgetpu_compiled", 1.0, 0.0, False))  # the compiler ran and refused the model
@@ -241,6 +247,10 @@ def _report(done: _Build, results: _Results) -> dict[str, Any]:
         layers=[layer.as_dict() for layer in results.layers],
         worst_layers=[layer.name for layer in worst_layers(results.layers)],
     )
+
+
+def _p50(latency: dict[str, LatencyStats], runner: str) -> float | None:
+    return latency[runner].p50_ms if runner in latency else None
 
 
 def load_baseline(recipe: Recipe) -> dict[str, float | None] | None:
@@ -374,33 +384,44 @@ def run_verify(
 
 
 def run_all(runners: list[Runner], verify: Dataset, input_name: str) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Prepare the runners and feed them the same samples; keep each one's outputs and first inference time."""
+    """Prepare the runners and feed them the same samples; keep each one's outputs and first inference time.
+    Outputs go into arrays allocated once: a list of per-sample arrays fragments the heap as the set grows."""
     for runner in runners:
         runner.prepare()
-    collected: dict[str, list[np.ndarray]] = {runner.name: [] for runner in runners}
+    outputs: dict[str, np.ndarray] = {}
     first_ms: dict[str, float] = {}
-    for sample in verify:
+    for position, sample in enumerate(verify):
         for runner in runners:
-            collected[runner.name].append(runner.infer({input_name: sample})[0])
-            first_ms.setdefault(runner.name, runner.last_inference_ms)
-    return {name: np.concatenate(batches) for name, batches in collected.items()}, first_ms
+            output = runner.infer({input_name: sample})[0]
+            if position == 0:
+                outputs[runner.name] = np.empty((len(verify), *output.shape[1:]), dtype=output.dtype)
+                first_ms[runner.name] = runner.last_inference_ms
+            outputs[runner.name][position] = output[0]
+    return outputs, first_ms
 
 
 def measure_all(
-    done: _Build, runners: list[Runner], verify: Dataset, first_ms: dict[str, float]
-) -> dict[str, LatencyStats]:
+    done: _Build, runners: list[Runner], verify: Dataset, first_ms: dict[str, float], edgetpu: EdgeTpuOutcome
+) -> tuple[dict[str, LatencyStats], dict[str, Any] | None]:
+    """Each runner's latency on this machine, and the predicted Edge TPU latency (its CPU part is measured here
+    too, which is why it belongs to this stage)."""
     recipe = done.recipe
     feed = {recipe.inputs[0].name: verify.sample(int(verify.indices[0]))}
     settings = recipe.verify.latency
 
     def produce(_: Path) -> dict[str, Any]:
         done.prepare(runners)
-        return {
+        runs = {
             runner.name: measure_latency(
                 runner, feed, first_ms=first_ms[runner.name], warmup=settings.warmup, runs=settings.runs
             ).as_dict()
             for runner in runners
         }
+        predicted = None
+        if recipe.edgetpu.compile != "off":
+            off_chip = None if edgetpu.section["predicted"] else edgetpu.section.get("off_chip_bytes")
+            predicted = latency_section(analyze(done.folder.path(INT8_TFLITE)), recipe.verify.threads, off_chip)
+        return {"runners": runs, "edgetpu": predicted}
 
-    entry = done.cached("latency", stage_keys.latency_inputs(recipe, done.keys["verify"]), produce)
-    return {name: LatencyStats(**stats) for name, stats in entry.meta.items()}
+    meta = done.cached("latency", stage_keys.latency_inputs(recipe, done.keys["verify"]), produce).meta
+    return {name: LatencyStats(**stats) for name, stats in meta["runners"].items()}, meta["edgetpu"]

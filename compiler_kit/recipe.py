@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import math
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -29,26 +31,59 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 
-from compiler_kit.errors import BadInputError
+from compiler_kit.errors import BadInputError, describe_exception
 
 RunnerName = Literal["source", "onnx", "tflite-float", "tflite-int8", "edgetpu"]
 Layout = Literal["NHWC", "NCHW"]
 IoType = Literal["int8", "uint8", "float32"]
+EdgeTpuTarget = Literal["usb", "pcie"]  # USB Accelerator; Dev Board, M.2 and Mini PCIe cards
+
+# Limits on what a recipe may declare, so a typo or a hostile recipe is refused before anything allocates.
+# One sample (batch 1) of at most 2**26 elements: 256 MiB as float32. Edge TPU models take images of a few
+# megapixels at most (1920x1080x3 is 6.2M elements), so this leaves 10x headroom while one sample, its preprocessed
+# copy and every runner's input buffer still fit a CI machine's memory; [1, 100000, 100000, 3] does not.
+MAX_SAMPLE_ELEMENTS = 2**26
+# TFLite kernels handle at most 6 dimensions (TRANSPOSE, broadcasting arithmetic); the Edge TPU maps 3 beyond
+# size-1 outer ones, so a deeper input is a mistake.
+MAX_RANK = 6
+# Preprocessing runs in float32: a scale or mean beyond its range, or a std below its smallest normal number,
+# turns every sample into Inf or NaN.
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38
+Float32 = Annotated[float, Field(ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
+PositiveFloat32 = Annotated[float, Field(ge=FLOAT32_TINY, le=FLOAT32_MAX)]
+# NumPy seeds its generators with non-negative integers only.
+Seed = Annotated[int, Field(ge=0)]
+# The Edge TPU compiler takes tensor names as one comma-separated argument; NUL cannot be passed in an argument.
+TensorName = Annotated[str, Field(pattern=r"^[^,\x00]+$")]
+# A recipe is a page of YAML (about 1 KiB), nested 4 levels deep; far more is a mistake or an attack on the parser
+# (PyYAML builds nodes recursively, so deep nesting overflows Python's stack).
+MAX_RECIPE_BYTES = 1 << 20
+MAX_NESTING = 32
+MAX_ERRORS_SHOWN, MAX_KEY_SHOWN = 20, 100
+# Linux's NAME_MAX and PATH_MAX: beyond them every file call raises instead of answering "not found".
+MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 4096
 
 
 def _resolve_against_recipe(path: Path, info: ValidationInfo) -> Path:
     base = (info.context or {}).get("base_dir")
-    return path if path.is_absolute() or base is None else (Path(base) / path).resolve()
+    resolved = path if path.is_absolute() or base is None else (Path(base) / path).resolve()
+    longest_name = max((len(os.fsencode(part)) for part in resolved.parts), default=0)
+    if len(os.fsencode(resolved)) > MAX_PATH_BYTES or longest_name > MAX_NAME_BYTES:
+        raise ValueError(f"path too long (at most {MAX_NAME_BYTES} bytes a name, {MAX_PATH_BYTES} in all)")
+    return resolved
 
 
 RecipePath = Annotated[Path, AfterValidator(_resolve_against_recipe)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and Inf are never meaningful here: a NaN gate never fails, a NaN scale poisons every sample.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Source(_Section):
@@ -89,7 +124,11 @@ class InputSpec(_Section):
     """One model input. The batch dimension is fixed (1 for the Edge TPU): int8 models need static shapes."""
 
     name: str = Field(description="Input name, used to key samples.")
-    shape: list[PositiveInt] = Field(min_length=1, description="Static shape including batch, e.g. [1, 16, 16, 1].")
+    shape: list[PositiveInt] = Field(
+        min_length=1,
+        max_length=MAX_RANK,
+        description=f"Static shape including batch, e.g. [1, 16, 16, 1]; at most {MAX_SAMPLE_ELEMENTS} elements.",
+    )
     dtype: Literal["float32"] = Field("float32", description="Element type the float model takes.")
     layout: Layout | None = Field(None, description="Layout of a 4-D image input (NHWC or NCHW).")
 
@@ -100,6 +139,13 @@ class InputSpec(_Section):
         if self.layout is not None and len(self.shape) != len(self.layout):
             raise ValueError(f"layout {self.layout} needs a {len(self.layout)}-D shape, got {self.shape}")
         return self
+
+    @field_validator("shape")
+    @classmethod
+    def _not_too_many_elements(cls, shape: list[int]) -> list[int]:
+        if (elements := math.prod(shape)) > MAX_SAMPLE_ELEMENTS:
+            raise ValueError(f"shape {shape} has {elements} elements, more than the {MAX_SAMPLE_ELEMENTS} allowed")
+        return shape
 
 
 class DataSpec(_Section):
@@ -122,9 +168,19 @@ class Preprocess(_Section):
 
     resize: tuple[PositiveInt, PositiveInt] | None = Field(None, description="images: [height, width].")
     color: Literal["rgb", "grayscale"] = Field("rgb", description="images: decode as 3 channels or 1.")
-    scale: float = Field(1.0, description="Multiplier applied first, e.g. 0.00392156862745098 for 1/255.")
-    mean: list[float] = Field(default_factory=lambda: [0.0], description="Per channel (or one for all).")
-    std: list[PositiveFloat] = Field(default_factory=lambda: [1.0], description="Per channel (or one for all).")
+    scale: Float32 = Field(1.0, description="Multiplier applied first, e.g. 0.00392156862745098 for 1/255.")
+    mean: list[Float32] = Field(default_factory=lambda: [0.0], description="Per channel (or one for all).")
+    std: list[PositiveFloat32] = Field(default_factory=lambda: [1.0], description="Per channel (or one for all).")
+
+    @model_validator(mode="after")
+    def _resized_image_fits(self) -> Preprocess:
+        if self.resize is not None:
+            elements = math.prod(self.resize) * (3 if self.color == "rgb" else 1)
+            if elements > MAX_SAMPLE_ELEMENTS:
+                raise ValueError(
+                    f"resize {list(self.resize)} gives {elements} elements, more than the {MAX_SAMPLE_ELEMENTS} allowed"
+                )
+        return self
 
 
 class Calibration(_Section):
@@ -132,7 +188,7 @@ class Calibration(_Section):
 
     data: DataSpec
     num_samples: PositiveInt = Field(200, description="How many samples to draw (seeded); all if fewer.")
-    seed: int = Field(0, description="Seed of the sample draw.")
+    seed: Seed = Field(0, description="Seed of the sample draw.")
     preprocess: Preprocess = Field(
         default_factory=Preprocess, description="Preprocessing, used for verification data too."
     )
@@ -152,8 +208,9 @@ class Quantization(_Section):
 class Latency(_Section):
     """Latency measurement: the first inference separately, then warm-up, then timed runs (batch 1)."""
 
-    warmup: NonNegativeInt = Field(10, description="Untimed runs before timing.")
-    runs: PositiveInt = Field(100, description="Timed runs.")
+    # The report keeps every timed run, so the counts are bounded like the report.
+    warmup: NonNegativeInt = Field(10, le=100_000, description="Untimed runs before timing.")
+    runs: PositiveInt = Field(100, le=100_000, description="Timed runs.")
 
 
 class Verify(_Section):
@@ -161,8 +218,8 @@ class Verify(_Section):
 
     data: DataSpec
     num_samples: PositiveInt | None = Field(None, description="Seeded subset; all samples when absent.")
-    seed: int = Field(0, description="Seed of the subset draw.")
-    threads: PositiveInt = Field(1, description="CPU threads for every runner.")
+    seed: Seed = Field(0, description="Seed of the subset draw.")
+    threads: PositiveInt = Field(1, le=1024, description="CPU threads for every runner.")
     latency: Latency = Field(default_factory=Latency)
 
 
@@ -179,8 +236,11 @@ class EdgeTpu(_Section):
     num_segments: PositiveInt | None = Field(None, description="-n: split into segments for pipelining.")
     search_delegate: bool = Field(False, description="-d: search backwards for a graph that compiles.")
     delegate_search_step: PositiveInt | None = Field(None, description="-k: step of that search.")
-    intermediate_tensors: list[str] = Field(default_factory=list, description="-i: cut the TPU part at these.")
-    timeout_sec: PositiveInt = Field(180, description="-t: the compiler's timeout; ckit kills it 30 s later.")
+    intermediate_tensors: list[TensorName] = Field(default_factory=list, description="-i: cut the TPU part at these.")
+    # A day: a larger timeout overflows the process timeout ckit waits with.
+    timeout_sec: PositiveInt = Field(
+        180, le=86_400, description="-t: the compiler's timeout; ckit kills it 30 s later."
+    )
     device: str = Field(
         "", pattern=r"^(|:\d+|usb(:\d+)?|pci(:\d+)?)$", description="Delegate device: '', ':N', 'usb[:N]', 'pci[:N]'."
     )
@@ -201,6 +261,10 @@ class Gates(_Section):
     )
     max_off_chip_bytes: NonNegativeInt | None = Field(
         None, description="Parameter bytes streamed from host memory per inference (beyond the 8 MB cache)."
+    )
+    max_predicted_edgetpu_ms: dict[EdgeTpuTarget, PositiveFloat] = Field(
+        default_factory=dict,
+        description="PREDICTED Edge TPU latency per target (cost model, no device needed), e.g. {usb: 5.0}.",
     )
     baseline: RecipePath | None = Field(
         None, description="report.json of the model in production: the relative gates below compare with it."
@@ -230,7 +294,10 @@ class Output(_Section):
 class Recipe(_Section):
     """A ckit build recipe. See the module docstring of compiler_kit.recipe for the narrative."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Build name (letters, digits, _.-).")
+    # The default build folder is build/<name>: one path component that cannot climb out (no '/', no leading '.').
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128, description="Build name (letters, digits, _.-)."
+    )
     source: Source
     inputs: list[InputSpec] = Field(
         min_length=1, max_length=1, description="The model input (single-input models for now)."
@@ -256,15 +323,51 @@ def json_schema() -> dict[str, Any]:
 
 def load_recipe(path: Path) -> Recipe:
     """Read and validate a recipe; every problem becomes a `BadInputError` naming the file and line."""
+    data, tree = _parse_yaml(_read_text(path), path)
+    if not isinstance(data, dict):
+        raise BadInputError("a recipe must be a YAML mapping of sections (name, source, inputs, ...)", path=path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return Recipe.model_validate(data, context={"base_dir": path.resolve().parent})
+    except ValidationError as exc:
+        errors = exc.errors()
+        lines = [_describe(error, path, tree) for error in errors[:MAX_ERRORS_SHOWN]]
+        if len(errors) > MAX_ERRORS_SHOWN:
+            lines.append(f"  ... and {len(errors) - MAX_ERRORS_SHOWN} more")
+        raise BadInputError("invalid recipe\n" + "\n".join(lines)) from None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_RECIPE_BYTES + 1)  # a bounded read: the path may be a huge file or a device
     except FileNotFoundError:
         raise BadInputError("recipe file not found", path=path, fix="check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise BadInputError(f"cannot read the recipe: {exc}", path=path) from None
+    if len(raw) > MAX_RECIPE_BYTES:
+        raise BadInputError(f"larger than {MAX_RECIPE_BYTES} bytes: not a recipe", path=path)
     try:
-        data = yaml.safe_load(text)
-        tree = yaml.compose(text)
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"cannot read the recipe: {exc}", path=path) from None
+
+
+def _parse_yaml(text: str, path: Path) -> tuple[Any, yaml.Node | None]:
+    """The data (safe types only: no tag constructs a Python object) and the node tree that locates lines."""
+    try:
+        _check_structure(text, path)
+        loader = yaml.SafeLoader(text)
+        try:
+            tree = loader.get_single_node()
+            return (loader.construct_document(tree) if tree is not None else None), tree
+        finally:
+            loader.dispose()
+    except _CONSTRUCTOR_ERRORS as exc:
+        raise BadInputError(
+            f"a YAML value cannot be read ({describe_exception(exc)})",
+            path=path,
+            fix="check values with explicit tags (!!int, !!float, !!bool, !!timestamp) and very long numbers",
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -273,18 +376,40 @@ def load_recipe(path: Path) -> Recipe:
         if context and start:
             problem = f"{problem} ({context} that starts at line {start.line + 1})"
         raise BadInputError(f"YAML syntax error: {problem}", path=where, fix="fix the YAML at that line") from None
-    if not isinstance(data, dict):
-        raise BadInputError("a recipe must be a YAML mapping of sections (name, source, inputs, ...)", path=path)
-    try:
-        return Recipe.model_validate(data, context={"base_dir": path.resolve().parent})
-    except ValidationError as exc:
-        lines = [_describe(error, path, tree) for error in exc.errors()]
-        raise BadInputError("invalid recipe\n" + "\n".join(lines)) from None
+
+
+# PyYAML's constructors fail with plain Python errors on a malformed tagged scalar ('!!timestamp x', '!!bool x',
+# '!!float') or an integer longer than Python converts (4300 digits).
+_CONSTRUCTOR_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError)
+
+
+def _check_structure(text: str, path: Path) -> None:
+    """Refuse what would crash the node builder or the validator, from the parser's events (which do not
+    recurse): nesting deeper than MAX_NESTING, and escapes of unpaired UTF-16 surrogates, which no file name,
+    regular expression or JSON report can hold."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_NESTING:
+                where = f"{path}:{event.start_mark.line + 1}"
+                raise BadInputError(f"nested more than {MAX_NESTING} levels deep", path=where, fix="flatten it")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        elif isinstance(event, yaml.ScalarEvent) and not event.value.isascii():
+            try:
+                event.value.encode("utf-8")
+            except UnicodeEncodeError:
+                where = f"{path}:{event.start_mark.line + 1}"
+                raise BadInputError(
+                    "a string holds an unpaired surrogate escape (\\uD800-\\uDFFF)", path=where, fix="remove it"
+                ) from None
 
 
 def _describe(error: Any, path: Path, tree: yaml.Node | None) -> str:
     loc = tuple(error["loc"])
     key = ".".join(str(part) for part in loc) or "(top level)"
+    key = key if len(key) <= MAX_KEY_SHOWN else key[: MAX_KEY_SHOWN - 3] + "..."  # an unknown key may be huge
     where = f"{path}:{_line_of(tree, loc)}" if tree is not None else str(path)
     if error["type"] == "extra_forbidden":
         return f"  {where}: {key}: unknown key{_suggestion(loc)}"

@@ -102,3 +102,14 @@ def test_needs_labels_lists_only_accuracy_gates_that_are_set():
     assert needs_labels(Gates(min_cosine=0.99, min_snr_db=10, max_latency_p50_ms={"source": 1.0})) == []
     assert needs_labels(Gates(max_accuracy_drop_pp=1.0, min_cosine=0.99)) == ["max_accuracy_drop_pp"]
     assert needs_labels(Gates(max_accuracy_drop_pp=0.0)) == ["max_accuracy_drop_pp"]
+
+
+def test_predicted_edgetpu_latency_is_gated_per_target_and_missing_predictions_fail():
+    gates = Gates(max_predicted_edgetpu_ms={"usb": 3.0, "pcie": 3.0})
+    results = evaluate(gates, DRIFT, {}, None, {"usb": 2.5, "pcie": 3.5})
+    assert [(r.name, r.passed) for r in results] == [
+        ("max_predicted_edgetpu_ms[usb]", True),
+        ("max_predicted_edgetpu_ms[pcie]", False),
+    ]
+    # The Edge TPU stage off: no prediction, and a gate on it cannot pass.
+    assert not evaluate(gates, DRIFT, {})[0].passed

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -26,21 +26,26 @@ def inspect_model(
     as_json: Annotated[bool, typer.Option("--json", help="Print the prediction as JSON.")] = False,
 ) -> None:
     """Predict what the Edge TPU compiler will do with a TFLite model: each op's status in the compiler's words,
-    ops on the Edge TPU and the CPU, parameter memory on-chip and off-chip, multiply-accumulates and the ideal
-    latency floor at 4 TOPS, and what to fix. Exit codes: 0 analyzed · 2 not a readable TFLite model.
+    ops on the Edge TPU and the CPU, parameter memory on-chip and off-chip, multiply-accumulates, the predicted
+    latency on a USB Accelerator and a PCIe card (cost model; the CPU part timed here) beside the ideal floor at
+    4 TOPS, and what to fix. Exit codes: 0 analyzed · 2 not a readable TFLite model.
     """
     from compiler_kit.edgetpu.analysis import analyze
+    from compiler_kit.edgetpu.latency import latency_section
 
     prediction = analyze(model)
+    latency = latency_section(prediction) if prediction.ops_on_edgetpu else None
     if as_json:
-        typer.echo(json.dumps(prediction.as_dict(), indent=2))
+        typer.echo(json.dumps({**prediction.as_dict(), "latency": latency}, indent=2))
     else:
-        typer.echo(render(prediction))
+        typer.echo(render(prediction, latency))
 
 
-def render(prediction: EdgeTpuPrediction) -> str:
-    """The op table, the compiler-style summary and the failures with their advice."""
+def render(prediction: EdgeTpuPrediction, latency: dict[str, Any] | None = None) -> str:
+    """The op table, the compiler-style summary, the predicted latency and the failures with their advice."""
     from compiler_kit.edgetpu.statuses import ON_CHIP_CACHE_BYTES
+    from compiler_kit.report.render import text_table
+    from compiler_kit.report.tables import edgetpu_latency_caption, edgetpu_latency_table
 
     signatures = [
         " ".join(t.describe() for t in op.inputs if t is not None) + " -> " + " ".join(t.describe() for t in op.outputs)
@@ -63,6 +68,8 @@ def render(prediction: EdgeTpuPrediction) -> str:
         f"Multiply-accumulates: {prediction.macs:,}   ideal latency floor at 4 TOPS: "
         f"{prediction.ideal_latency_ms:.6f} ms",
     ]
+    if latency is not None:
+        lines += ["", edgetpu_latency_caption(latency), text_table(edgetpu_latency_table(latency))]
     for failure in prediction.failures:
         lines += [f"failure ({failure.kind}): {failure.message}", f"  advice: {failure.advice}"]
     return "\n".join(lines)

@@ -4,10 +4,14 @@ Each source knows its length, reads one sample at a time (so large sets stream),
 data set has them. Formats: `npz` (an archive with a samples array and optional labels array), `npy` (one
 array, memory-mapped, with labels in a separate .npy) and `images` (a folder; one subfolder per class gives
 labels). Every problem is a `BadInputError` naming the file.
+
+Files are checked before they are read: no sample may exceed the recipe's MAX_SAMPLE_ELEMENTS, and an .npz
+member's header is read before its data, since NumPy allocates whatever a header declares.
 """
 
 from __future__ import annotations
 
+import math
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,15 +20,24 @@ from pathlib import Path
 import numpy as np
 
 from compiler_kit.errors import BadInputError
-from compiler_kit.recipe import DataSpec, Preprocess
+from compiler_kit.recipe import MAX_SAMPLE_ELEMENTS, DataSpec, Preprocess
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 _NUMPY_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile)
+# An .npz member is read whole into memory (only an .npy file is memory-mapped): 2 GiB holds a few thousand
+# calibration images of 224x224x3 float32 several times over.
+MAX_NPZ_ARRAY_BYTES = 2 << 30
+_NPY_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+    (3, 0): np.lib.format.read_array_header_2_0,  # 3.0 only allows UTF-8 field names in the same header
+}
 
 
 @dataclass
 class RawSource:
-    """Samples as stored (`read(i)`), in `layout` when they are images, with optional integer labels."""
+    """Samples as stored (`read(i)`), in `layout` when they are images, with optional integer labels.
+    `read_many(indices)`, when the format has it, reads several samples as one array (count, ...)."""
 
     length: int
     read: Callable[[int], np.ndarray]
@@ -32,6 +45,7 @@ class RawSource:
     layout: str | None = None
     class_names: list[str] | None = field(default=None)
     files: list[Path] = field(default_factory=list)
+    read_many: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def open_source(spec: DataSpec, preprocess: Preprocess) -> RawSource:
@@ -88,6 +102,8 @@ def _read_npz(spec: DataSpec, _: Preprocess) -> RawSource:
                     path=spec.path,
                     fix="set samples_key / labels_key to one of those names",
                 )
+            if key is not None:
+                _check_member(archive, key, spec.path)
         try:
             samples = archive[spec.samples_key]
             labels = archive[spec.labels_key] if spec.labels_key else None
@@ -96,9 +112,39 @@ def _read_npz(spec: DataSpec, _: Preprocess) -> RawSource:
     return _array_source(samples, labels, spec)
 
 
+def _check_member(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> None:
+    """The member must be an array whose declared size the archive holds and memory can take."""
+    name = key if key in archive.zip.namelist() else f"{key}.npy"
+    try:
+        with archive.zip.open(name) as member:
+            version = np.lib.format.read_magic(member)
+            if version not in _NPY_HEADER_READERS:
+                raise ValueError(f"unsupported .npy format version {version}")
+            shape, _, dtype = _NPY_HEADER_READERS[version](member)
+            stored = archive.zip.getinfo(name).file_size - member.tell()  # the data after the header
+    except _NUMPY_READ_ERRORS as exc:
+        raise BadInputError(f"array '{key}' is not a readable .npy member: {exc}", path=path) from None
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > stored:
+        raise BadInputError(
+            f"array '{key}' declares shape {shape} of {dtype} ({declared} bytes) but holds {stored} bytes: "
+            "the archive is truncated or corrupt",
+            path=path,
+            fix="write the archive again with numpy.savez",
+        )
+    if declared > MAX_NPZ_ARRAY_BYTES:
+        raise BadInputError(
+            f"array '{key}' has {declared} bytes; .npz arrays are read whole into memory, at most "
+            f"{MAX_NPZ_ARRAY_BYTES}",
+            path=path,
+            fix="save the samples with numpy.save as an .npy file, which is read sample by sample",
+        )
+
+
 def _read_npy(spec: DataSpec, _: Preprocess) -> RawSource:
     samples = _single_array(spec.path, "the samples", mmap_mode="r")
-    labels = _single_array(spec.labels_path, "the labels") if spec.labels_path else None
+    # memory-mapped too: a header declaring more than the file holds fails at once instead of allocating it
+    labels = _single_array(spec.labels_path, "the labels", mmap_mode="r") if spec.labels_path else None
     return _array_source(samples, labels, spec)
 
 
@@ -121,9 +167,22 @@ def _array_source(samples: np.ndarray, labels: np.ndarray | None, spec: DataSpec
         )
     if not (np.issubdtype(samples.dtype, np.number) or samples.dtype == np.bool_):
         raise BadInputError(f"samples must be numeric, got {samples.dtype}", path=spec.path)
+    if (elements := math.prod(samples.shape[1:])) > MAX_SAMPLE_ELEMENTS:
+        raise BadInputError(
+            f"each sample has shape {list(samples.shape[1:])}: {elements} elements, more than the "
+            f"{MAX_SAMPLE_ELEMENTS} a model input may have",
+            path=spec.path,
+        )
     if labels is not None:
         labels = _checked_labels(labels, len(samples), spec.labels_path or spec.path)
-    return RawSource(len(samples), lambda i: np.asarray(samples[i]), labels, spec.layout, files=_files(spec))
+    return RawSource(
+        len(samples),
+        lambda i: np.asarray(samples[i]),
+        labels,
+        spec.layout,
+        files=_files(spec),
+        read_many=lambda indices: np.asarray(samples[indices]),  # a memory-mapped .npy reads only those rows
+    )
 
 
 def _files(spec: DataSpec) -> list[Path]:
@@ -152,14 +211,23 @@ def _images_in(folder: Path) -> list[Path]:
 def _decode(path: Path, preprocess: Preprocess) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
+    channels = 1 if preprocess.color == "grayscale" else 3
     try:
         with Image.open(path) as image:
-            image = image.convert("L" if preprocess.color == "grayscale" else "RGB")
+            width, height = image.size  # from the header: check it before decoding allocates the pixels
+            if width * height * channels > MAX_SAMPLE_ELEMENTS:
+                raise BadInputError(
+                    f"the image is {width}x{height}x{channels}: more than the {MAX_SAMPLE_ELEMENTS} elements a "
+                    "model input may have",
+                    path=path,
+                    fix="shrink or remove the image",
+                )
+            image = image.convert("L" if channels == 1 else "RGB")
             if preprocess.resize is not None:
                 height, width = preprocess.resize
                 image = image.resize((width, height), Image.Resampling.BILINEAR)
             pixels = np.asarray(image, dtype=np.float32)
-    except (OSError, UnidentifiedImageError) as exc:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise BadInputError(f"cannot decode the image: {exc}", path=path) from None
     return pixels[..., None] if pixels.ndim == 2 else pixels
 

@@ -104,7 +104,8 @@ class Tensor:
 
     def ints(self) -> list[int]:
         """The values of a constant int32/int64 argument (axes, paddings), or [] when they are not at hand."""
-        if self.values is None or self.dtype not in PARAM_TYPES:
+        itemsize = np.dtype(self.dtype).itemsize if self.dtype in PARAM_TYPES else 0
+        if self.values is None or not itemsize or len(self.values) % itemsize:  # a corrupt file's odd byte count
             return []
         return [int(v) for v in self.values.view(np.dtype(self.dtype))]
 
@@ -284,7 +285,7 @@ def _read_ops(model: Any, path: Path) -> list[Op]:
     subgraph = model.subgraphs[0]
     try:
         return [_read_op(model, subgraph, i, raw) for i, raw in enumerate(subgraph.operators or [])]
-    except (IndexError, KeyError, ValueError) as exc:  # an op or tensor index pointing nowhere
+    except (IndexError, KeyError, TypeError, ValueError) as exc:  # an index pointing nowhere, a vector missing
         raise BadInputError(f"the TFLite model is corrupt ({type(exc).__name__}: {exc})", path=path) from None
 
 
@@ -430,7 +431,7 @@ def _macs(op: Op) -> int:
     if op.operator == "DEPTHWISE_CONV_2D":  # filter [1, kh, kw, out_ch]: one kh*kw window per output
         return out * _size(kernel[1:3])
     if op.operator == "FULLY_CONNECTED":  # filter [units, in]
-        return out * kernel[-1]
+        return out * (kernel[-1] if kernel else 1)  # a corrupt file's filter may have no shape
     data = op.input(2)  # TRANSPOSE_CONV: each input element scatters into kh*kw*out_ch outputs
     return _size(data.shape) * _size(kernel[:3]) if data is not None else 0
 

@@ -5,19 +5,35 @@ recipe or command line configures, the CKIT_EDGETPU_COMPILER environment variabl
 argument list (never a shell) in its own process group, so a timeout kills it and anything it started. A
 compilation counts only when the exit code is 0 AND the output model exists AND it has at least one Edge TPU
 subgraph (a model with nothing mapped still exits 0). stdout and the .log are kept as build artifacts.
+
+Its output streams to a file as it comes, never held in memory: of a flood only the head and the tail (where the
+summary and the verdict are) are kept, so neither memory nor the disk fills and the verdict can still be read. The
+compiled models are the files it wrote in the output folder itself: a link leading out of it is not one.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import os
 import re
 import shutil
 import signal
 import subprocess
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
-from compiler_kit.edgetpu.log_parser import CompilerOutput, parse_compiler_output
+from compiler_kit.edgetpu.log_parser import (
+    HEAD_BYTES,
+    TAIL_BYTES,
+    CompilerOutput,
+    omission_note,
+    parse_compiler_output,
+    read_head_and_tail,
+)
 from compiler_kit.errors import BadInputError
 
 ENV_VAR = "CKIT_EDGETPU_COMPILER"
@@ -86,13 +102,14 @@ def find_compiler(configured: Path | None) -> Path | None:
 
 def compiler_version(executable: Path) -> str | None:
     """The version the compiler reports (`Edge TPU Compiler version X`), or None if it does not say."""
-    try:
-        done = subprocess.run(
-            [str(executable), "--version"], capture_output=True, text=True, timeout=VERSION_TIMEOUT_S, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    found = re.search(r"Edge TPU Compiler version (\S+)", done.stdout + done.stderr)
+    with tempfile.TemporaryDirectory(prefix="ckit-compiler-version-") as folder:
+        output = Path(folder) / "version.txt"
+        try:
+            _run_in_own_group([str(executable), "--version"], VERSION_TIMEOUT_S, output)
+        except OSError:  # not executable after all, or not a program this machine runs
+            return None
+        text = read_head_and_tail(output).decode(errors="replace")
+    found = re.search(r"Edge TPU Compiler version (\S+)", text)
     return found.group(1) if found else None
 
 
@@ -104,12 +121,11 @@ class EdgeTpuCompiler:
     def compile(self, model: Path, out_dir: Path, options: CompileOptions) -> CompileResult:
         command = [str(self.executable), "--out_dir", str(out_dir), *options.arguments(), str(model)]
         stdout_path = out_dir / STDOUT_FILE
-        text, exit_code = _run_in_own_group(command, timeout=options.timeout_sec + self.grace_s)
-        stdout_path.write_text(text)
+        exit_code = _run_in_own_group(command, options.timeout_sec + self.grace_s, stdout_path)
         # NAME_edgetpu.{tflite,log}, or NAME_segment_K_of_N_edgetpu.{tflite,log} with --num_segments
-        logs = sorted(out_dir.glob(f"{model.stem}*_edgetpu.log"))
-        output = parse_compiler_output("\n".join([text, *(log.read_text(errors="replace") for log in logs)]))
-        compiled = sorted(out_dir.glob(f"{model.stem}*_edgetpu.tflite"))
+        logs = _files_inside(out_dir, f"{model.stem}*_edgetpu.log")
+        output = parse_compiler_output(*(read_head_and_tail(p).decode(errors="replace") for p in [stdout_path, *logs]))
+        compiled = _files_inside(out_dir, f"{model.stem}*_edgetpu.tflite")
         expected = (
             f"{model.stem}_edgetpu.tflite" if options.num_segments is None else f"{options.num_segments} segments"
         )
@@ -117,18 +133,58 @@ class EdgeTpuCompiler:
         return CompileResult(output, exit_code, compiled, stdout_path, logs, problem)
 
 
-def _run_in_own_group(command: list[str], timeout: float) -> tuple[str, int | None]:
-    """Run to completion or kill the whole process group at the timeout; stdout and stderr, merged."""
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
-    try:
-        text, _ = process.communicate(timeout=timeout)
-        return text, process.returncode
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        text, _ = process.communicate()
-        return text + f"\n[ckit] killed after {timeout:.0f} s\n", None
+def _files_inside(folder: Path, pattern: str) -> list[Path]:
+    """Regular files matching `pattern` that really are in `folder`: a symbolic link leading out is not taken."""
+    root = folder.resolve()
+    return sorted(path for path in folder.glob(pattern) if path.is_file() and path.resolve().parent == root)
+
+
+def _run_in_own_group(command: list[str], timeout: float, output: Path) -> int | None:
+    """Run to completion or kill the whole process group at the timeout (exit code None); stdout and stderr, merged,
+    stream into `output`, capped by `_copy_head_and_tail`."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    assert process.stdout is not None
+    with output.open("wb") as sink:
+        copier = threading.Thread(target=_copy_head_and_tail, args=(process.stdout, sink), daemon=True)
+        copier.start()
+        try:
+            exit_code: int | None = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            exit_code = None
+        # Also ends what the compiler left running: its processes would hold the pipe open after it exits.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        copier.join()
+        process.stdout.close()
+        if exit_code is None:
+            sink.write(f"\n[ckit] killed after {timeout:.0f} s\n".encode())
+    return exit_code
+
+
+def _copy_head_and_tail(source: IO[bytes], sink: IO[bytes]) -> None:
+    """Copy `source` to `sink` until it ends: the first HEAD_BYTES as they come, then only the last TAIL_BYTES
+    (kept in memory, written at the end after a note of how much was left out). Reading never stops, so a
+    compiler that floods its output is not blocked on a full pipe."""
+    head_left, omitted = HEAD_BYTES, 0
+    tail: collections.deque[bytes] = collections.deque()
+    tail_bytes = 0
+    for chunk in iter(lambda: source.read1(1 << 16), b""):
+        kept = chunk[:head_left]
+        sink.write(kept)
+        head_left -= len(kept)
+        if rest := chunk[len(kept) :]:
+            tail.append(rest)
+            tail_bytes += len(rest)
+        while tail_bytes > TAIL_BYTES:
+            first, excess = tail.popleft(), tail_bytes - TAIL_BYTES
+            if len(first) > excess:
+                tail.appendleft(first[excess:])
+            dropped = min(len(first), excess)
+            tail_bytes, omitted = tail_bytes - dropped, omitted + dropped
+    if omitted:
+        sink.write(omission_note(omitted))
+    sink.writelines(tail)
 
 
 def _problem(

@@ -7,6 +7,7 @@ not print are derived is written on `CompilerOutput`.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
@@ -107,6 +108,9 @@ _KEYS: dict[str, tuple[str, bool]] = {
     "Number of operations that will run on Edge TPU": ("ops_on_edgetpu", False),
     "Number of operations that will run on CPU": ("ops_on_cpu", False),
 }
+# The compiler writes a few KB. Of anything larger only the head and the tail (where the summary and the verdict
+# are) are kept and parsed, so a flooding or hostile file costs neither the memory nor the time to hold all of it.
+HEAD_BYTES, TAIL_BYTES = 4 << 20, 1 << 20
 _ADDITIVE = ("edgetpu_subgraphs", "total_ops", "ops_on_edgetpu", "ops_on_cpu", "on_chip_bytes", "off_chip_bytes")
 _INT_FIELDS = {"edgetpu_subgraphs", "total_ops", "ops_on_edgetpu", "ops_on_cpu"}
 
@@ -333,11 +337,13 @@ def _relevant(failures: list[Failure]) -> list[Failure]:
     return list(unique.values())
 
 
-def parse_compiler_output(text: str) -> CompilerOutput:
-    """Parse stdout and/or .log text of `edgetpu_compiler`; never raises, unknown lines are skipped."""
+def parse_compiler_output(*texts: str) -> CompilerOutput:
+    """Parse stdout and/or .log text of `edgetpu_compiler` (several texts read as if joined by newlines, one at a
+    time); never raises, unknown lines are skipped."""
     parser = _Parser()
-    for line in text.splitlines():
-        parser.feed(line)
+    for text in texts:
+        for line in text.splitlines():
+            parser.feed(line)
     return parser.result()
 
 
@@ -348,13 +354,28 @@ def _recognised(out: CompilerOutput) -> bool:
     )
 
 
+def omission_note(omitted: int) -> bytes:
+    return f"\n[ckit] {omitted} bytes of output left out here\n".encode()
+
+
+def read_head_and_tail(path: Path) -> bytes:
+    """The file's bytes, or of a file over HEAD_BYTES + TAIL_BYTES its head and tail with a note between them."""
+    with path.open("rb") as handle:
+        head = handle.read(HEAD_BYTES)
+        size = os.fstat(handle.fileno()).st_size
+        if size <= HEAD_BYTES + TAIL_BYTES:
+            return head + handle.read(TAIL_BYTES)
+        handle.seek(size - TAIL_BYTES)
+        return head + omission_note(size - HEAD_BYTES - TAIL_BYTES) + handle.read(TAIL_BYTES)
+
+
 def read_log(path: Path) -> CompilerOutput:
     """Parse a saved compiler log or captured stdout; a file that is not one is a BadInputError naming it."""
     fix = "pass NAME_edgetpu.log (written next to the compiled model) or the compiler's captured stdout"
     if not path.is_file():
         raise BadInputError("no such file" if not path.exists() else "not a file", path=path, fix=fix)
     try:
-        data = path.read_bytes()
+        data = read_head_and_tail(path)
     except OSError as exc:
         raise BadInputError(f"cannot read it: {exc.strerror or exc}", path=path) from None
     if b"\x00" in data:

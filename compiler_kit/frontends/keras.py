@@ -2,10 +2,15 @@
 
 A Keras model usually has a dynamic batch dimension; the Edge TPU needs static shapes, so the SavedModel is
 exported with an input signature taken from the recipe (batch 1).
+
+Models load in Keras's safe mode, for .keras and legacy .h5 files alike (Keras 3.15): a Lambda layer's Python
+bytecode is never deserialized, since it would run.
 """
 
 from __future__ import annotations
 
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +21,8 @@ from compiler_kit.recipe import InputSpec, Source
 
 SUFFIXES = (".keras", ".h5", ".hdf5")
 SIGNATURE_KEY = "serve"
+# The recipe's input names name the SavedModel signature's arguments, so they must be TensorFlow op names.
+_TF_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_./>-]*")
 
 
 def load_keras_model(path: Path) -> Any:
@@ -30,10 +37,22 @@ def load_keras_model(path: Path) -> Any:
         )
     if path.stat().st_size == 0:
         raise BadInputError("the model file is empty", path=path, fix="save the model again")
+    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):  # Keras would say "File not found"
+        raise BadInputError(
+            "not a .keras archive (a zip file): truncated, or a model of another format",
+            path=path,
+            fix="save the model again with model.save('name.keras'), or set source.framework to its framework",
+        )
     keras = lazy.keras()
     try:
-        return keras.saving.load_model(path, compile=False)
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types (ValueError, OSError, BadZipFile, KeyError...)
+        if "arbitrary code execution" in str(exc):  # safe mode refusing a Lambda layer's bytecode
+            raise BadInputError(
+                "the model holds Python code (a Lambda layer); it is not loaded, since loading would run it",
+                path=path,
+                fix="replace the Lambda layer with built-in Keras layers and save the model again",
+            ) from None
         raise BadInputError(
             f"not a readable Keras model ({describe_exception(exc)})",
             path=path,
@@ -56,6 +75,12 @@ def check_inputs(model: Any, inputs: list[InputSpec], path: Path) -> None:
             path=path,
         )
     for tensor, spec in zip(model_inputs, inputs, strict=True):
+        if spec.name and not _TF_NAME.fullmatch(spec.name):
+            raise BadInputError(
+                f"inputs '{spec.name}' cannot name a TensorFlow signature argument",
+                path=path,
+                fix="use letters, digits and _ . / - > in inputs[].name, starting with a letter, digit or '.'",
+            )
         model_shape = list(tensor.shape)
         fixed = all(m is None or m == r for m, r in zip(model_shape, spec.shape, strict=False))
         if len(model_shape) != len(spec.shape) or not fixed:

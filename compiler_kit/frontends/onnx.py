@@ -40,8 +40,12 @@ def load_onnx(path: Path) -> Any:
     if not path.is_file():
         raise BadInputError("model file not found", path=path, fix="check source.path in the recipe")
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
+        _refuse_external_data_outside(model, path)
+        onnx.load_external_data_for_model(model, str(path.parent))
         onnx.checker.check_model(model)
+    except BadInputError:
+        raise
     except Exception as exc:  # protobuf DecodeError, onnx ValidationError, OSError...
         raise BadInputError(
             f"not a valid ONNX model ({describe_exception(exc)})",
@@ -51,6 +55,23 @@ def load_onnx(path: Path) -> Any:
     if not model.graph.node:
         raise BadInputError("the ONNX model has no nodes (truncated or empty)", path=path)
     return model
+
+
+def _refuse_external_data_outside(model: Any, path: Path) -> None:
+    """External tensor data must be a file in the model's folder. onnx refuses '..' and absolute locations but
+    follows symbolic links, and the data is copied into the build folder (model_static.onnx): a link to a private
+    file would leak it into the build's artifacts."""
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    folder = path.parent.resolve()
+    for tensor in _get_all_tensors(model):  # onnx's own walk over every tensor, subgraphs included
+        location = ExternalDataInfo(tensor).location if uses_external_data(tensor) else ""
+        if location and not (folder / location).resolve().is_relative_to(folder):
+            raise BadInputError(
+                f"tensor '{tensor.name}' keeps its data in '{location}', which leads outside the model's folder",
+                path=path,
+                fix="keep external data files in the model's folder (no links out of it), or save a single file",
+            )
 
 
 def graph_inputs(model: Any) -> list[Any]:

@@ -4,7 +4,8 @@
 Exporter: `torch.onnx.export(..., dynamo=True)` (torch.export based, the maintained path; it needs onnxscript)
 for modules and ExportedPrograms. A TorchScript module cannot go through torch.export, so it takes the
 TorchScript-based exporter (`dynamo=False`), the only one that accepts it. Both were checked with torch 2.13.0.
-Pickled whole modules are refused: `torch.load` runs with `weights_only=True` everywhere.
+Pickled whole modules are refused: `torch.load` runs with `weights_only=True` everywhere, including inside
+`torch.export.load`, which would otherwise unpickle parts of a .pt2 with weights_only=False (see _load_exported).
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import contextlib
 import dataclasses
 import importlib
 import io
+import os
 import sys
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,8 @@ from compiler_kit.frontends.onnx import convert_onnx
 from compiler_kit.recipe import InputSpec, Source
 
 EXPORTED_ONNX, EXPORT_LOG = "model.onnx", "torch_export.log"
+# While the first is set, torch.load ignores weights_only=False; the second would ask for the opposite.
+_FORCE_WEIGHTS_ONLY, _FORCE_NO_WEIGHTS_ONLY = "TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 
 
 def load_torch_model(source: Source) -> Any:
@@ -78,16 +84,23 @@ def _safe_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported operand" in str(exc):  # bytes that are no pickle opcode: not a pickle at all (e.g. ONNX)
-            raise BadInputError("not a readable PyTorch file (not a zip archive or a pickle)", path=path) from None
-        raise BadInputError(
-            "loading this file would need unsafe unpickling (it holds Python objects, e.g. a whole pickled module)",
-            path=path,
-            fix="save only the weights (torch.save(model.state_dict(), ...)) and name the module with "
-            "source.entry_point, or save TorchScript / torch.export (.pt2)",
-        ) from None
+        if "Unsupported operand" in str(exc):  # an opcode torch.save never writes: garbage, ONNX, a raw pickle
+            raise BadInputError(
+                "not a readable PyTorch file (neither a torch.save archive nor a pickle torch.load reads safely)",
+                path=path,
+            ) from None
+        raise _unsafe_pickle(path) from None
     except Exception as exc:
-        raise BadInputError(f"not a readable PyTorch file ({type(exc).__name__}: {exc})", path=path) from None
+        raise BadInputError(f"not a readable PyTorch file ({describe_exception(exc)})", path=path) from None
+
+
+def _unsafe_pickle(path: Path) -> BadInputError:
+    return BadInputError(
+        "loading this file would need unsafe unpickling (it holds Python objects, e.g. a whole pickled module)",
+        path=path,
+        fix="save only the weights (torch.save(model.state_dict(), ...)) and name the module with "
+        "source.entry_point, or save TorchScript / torch.export (.pt2)",
+    )
 
 
 def load_weights(module: Any, path: Path) -> None:
@@ -112,22 +125,91 @@ def load_weights(module: Any, path: Path) -> None:
 
 
 def load_torch_file(path: Path) -> Any:
-    import torch
-
     if not path.is_file():
         raise BadInputError("model file not found", path=path, fix="check source.path in the recipe")
+    return _load_exported(path) if path.suffix == ".pt2" else _load_torchscript(path)
+
+
+def _load_torchscript(path: Path) -> Any:
+    import torch
+
     try:
-        if path.suffix == ".pt2":
-            return torch.export.load(str(path))
         return torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
-        if path.suffix != ".pt2":
-            _safe_load(path)  # a pickle raises the unsafe-unpickling error here
+        if not _is_torchscript_archive(path):
+            _safe_load(path)  # a torch.save pickle raises the unsafe-unpickling error here
+        raise _not_a_model(path, exc) from None
+
+
+def _load_exported(path: Path) -> Any:
+    """torch.export.load runs code from a hostile .pt2 three ways (checked with torch 2.13.0): it loads the native
+    code of AOTInductor packages, pickle.loads "opaque" constants, and torch.loads pickled weights, constants and
+    example inputs with weights_only=False. The first two are refused from the archive's records, the third is
+    made weights-only."""
+    import pickle
+
+    import torch
+
+    _refuse_code_in_exported_program(path)
+    try:
+        with _torch_load_weights_only():
+            return torch.export.load(str(path))
+    except pickle.UnpicklingError:  # torch.load refused a pickled part: it holds Python objects
+        raise _unsafe_pickle(path) from None
+    except Exception as exc:
+        raise _not_a_model(path, exc) from None
+
+
+def _not_a_model(path: Path, exc: Exception) -> BadInputError:
+    return BadInputError(
+        f"not a TorchScript file or ExportedProgram ({describe_exception(exc)})",
+        path=path,
+        fix="save with torch.jit.save / torch.export.save, or use source.entry_point (+ weights)",
+    )
+
+
+def _refuse_code_in_exported_program(path: Path) -> None:
+    """Refuse AOTInductor packages and opaque constants, from the records as torch's own reader lists them (a
+    file that reader cannot open goes down torch.export.load's legacy zip path, which only calls torch.load)."""
+    import torch
+    from torch.export.pt2_archive.constants import AOTINDUCTOR_DIR, OPAQUE_OBJ_FILENAME_PREFIX
+
+    try:
+        records = torch._C.PyTorchFileReader(str(path)).get_all_records()
+    except RuntimeError:
+        return
+    if unsafe := [name for name in records if AOTINDUCTOR_DIR in name or OPAQUE_OBJ_FILENAME_PREFIX in name]:
         raise BadInputError(
-            f"not a TorchScript file or ExportedProgram ({describe_exception(exc)})",
+            f"the ExportedProgram holds compiled code or pickled Python objects ('{unsafe[0]}'): loading it "
+            "could run arbitrary code",
             path=path,
-            fix="save with torch.jit.save / torch.export.save, or use source.entry_point (+ weights)",
-        ) from None
+            fix="save the model with torch.export.save (no AOTInductor package, no opaque objects), or name the "
+            "module with source.entry_point (+ weights)",
+        )
+
+
+@contextlib.contextmanager
+def _torch_load_weights_only() -> Iterator[None]:
+    """Every torch.load in the block is weights_only, whatever its caller asks (torch.export.load asks for
+    weights_only=False for pickled weights and constants, and retries example inputs that way)."""
+    saved = {name: os.environ.pop(name, None) for name in (_FORCE_WEIGHTS_ONLY, _FORCE_NO_WEIGHTS_ONLY)}
+    os.environ[_FORCE_WEIGHTS_ONLY] = "1"
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            os.environ.pop(name, None)
+            if value is not None:
+                os.environ[name] = value
+
+
+def _is_torchscript_archive(path: Path) -> bool:
+    """A torch.jit.save zip (it has constants.pkl), whose own load error says more than torch.load's."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/constants.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def export_onnx(model: Any, inputs: list[InputSpec], path: Path, log_path: Path) -> None:

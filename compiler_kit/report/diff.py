@@ -35,6 +35,8 @@ EDGETPU: tuple[tuple[str, Kind, Better], ...] = (
     ("ops_on_edgetpu", "count", "higher"),
     ("ops_on_cpu", "count", "lower"),
     ("off_chip_bytes", "bytes", "lower"),
+    ("predicted_ms[usb]", "ms", "lower"),
+    ("predicted_ms[pcie]", "ms", "lower"),
 )
 ARTIFACTS = ("float_tflite", "int8_tflite")
 WORSE = "▼"
@@ -53,6 +55,8 @@ def load_report(path: Path | str) -> dict[str, Any]:
         raise BadInputError(
             f"not JSON ({exc})", path=path, fix="pass the report.json of a ckit build, not report.md or a model"
         ) from None
+    except RecursionError:  # nested deeper than Python's stack: no report is
+        raise BadInputError("not a ckit report (JSON nested too deep)", path=path) from None
     except OSError as exc:
         raise BadInputError(f"cannot read it ({exc.strerror})", path=path) from None
     if not isinstance(report, dict) or "schema_version" not in report:
@@ -245,7 +249,10 @@ def _pairs(report: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
 
 def _edgetpu(report: dict[str, Any]) -> dict[str, Any]:
     section = report.get("edgetpu") or {}
-    return {} if section.get("mode") == "off" else section
+    if section.get("mode") == "off":
+        return {}
+    targets = (section.get("latency") or {}).get("targets", {})
+    return {**section, **{f"predicted_ms[{target}]": found["predicted_ms"] for target, found in targets.items()}}
 
 
 def _bytes(report: dict[str, Any], artifact: str) -> int | None:

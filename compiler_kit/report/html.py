@@ -15,6 +15,8 @@ from compiler_kit.report.tables import (
     Table,
     artifacts_table,
     drift_table,
+    edgetpu_latency_caption,
+    edgetpu_latency_table,
     edgetpu_summary,
     edgetpu_table,
     gates_table,
@@ -201,7 +203,12 @@ def _edgetpu(report: dict[str, Any]) -> str:
     items = "".join(f"<li>{_e(f['message'])}: {_e(f['advice'])}</li>" for f in failures)
     table = edgetpu_table(report)
     summary = f"<p>{_e(edgetpu_summary(report))}</p>"
-    return _section("Edge TPU", summary, f"<ul>{items}</ul>" if items else "", _table(table) if table[1] else "")
+    predicted = ""
+    if latency := report["edgetpu"].get("latency"):
+        predicted = f"<p>{_e(edgetpu_latency_caption(latency))}</p>{_table(edgetpu_latency_table(latency))}"
+    return _section(
+        "Edge TPU", summary, predicted, f"<ul>{items}</ul>" if items else "", _table(table) if table[1] else ""
+    )
 
 
 def html(report: dict[str, Any]) -> str:

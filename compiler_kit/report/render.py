@@ -8,6 +8,8 @@ from compiler_kit.report.tables import (
     Table,
     artifacts_table,
     drift_table,
+    edgetpu_latency_caption,
+    edgetpu_latency_table,
     edgetpu_summary,
     edgetpu_table,
     gates_table,
@@ -27,7 +29,7 @@ def _markdown_table(table: Table) -> str:
     return "\n".join(lines)
 
 
-def _text_table(table: Table) -> str:
+def text_table(table: Table) -> str:
     headers, rows = table
     widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
     return "\n".join(
@@ -66,6 +68,8 @@ def _markdown_edgetpu(report: dict[str, Any]) -> str:
     text = "## Edge TPU\n\n" + edgetpu_summary(report)
     failures = report["edgetpu"].get("failures") or []
     text += "".join(f"\n- {failure['message']}: {failure['advice']}" for failure in failures)
+    if latency := report["edgetpu"].get("latency"):
+        text += f"\n\n{edgetpu_latency_caption(latency)}\n\n{_markdown_table(edgetpu_latency_table(latency))}"
     table = edgetpu_table(report)
     return text + ("\n\n" + _markdown_table(table) if table[1] else "")
 
@@ -94,9 +98,11 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def terminal_summary(report: dict[str, Any]) -> str:
-    parts = [_text_table(drift_table(report)), *(f"note: {note}" for note in report["findings"])]
-    parts += ["", _text_table(latency_table(report)), "", edgetpu_summary(report)]
+    parts = [text_table(drift_table(report)), *(f"note: {note}" for note in report["findings"])]
+    parts += ["", text_table(latency_table(report)), "", edgetpu_summary(report)]
+    if latency := report["edgetpu"].get("latency"):
+        parts += [edgetpu_latency_caption(latency), text_table(edgetpu_latency_table(latency))]
     if report["gates"]:
-        parts += ["", _text_table(gates_table(report))]
+        parts += ["", text_table(gates_table(report))]
     parts += [*(["", line] if (line := stages_line(report)) else []), f"\n{verdict(report)}: {report['name']}"]
     return "\n".join(parts)

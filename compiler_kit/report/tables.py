@@ -129,6 +129,37 @@ def edgetpu_summary(report: dict[str, Any]) -> str:
     return text + "."
 
 
+def edgetpu_latency_table(latency: dict[str, Any]) -> Table:
+    """The predicted Edge TPU latency per target and its parts (`edgetpu.latency` of a report, or inspect's)."""
+    headers = ["target (PREDICTED)", "total ms", "overhead", "TPU compute", "parameter stream", "I/O", "CPU part"]
+    rows = [
+        [target, *(_num(estimate[key], 3) for key in _LATENCY_PARTS)]
+        for target, estimate in latency.get("targets", {}).items()
+    ]
+    return headers, rows
+
+
+_LATENCY_PARTS = ("predicted_ms", "overhead_ms", "tpu_compute_ms", "parameter_stream_ms", "io_ms", "cpu_ms")
+
+
+def edgetpu_latency_caption(latency: dict[str, Any]) -> str:
+    """What the prediction is and how far to trust it: the cost model's error on the rows it was fitted on."""
+    errors = [error for per_model in latency.get("fit_errors_pct", {}).values() for error in per_model.values()]
+    trust = (
+        f"its error on the {len(errors)} published Coral rows it was fitted on: {min(errors):+.0f}% to "
+        f"{max(errors):+.0f}%"
+        if errors
+        else "not yet fitted on published measurements"
+    )
+    text = (
+        f"Edge TPU latency PREDICTED by ckit's cost model (no device; {trust}); ideal floor, every MAC at 4 TOPS: "
+        f"{latency['ideal_floor_ms']:.3g} ms. The CPU part is measured here with LiteRT."
+    )
+    if latency.get("measured_p50_ms") is not None:
+        text += f" Measured on the Edge TPU here: p50 {latency['measured_p50_ms']:.3g} ms."
+    return text
+
+
 def worst_layers_table(report: dict[str, Any]) -> Table:
     by_name = {layer["name"]: layer for layer in report.get("layers", [])}
     rows = [

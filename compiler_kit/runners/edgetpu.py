@@ -16,6 +16,8 @@ from compiler_kit.runners.litert import LiteRtRunner
 
 
 class EdgeTpuRunner(LiteRtRunner):
+    NAME = "edgetpu"
+
     def __init__(
         self,
         model_path: Path,
@@ -23,7 +25,7 @@ class EdgeTpuRunner(LiteRtRunner):
         device: str = "",
         input_perms: list[Perm] | None = None,
         output_perms: list[Perm] | None = None,
-        name: str = "edgetpu",
+        name: str = NAME,
     ) -> None:
         super().__init__(name, model_path, threads, input_perms, output_perms)
         self.device = device  # "", ":N", "usb", "usb:N", "pci", "pci:N"

@@ -8,6 +8,7 @@ in the source model's layout and outputs leave in it, whatever the converter did
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +20,56 @@ from compiler_kit.runners.base import Runner
 
 
 def quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
-    """Float -> the tensor's integer type: round(x / scale) + zero_point, saturated."""
-    dtype = np.dtype(detail["dtype"])
-    scale, zero_point = detail["quantization"]
-    if not np.issubdtype(dtype, np.integer) or scale == 0:
-        return x.astype(dtype)
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
+    """Float -> the tensor's integer type: round(x / scale) + zero_point (half to even), saturated."""
+    return TensorCodec.of(detail).encode(x)
 
 
 def dequantize(q: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
-    scale, zero_point = detail["quantization"]
-    if not np.issubdtype(q.dtype, np.integer) or scale == 0:
-        return q.astype(np.float32)
-    return ((q.astype(np.float32) - zero_point) * scale).astype(np.float32)
+    """The tensor's integer type -> float32: (q - zero_point) * scale."""
+    return TensorCodec.of(detail).decode(q)
+
+
+@dataclass(frozen=True)
+class TensorCodec:
+    """Quantize and dequantize for one tensor, its parameters looked up once (a runner's `prepare`), not per call,
+    and the arithmetic in place: `infer` runs once per verification sample, and on a small model the numpy calls
+    around `invoke` cost more than the inference itself."""
+
+    index: int
+    dtype: np.dtype
+    scale: float
+    zero_point: int
+    low: int
+    high: int
+    quantized: bool  # an integer type with a scale; else the values pass through
+
+    @classmethod
+    def of(cls, detail: dict[str, Any]) -> TensorCodec:
+        dtype = np.dtype(detail["dtype"])
+        scale, zero_point = detail["quantization"]
+        quantized = bool(np.issubdtype(dtype, np.integer) and scale != 0)
+        info = np.iinfo(dtype) if quantized else None
+        low, high = (int(info.min), int(info.max)) if info else (0, 0)
+        return cls(detail.get("index", -1), dtype, scale, zero_point, low, high, quantized)
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        if not self.quantized:
+            return np.ascontiguousarray(x, dtype=self.dtype)  # set_tensor copies it: no copy of our own
+        q = np.divide(x, self.scale)
+        np.rint(q, out=q)  # what np.round does with no decimals: half to even
+        q += self.zero_point
+        np.minimum(q, self.high, out=q)
+        np.maximum(q, self.low, out=q)
+        return q.astype(self.dtype)
+
+    def decode(self, q: np.ndarray) -> np.ndarray:
+        """`q` is get_tensor's own copy (of this tensor's dtype): a float32 result is returned as it is."""
+        if not self.quantized:
+            return q if q.dtype == np.float32 else q.astype(np.float32)
+        y = q.astype(np.float32)
+        y -= self.zero_point
+        y *= self.scale
+        return y
 
 
 class LiteRtRunner(Runner):
@@ -59,6 +96,8 @@ class LiteRtRunner(Runner):
         self.interpreter.allocate_tensors()
         self.inputs = self.interpreter.get_input_details()
         self.outputs = self.interpreter.get_output_details()
+        self._encoders = [TensorCodec.of(detail) for detail in self.inputs]
+        self._decoders = [TensorCodec.of(detail) for detail in self.outputs]
 
     def _delegates(self) -> list[Any]:
         """External delegates to run with; none here (the CPU), an accelerator's runner supplies its own."""
@@ -66,13 +105,16 @@ class LiteRtRunner(Runner):
 
     def infer(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         # Inputs are matched by position: converters rename tensors (e.g. serving_default_image:0).
-        for index, (detail, x) in enumerate(zip(self.inputs, feed.values(), strict=True)):
-            self.interpreter.set_tensor(detail["index"], quantize(_permuted(x, self.input_perms, index), detail))
+        interpreter = self.interpreter
+        for index, (codec, x) in enumerate(zip(self._encoders, feed.values(), strict=True)):
+            interpreter.set_tensor(codec.index, codec.encode(_permuted(x, self.input_perms, index)))
         start = time.perf_counter()
-        self.interpreter.invoke()
+        interpreter.invoke()
         self.last_inference_ms = (time.perf_counter() - start) * 1e3
-        outputs = [dequantize(self.interpreter.get_tensor(d["index"]), d) for d in self.outputs]
-        return [_permuted(y, self.output_perms, index, inverse=True) for index, y in enumerate(outputs)]
+        return [
+            _permuted(codec.decode(interpreter.get_tensor(codec.index)), self.output_perms, index, inverse=True)
+            for index, codec in enumerate(self._decoders)
+        ]
 
     def describe(self) -> dict[str, object]:
         return {

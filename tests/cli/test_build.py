@@ -88,9 +88,9 @@ def _with_model(model: Path):
         (lambda d, real: _write(d / "empty.keras", b""), "the model file is empty"),
         (
             lambda d, real: _write(d / "cut.keras", real.read_bytes()[: real.stat().st_size // 2]),
-            "not a readable",
+            "not a .keras archive (a zip file): truncated",
         ),
-        (lambda d, real: _write(d / "text.keras", b"definitely not a zip"), "not a readable Keras model"),
+        (lambda d, real: _write(d / "text.keras", b"definitely not a zip"), "not a .keras archive"),
         (lambda d, real: _write(d / "model.onnx", real.read_bytes()), "must end in .keras"),
     ],
     ids=["missing", "empty", "truncated", "wrong-format", "wrong-suffix"],

@@ -92,3 +92,24 @@ def test_a_compiler_that_refuses_the_model_fails_the_build_with_exit_3(
     assert "gate failed: edgetpu_compiled" in result.output
     assert report["edgetpu"]["compiled"] is False and "not quantized" in report["edgetpu"]["problem"].lower()
     assert any(failure["kind"] == "not_quantized" for failure in report["edgetpu"]["failures"])
+
+
+def test_a_model_predicted_too_slow_for_the_edge_tpu_fails_its_gate(write_recipe: WriteRecipe, monkeypatch) -> None:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+
+    def gated(recipe: dict) -> None:
+        few_samples(recipe)
+        recipe["gates"] = {"max_predicted_edgetpu_ms": {"usb": 100.0, "pcie": 1e-6}}
+
+    recipe = write_recipe(gated)
+    result, report = build(recipe)
+    assert result.exit_code == 3, result.output
+    latency = report["edgetpu"]["latency"]
+    usb = latency["targets"]["usb"]
+    assert usb["predicted_ms"] > usb["tpu_compute_ms"] > latency["ideal_floor_ms"] > 0
+    assert latency["measured_p50_ms"] is None  # no Edge TPU here
+    passed = {gate["name"]: gate["passed"] for gate in report["gates"]}
+    assert passed == {"max_predicted_edgetpu_ms[usb]": True, "max_predicted_edgetpu_ms[pcie]": False}
+    assert "gate failed: max_predicted_edgetpu_ms[pcie]" in result.output
+    assert "Edge TPU latency PREDICTED by ckit's cost model" in (recipe.parent / "build" / "report.md").read_text()

@@ -25,6 +25,8 @@ def test_table_lists_every_op_and_the_predicted_verdict(built) -> None:
     assert "int8[1,16,16,1] int8[16,3,3,1] int32[16] -> int8[1,16,16,16]" in result.output
     assert "Ops on the Edge TPU: 7   on the CPU: 0   Edge TPU subgraphs: 1" in result.output
     assert "Multiply-accumulates: 365,184" in result.output and "4 TOPS" in result.output
+    assert "Edge TPU latency PREDICTED by ckit's cost model" in result.output
+    assert "target (PREDICTED)" in result.output and "\nusb " in result.output and "\npcie " in result.output
 
 
 def test_float_model_shows_failure_and_advice(built) -> None:
@@ -41,9 +43,15 @@ def test_json_is_the_prediction(built) -> None:
     data = json.loads(result.output)
     assert set(data) == {
         "compiler_version", "ops", "edgetpu_subgraphs", "ops_on_edgetpu", "ops_on_cpu", "on_chip_bytes",
-        "off_chip_bytes", "predicted", "failures", "per_op", "parameter_bytes", "macs", "ideal_latency_ms",
+        "off_chip_bytes", "predicted", "failures", "per_op", "parameter_bytes", "macs", "ideal_latency_ms", "latency",
     }  # fmt: skip
     assert data["predicted"] is True and data["ops_on_edgetpu"] == 7 and data["macs"] == 365_184
+    latency = data["latency"]
+    assert latency["predicted"] is True and latency["ideal_floor_ms"] == data["ideal_latency_ms"]
+    for target in ("usb", "pcie"):  # every op maps: nothing runs on the CPU, nothing streams
+        estimate = latency["targets"][target]
+        assert estimate["cpu_ms"] == 0 and estimate["parameter_stream_ms"] == 0
+        assert estimate["predicted_ms"] > estimate["tpu_compute_ms"] > latency["ideal_floor_ms"]
     assert data["ops"][0] == {"operator": "CONV_2D", "count": 2, "status": "Mapped to Edge TPU", "mapped": True}
 
 

@@ -1,7 +1,11 @@
 """TEST DOUBLE of `edgetpu_compiler` (the real one cannot be installed here): it exercises ckit's subprocess
 plumbing only. It mimics the documented command line (FACTS.md) and, by FAKE_EDGETPU_MODE, behaves as:
 success | partial (0 Edge TPU subgraphs) | fail (exit 1, "Model not quantized") | hang (sleeps, with a child) |
-no-output (exit 0, writes nothing) | garbage (exit 0, unparseable text, writes the model).
+no-output (exit 0, writes nothing) | garbage (exit 0, unparseable text, writes the model) |
+flood (first FAKE_EDGETPU_FLOOD_MB of noise on stdout and stderr, also for --version, then success with a .log
+padded to that size) |
+orphan (success, leaving a child that holds stdout open) | escape (success, but the compiled model is a symbolic
+link to a file outside the output folder).
 The parser it feeds is tested separately on real compiler logs (tests/edgetpu/logs/).
 """
 
@@ -46,6 +50,13 @@ QUANTIZE                       1          {status}
 """
 
 
+def flood(megabytes: int) -> None:
+    line = b"W noise from a compiler gone wrong: \xff\xfe not even UTF-8 " * 4 + b"\n"
+    block = line * ((1 << 20) // len(line))
+    for k in range(megabytes):
+        (sys.stdout.buffer if k % 2 else sys.stderr.buffer).write(block)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("models", nargs="*")
@@ -59,11 +70,14 @@ def main() -> int:
     parser.add_argument("-k", "--delegate_search_step", type=int)
     parser.add_argument("-i", "--intermediate_tensors")
     args = parser.parse_args()
+    mode = os.environ.get("FAKE_EDGETPU_MODE", "success")
+    flood_mb = int(os.environ.get("FAKE_EDGETPU_FLOOD_MB", "200"))
+    if mode == "flood":
+        flood(flood_mb)  # before anything else, --version included
     if args.version:
         print("Edge TPU Compiler version 16.0.384591198")
         return 0
     Path(os.environ.get("FAKE_EDGETPU_ARGS_FILE", os.devnull)).write_text(" ".join(sys.argv[1:]))
-    mode = os.environ.get("FAKE_EDGETPU_MODE", "success")
     model = Path(args.models[0])
     out = Path(args.out_dir) / f"{model.stem}_edgetpu.tflite"
     if mode == "hang":
@@ -79,6 +93,8 @@ def main() -> int:
         print("\x00\x01 something else entirely \n ??? 12 34")
         shutil.copy(model, out)
         return 0
+    if mode == "orphan":
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # it inherits stdout, the pipe
     subgraphs = 0 if mode == "partial" else 1
     status = "More than one subgraph is not supported" if subgraphs == 0 else "Mapped to Edge TPU"
     names = [f"{model.stem}_segment_{k}_of_{args.num_segments}" for k in range(args.num_segments or 0)]
@@ -86,6 +102,11 @@ def main() -> int:
         out, log = Path(args.out_dir) / f"{name}_edgetpu.tflite", Path(args.out_dir) / f"{name}_edgetpu.log"
         shutil.copy(model, out)
         log.write_text(LOG.format(model=model.name, out=out.name, status=status))
+        if mode == "flood":
+            os.truncate(log, flood_mb << 20)  # sparse: a huge file at no cost
+        if mode == "escape":
+            out.unlink()
+            out.symlink_to(model.resolve())
         print(
             SUMMARY.format(timeout=args.timeout_sec, model=model.name, out=out.name, log=log.name, subgraphs=subgraphs)
         )

@@ -272,6 +272,44 @@ def test_fused_activation_on_pooling_is_a_limitation(built, tmp_path: Path) -> N
     assert prediction.ops_on_edgetpu == 1 and prediction.ops_on_cpu == 6
 
 
+@pytest.fixture(scope="session")
+def pad_dense_model(make_model: ModelMaker) -> Path:
+    """PAD (constant int32 paddings) -> reshape -> dense: the ops whose constants and shapes the rules read."""
+    import keras
+
+    return make_model(lambda x: keras.layers.Dense(3)(keras.layers.Flatten()(keras.layers.ZeroPadding2D(1)(x))),
+                      [1, 4, 4, 1], "pad_dense")  # fmt: skip
+
+
+def _operator(model: Any, name: str) -> Any:
+    code = model.operatorCodes.index(_opcode(model, name))
+    return next(op for op in model.subgraphs[0].operators if op.opcodeIndex == code)
+
+
+def _filter_without_shape(model: Any) -> None:
+    weights = model.subgraphs[0].tensors[_operator(model, "FULLY_CONNECTED").inputs[1]]
+    weights.shape, weights.shapeSignature = [], None
+
+
+def _odd_sized_paddings(model: Any) -> None:
+    paddings = model.subgraphs[0].tensors[_operator(model, "PAD").inputs[1]]
+    model.buffers[paddings.buffer].data = model.buffers[paddings.buffer].data[:5]
+
+
+def _no_tensor_table(model: Any) -> None:
+    model.subgraphs[0].tensors = None
+
+
+@pytest.mark.parametrize("damage", [_filter_without_shape, _odd_sized_paddings, _no_tensor_table])
+def test_a_damaged_model_is_analyzed_or_bad_input_never_a_crash(pad_dense_model: Path, tmp_path: Path, damage) -> None:
+    """Flatbuffers verify nothing: a damaged file reaches the rules as shapes and buffers no converter writes."""
+    path = _edit(pad_dense_model, tmp_path / "damaged.tflite", damage)
+    try:
+        analyze(path)
+    except BadInputError as caught:
+        assert caught.exit_code == EXIT_BAD_INPUT and str(caught).startswith(f"{path}: ")
+
+
 # --- (g) files that are not TFLite models ---
 
 

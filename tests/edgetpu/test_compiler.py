@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+import tracemalloc
 from pathlib import Path
 
 import psutil
@@ -19,6 +20,7 @@ from compiler_kit.edgetpu.compiler import (
     compiler_version,
     find_compiler,
 )
+from compiler_kit.edgetpu.log_parser import HEAD_BYTES, TAIL_BYTES
 from compiler_kit.errors import BadInputError
 
 
@@ -103,9 +105,7 @@ def test_timeout_kills_the_whole_process_group(fake_compiler, model, monkeypatch
     assert time.monotonic() - start < 20
     assert result.exit_code is None and "was killed" in result.problem
     time.sleep(0.2)
-    sleepers = [p for p in psutil.process_iter(["pid", "cmdline"]) if p.info["pid"] not in before
-                and "time.sleep(600)" in " ".join(p.info["cmdline"] or [])]  # fmt: skip
-    assert sleepers == []
+    assert _sleepers(before) == []
 
 
 def test_find_compiler_prefers_configured_then_env_then_path(fake_compiler, monkeypatch, tmp_path) -> None:
@@ -130,3 +130,47 @@ def test_a_configured_compiler_that_is_not_there_is_bad_input(tmp_path) -> None:
 
 def test_version_is_read_from_the_compiler(fake_compiler) -> None:
     assert compiler_version(fake_compiler) == "16.0.384591198"
+
+
+# --- a compiler that misbehaves: floods its output, leaves processes behind, links out of its folder ---
+
+
+def _sleepers(before: set[int]) -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["pid", "cmdline"]) if p.info["pid"] not in before
+            and "time.sleep(600)" in " ".join(p.info["cmdline"] or [])]  # fmt: skip
+
+
+def test_a_flood_streams_to_a_capped_file_and_the_verdict_survives(fake_compiler, model, monkeypatch) -> None:
+    flood_mb = 200
+    monkeypatch.setenv("FAKE_EDGETPU_FLOOD_MB", str(flood_mb))  # noise, not even UTF-8, then a normal summary
+    tracemalloc.start()
+    try:
+        result = compile_with("flood", fake_compiler, model, monkeypatch)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < (flood_mb << 20) / 4, f"{peak} bytes held for a {flood_mb} MB flood"
+    assert result.stdout_path.stat().st_size <= HEAD_BYTES + TAIL_BYTES + 100
+    assert "bytes of output left out here" in result.stdout_path.read_text(errors="replace")
+    assert result.succeeded, result.problem  # the summary at the end was kept, the op table of the huge .log read
+    assert result.output.edgetpu_subgraphs == 1 and result.output.ops
+
+
+def test_the_version_is_read_from_a_flood_of_bytes_that_are_not_utf8(fake_compiler, monkeypatch) -> None:
+    monkeypatch.setenv("FAKE_EDGETPU_MODE", "flood")
+    monkeypatch.setenv("FAKE_EDGETPU_FLOOD_MB", "20")
+    assert compiler_version(fake_compiler) == "16.0.384591198"
+
+
+def test_processes_left_holding_the_output_neither_stall_ckit_nor_survive(fake_compiler, model, monkeypatch) -> None:
+    before = {p.pid for p in psutil.process_iter()}
+    result = compile_with("orphan", fake_compiler, model, monkeypatch, timeout_sec=5)
+    assert result.succeeded, result.problem  # not "did not finish": its exit is the end of the run
+    time.sleep(0.2)
+    assert _sleepers(before) == []
+
+
+def test_a_compiled_model_linking_out_of_the_output_folder_is_not_taken(fake_compiler, model, monkeypatch) -> None:
+    result = compile_with("escape", fake_compiler, model, monkeypatch)
+    assert result.compiled_models == [] and not result.succeeded
+    assert "wrote no model_int8_edgetpu.tflite" in result.problem

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from compiler_kit.edgetpu import statuses
 from compiler_kit.edgetpu.log_parser import (
+    HEAD_BYTES,
+    TAIL_BYTES,
     CompilerOutput,
     OpRow,
     format_bytes,
@@ -298,3 +301,23 @@ def test_read_log_rejects_what_is_not_compiler_output(tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match="no Edge TPU compiler output found") as none:
         read_log(prose)
     assert "notes.txt" in str(none.value)
+
+
+def test_a_huge_file_is_read_as_its_head_and_tail(tmp_path: Path) -> None:
+    """A 1 GiB capture (a compiler that flooded its output between the log and the summary): only the head and the
+    tail are read, so the op table and the verdict are found without holding the gigabyte."""
+    noise = b"W flooding line from a compiler gone wrong\n" * (HEAD_BYTES // 43 + 1)
+    path = tmp_path / "huge.txt"
+    with path.open("wb") as handle:
+        handle.write((LOGS / "tiny_yolo_14.1.log").read_bytes() + noise)
+        handle.seek(1 << 30)  # the gigabyte in between is a hole: never written, and never read
+        handle.write(noise[:TAIL_BYTES] + (LOGS / "mobilenetv3_16.0_stdout.txt").read_bytes())
+    tracemalloc.start()
+    try:
+        out = read_log(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * MIB
+    assert out.ops and out.segments  # the head's op table and the tail's summary, each a block of its own
+    assert out.succeeded is True and out.segments[1].edgetpu_subgraphs == 1

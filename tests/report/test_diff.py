@@ -163,3 +163,10 @@ def test_load_report_refuses_what_is_not_a_report(report, tmp_path: Path):
 
 def test_load_report_takes_a_build_folder(built, report):
     assert load_report(built.build_dir) == report == json.loads(json.dumps(built.report))
+
+
+def test_a_json_nested_too_deep_is_bad_input(tmp_path: Path) -> None:
+    deep = tmp_path / "report.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(BadInputError, match="nested too deep"):
+        load_report(deep)

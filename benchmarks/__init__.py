@@ -1,0 +1,1 @@
+"""Benchmarks of ckit against the bare work it wraps: `make bench` runs `python -m benchmarks.run`."""

@@ -1,0 +1,207 @@
+"""The architectures of Coral's published Edge TPU benchmarks, built in code and quantized to full-integer int8.
+
+Usage: python -m benchmarks.edgetpu_zoo [--only "MobileNet v1,Inception v4"]
+
+Each model is built at Coral's input size with random weights (weights do not change Edge TPU timing, and nothing
+is downloaded), with its classifier head (1000 or 1001 classes, softmax), then goes through ckit's own path: saved
+as .keras, exported by the Keras frontend, quantized by Int8Quantizer on a few random calibration images. The
+.tflite files are cached in benchmarks/results/edgetpu_zoo/ and rebuilt only when missing. benchmarks/edgetpu_fit.py
+fits the latency model on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from compiler_kit import lazy
+from compiler_kit.frontends import frontend_for
+from compiler_kit.quantize import Int8Quantizer
+from compiler_kit.recipe import InputSpec, Quantization, Source
+
+ZOO_DIR = Path(__file__).resolve().parent / "results" / "edgetpu_zoo"
+CALIBRATION_SAMPLES = 4  # ranges from random images: enough for a model that is only timed, never scored
+
+
+class Conv(NamedTuple):
+    """Convolution + batch norm + ReLU (the converter folds the norm into the convolution)."""
+
+    filters: int
+    kernel: tuple[int, int]
+    strides: int = 1
+    padding: str = "same"
+
+
+class Pool(NamedTuple):
+    kind: str  # "max" or "avg"
+    size: int = 3
+    strides: int = 1
+    padding: str = "same"
+
+
+# An Inception network is a sequence of steps; a list of branches is one step that runs each branch (a tuple of
+# steps) on the same input and concatenates their outputs, so branches can split again (Inception v4's C block).
+Step = Conv | Pool | list
+
+
+def _apply(x: Any, step: Step) -> Any:
+    layers = lazy.keras().layers
+    if isinstance(step, list):
+        return layers.Concatenate()([_sequence(x, branch) for branch in step])
+    if isinstance(step, Pool):
+        pool = layers.MaxPooling2D if step.kind == "max" else layers.AveragePooling2D
+        return pool(step.size, step.strides, step.padding)(x)
+    x = layers.Conv2D(step.filters, step.kernel, step.strides, step.padding, use_bias=False)(x)
+    return layers.ReLU()(layers.BatchNormalization()(x))
+
+
+def _sequence(x: Any, steps: tuple[Step, ...] | list[Step]) -> Any:
+    for step in steps:
+        x = _apply(x, step)
+    return x
+
+
+def _square(filters: int, size: int, strides: int = 1, padding: str = "same") -> Conv:
+    return Conv(filters, (size, size), strides, padding)
+
+
+def _inception_network(size: int, steps: list[Step], classes: int = 1001) -> Any:
+    """Steps, then average pooling over the whole map and a softmax classifier (dropout is inert at inference)."""
+    keras = lazy.keras()
+    inputs = keras.Input((size, size, 3), batch_size=1)
+    features = keras.layers.GlobalAveragePooling2D()(_sequence(inputs, steps))
+    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(features))
+
+
+REDUCE = Pool("max", 3, 2, "valid")  # the stride-2 max pool both Inception networks use between stages
+
+
+def inception_v4() -> Any:
+    """Inception v4 (Szegedy et al. 2016, figures 3-9), 299x299, 1001 classes as in TF-slim."""
+    block_a = [(_square(96, 1),), (_square(64, 1), _square(96, 3)), (_square(64, 1), _square(96, 3), _square(96, 3)),
+               (Pool("avg"), _square(96, 1))]  # fmt: skip
+    block_b = [(_square(384, 1),), (_square(192, 1), Conv(224, (1, 7)), Conv(256, (7, 1))),
+               (_square(192, 1), Conv(192, (7, 1)), Conv(224, (1, 7)), Conv(224, (7, 1)), Conv(256, (1, 7))),
+               (Pool("avg"), _square(128, 1))]  # fmt: skip
+    split_c = [(Conv(256, (1, 3)),), (Conv(256, (3, 1)),)]
+    block_c = [(_square(256, 1),), (_square(384, 1), split_c),
+               (_square(384, 1), Conv(448, (3, 1)), Conv(512, (1, 3)), split_c),
+               (Pool("avg"), _square(256, 1))]  # fmt: skip
+    stem = [_square(32, 3, 2, "valid"), _square(32, 3, 1, "valid"), _square(64, 3),
+            [(REDUCE,), (_square(96, 3, 2, "valid"),)],
+            [(_square(64, 1), _square(96, 3, 1, "valid")),
+             (_square(64, 1), Conv(64, (7, 1)), Conv(64, (1, 7)), _square(96, 3, 1, "valid"))],
+            [(_square(192, 3, 2, "valid"),), (REDUCE,)]]  # fmt: skip
+    reduction_a = [(_square(384, 3, 2, "valid"),), (_square(192, 1), _square(224, 3), _square(256, 3, 2, "valid")),
+                   (REDUCE,)]  # fmt: skip
+    reduction_b = [(_square(192, 1), _square(192, 3, 2, "valid")),
+                   (_square(256, 1), Conv(256, (1, 7)), Conv(320, (7, 1)), _square(320, 3, 2, "valid")),
+                   (REDUCE,)]  # fmt: skip
+    steps = [*stem, *[block_a] * 4, reduction_a, *[block_b] * 7, reduction_b, *[block_c] * 3]
+    return _inception_network(299, steps)
+
+
+def inception_v1() -> Any:
+    """Inception v1 (GoogLeNet, Szegedy et al. 2014) as TF-slim builds it: batch norm, and a 3x3 convolution in the
+    branch the paper gives a 5x5. 224x224, 1001 classes."""
+
+    def module(b0: int, b1: tuple[int, int], b2: tuple[int, int], b3: int) -> list:
+        return [(_square(b0, 1),), (_square(b1[0], 1), _square(b1[1], 3)), (_square(b2[0], 1), _square(b2[1], 3)),
+                (Pool("max"), _square(b3, 1))]  # fmt: skip
+
+    pool = Pool("max", 3, 2)
+    steps = [_square(64, 7, 2), pool, _square(64, 1), _square(192, 3), pool,
+             module(64, (96, 128), (16, 32), 32), module(128, (128, 192), (32, 96), 64), pool,
+             module(192, (96, 208), (16, 48), 64), module(160, (112, 224), (24, 64), 64),
+             module(128, (128, 256), (24, 64), 64), module(112, (144, 288), (32, 64), 64),
+             module(256, (160, 320), (32, 128), 128), Pool("max", 2, 2),
+             module(256, (160, 320), (32, 128), 128), module(384, (192, 384), (48, 128), 128)]  # fmt: skip
+    return _inception_network(224, steps)
+
+
+def _application(name: str, size: int, **options: Any) -> Callable[[], Any]:
+    """A keras.applications classifier at `size`, random weights, 1000 classes and softmax (its defaults)."""
+
+    def build() -> Any:
+        return getattr(lazy.keras().applications, name)(input_shape=(size, size, 3), weights=None, **options)
+
+    return build
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    name: str  # as in Coral's table and benchmarks/edgetpu_reference.json
+    input_size: int
+    build: Callable[[], Any]
+
+    @property
+    def path(self) -> Path:
+        return ZOO_DIR / f"{re.sub(r'[^a-z0-9]+', '_', self.name.lower())}_{self.input_size}_int8.tflite"
+
+
+ZOO = {
+    model.name: model
+    for model in (
+        ZooModel("MobileNet v1", 224, _application("MobileNet", 224, alpha=1.0)),
+        ZooModel("MobileNet v2", 224, _application("MobileNetV2", 224)),
+        ZooModel("Inception v4", 299, inception_v4),
+        ZooModel("ResNet-50 V1", 299, _application("ResNet50", 299)),
+        ZooModel("Inception v1", 224, inception_v1),
+        ZooModel("Inception-ResNet V2", 299, _application("InceptionResNetV2", 299)),
+        ZooModel("ResNet-50 V2", 299, _application("ResNet50V2", 299)),
+        ZooModel("ResNet-152 V2", 299, _application("ResNet152V2", 299)),
+        ZooModel("VGG16", 224, _application("VGG16", 224)),
+        ZooModel("VGG19", 224, _application("VGG19", 224)),
+    )
+}
+
+
+def quantize(model: Any, input_size: int) -> bytes:
+    """The Keras model -> full-integer int8 .tflite bytes, through ckit's Keras frontend and quantizer."""
+    spec = InputSpec(name="image", shape=[1, input_size, input_size, 3], layout="NHWC")
+    rng = np.random.default_rng(0)
+    calibration = [rng.uniform(-1, 1, spec.shape).astype(np.float32) for _ in range(CALIBRATION_SAMPLES)]
+    with tempfile.TemporaryDirectory() as folder:
+        keras_path = Path(folder) / "model.keras"
+        model.save(keras_path)
+        float_model = frontend_for("keras").convert(Source(framework="keras", path=keras_path), [spec], Path(folder))
+        return Int8Quantizer(Quantization()).int8_tflite(float_model, calibration)
+
+
+def build(entry: ZooModel) -> float:
+    """Build and cache one model unless its .tflite exists; the seconds it took (0 when cached)."""
+    if entry.path.exists():
+        return 0.0
+    start = time.perf_counter()
+    model_bytes = quantize(entry.build(), entry.input_size)
+    entry.path.parent.mkdir(parents=True, exist_ok=True)
+    partial = entry.path.with_suffix(".partial")  # an interrupted build must not leave a file that looks cached
+    partial.write_bytes(model_bytes)
+    partial.replace(entry.path)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="comma-separated model names (default: all)")
+    names = [name.strip() for name in parser.parse_args().only.split(",") if name.strip()] or list(ZOO)
+    if unknown := [name for name in names if name not in ZOO]:
+        parser.error(f"unknown model {', '.join(unknown)}; the zoo has {', '.join(ZOO)}")
+    lazy.keras().utils.set_random_seed(0)  # the same weights on every machine: a rebuilt file is the same file
+    total = time.perf_counter()
+    for name in names:
+        seconds = build(ZOO[name])
+        print(f"{name:22} {'cached' if not seconds else f'built in {seconds:.0f} s'}  {ZOO[name].path.name}")
+    print(f"zoo ready in {time.perf_counter() - total:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
