@@ -218,3 +218,23 @@ def test_stages_line_names_the_time_per_stage_and_what_the_cache_supplied() -> N
     }
     assert stages_line(report) == "Stages: data 0.0 s, convert 0.0 s, quantize 2.5 s (reused from the cache: convert)"
     assert stages_line({}) == ""
+
+
+def test_edgetpu_latency_is_labelled_a_prediction_and_sits_beside_a_device_measurement() -> None:
+    from compiler_kit.report.tables import edgetpu_latency_caption, edgetpu_latency_table
+
+    parts = {"overhead_ms": 0.75, "tpu_compute_ms": 1.6, "parameter_stream_ms": 0.0, "io_ms": 0.29, "cpu_ms": 0.0}
+    latency = {
+        "ideal_floor_ms": 0.15,
+        "targets": {"usb": {**parts, "predicted_ms": 2.64}},
+        "fit_errors_pct": {"usb": {"MobileNet v1": 0.4, "ResNet-50 V1": -0.7}},
+        "measured_p50_ms": 2.9,
+    }
+    caption = edgetpu_latency_caption(latency)
+    assert "PREDICTED" in caption and "2 published Coral rows it was fitted on: -1% to +0%" in caption
+    assert "ideal floor, every MAC at 4 TOPS: 0.15 ms" in caption
+    assert "Measured on the Edge TPU here: p50 2.9 ms" in caption
+    headers, rows = edgetpu_latency_table(latency)
+    assert headers[:2] == ["target (PREDICTED)", "total ms"]
+    assert rows == [["usb", "2.640", "0.750", "1.600", "0.000", "0.290", "0.000"]]
+    assert "Measured" not in edgetpu_latency_caption({**latency, "measured_p50_ms": None})
