@@ -67,6 +67,17 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class StoredEntry:
+    path: Path  # <root>/<stage>/<key>
+    bytes: int
+    last_used: float  # seconds since the epoch: when it was stored or last reused
+
+    @property
+    def stage(self) -> str:
+        return self.path.parent.name
+
+
+@dataclass(frozen=True)
 class Lookup:
     """What a stage found in the cache: a verified entry (`hit`), nothing (`miss`), or a corrupt entry."""
 
@@ -102,7 +113,20 @@ class StageCache:
             return Lookup("corrupt", problem=problem)
         if document["meta"].get(RETRY):
             return Lookup("miss")
+        os.utime(path / ENTRY_JSON)  # its time is the entry's last use: `ckit cache prune` goes by it
         return Lookup("hit", Entry(path, document["meta"]))
+
+    def entries(self) -> list[StoredEntry]:
+        """Every stored entry, oldest use first."""
+        found = []
+        for entry_json in self.root.glob(f"*/*/{ENTRY_JSON}"):
+            files = entry_json.parent / FILES
+            size = sum(p.stat().st_size for p in files.rglob("*") if p.is_file())
+            found.append(StoredEntry(entry_json.parent, size, entry_json.stat().st_mtime))
+        return sorted(found, key=lambda entry: entry.last_used)
+
+    def remove(self, entry: StoredEntry) -> None:
+        _discard(entry.path, self.root / "tmp")
 
     def produce(self, stage: str, key: str, make: Callable[[Path], dict[str, Any]]) -> Entry:
         """Store the entry for `key`: `make` fills a fresh files folder and returns the metadata (JSON)."""
@@ -157,6 +181,7 @@ def _first_mismatch(files: Path, expected: dict[str, str]) -> str:
 
 
 def _discard(path: Path, tmp: Path) -> None:
+    tmp.mkdir(parents=True, exist_ok=True)
     aside = Path(tempfile.mkdtemp(dir=tmp, prefix=f"{os.getpid()}-discard-"))
     with contextlib.suppress(FileNotFoundError):  # another build discarded it first
         path.rename(aside / path.name)

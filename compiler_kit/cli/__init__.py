@@ -6,6 +6,7 @@ import typer
 
 from compiler_kit import __version__
 from compiler_kit.cli.build import build
+from compiler_kit.cli.cache import cache_app
 from compiler_kit.cli.compile_log import compile_log
 from compiler_kit.cli.doctor import doctor
 from compiler_kit.cli.init import init
@@ -29,6 +30,7 @@ app.command()(doctor)
 app.command()(init)
 app.command()(schema)
 app.add_typer(report_app, name="report")
+app.add_typer(cache_app, name="cache")
 
 
 def _version(value: bool) -> None:
