@@ -1,12 +1,17 @@
 """Fit the Edge TPU latency model (compiler_kit/edgetpu/latency.py) on Coral's published figures, and judge it.
 
-Usage: python -m benchmarks.edgetpu_fit [--write]    (after python -m benchmarks.edgetpu_zoo; `make edgetpu-fit`)
+Usage: python -m benchmarks.edgetpu_fit [--write] [--measured BUILD/report.json ...]
+       (after python -m benchmarks.edgetpu_zoo; `make edgetpu-fit`)
 
 The constants are fitted on the rows of benchmarks/edgetpu_reference.json marked "fit" (FACTS.md's four models on
 the USB Accelerator and the Dev Board) and on nothing else: least squares on log(predicted / published), so every
 row weighs the same whatever its size. The other rows are held out: predicted with the fitted constants, never fitted.
 It prints a table of every row and the fitted values, and writes benchmarks/results/edgetpu_fit.json; with
 --write it also writes the values and the fitted rows' errors into latency.py's FITTED and FIT_ERRORS_PCT.
+
+Real runs refine it: `--measured` takes reports of `ckit build` runs made where an Edge TPU was present (their
+`edgetpu.latency.measured_p50_ms`, on the device their `edgetpu` runner names: usb... or pci...) and fits on them
+too, each as one more row, with the report's int8 model as the model.
 """
 
 from __future__ import annotations
@@ -144,18 +149,44 @@ def error_pct(predicted: float, published: float) -> float:
 # --- the models ---
 
 
-def analyze_zoo(rows: list[Reference]) -> tuple[dict[str, EdgeTpuPrediction], dict[str, float]]:
-    """Each referenced zoo model's static analysis, and its CPU part measured on this machine when it has one."""
-    predictions, cpu_ms = {}, {}
+def zoo_paths(rows: list[Reference]) -> dict[str, Path]:
+    """The zoo's int8 model of every referenced model, checked to be built at the rows' input size."""
+    paths = {}
     for name in dict.fromkeys(row.model for row in rows):
         entry = ZOO[name]
         if {row.input_size for row in rows if row.model == name} != {entry.input_size}:
             raise SystemExit(f"{name}: the reference rows' input size is not the zoo model's {entry.input_size}")
         if not entry.path.exists():
             raise SystemExit(f"{entry.path} is missing: run `python -m benchmarks.edgetpu_zoo` first")
-        predictions[name] = analyze(entry.path)
+        paths[name] = entry.path
+    return paths
+
+
+def measured_rows(reports: list[Path]) -> tuple[list[Reference], dict[str, Path]]:
+    """A fit row per report of a build that ran on an Edge TPU, and the int8 model each one measured."""
+    from compiler_kit.report.diff import load_report
+
+    rows, paths = [], {}
+    for path in reports:
+        report = load_report(path)
+        measured = ((report.get("edgetpu") or {}).get("latency") or {}).get("measured_p50_ms")
+        device = (report.get("runners") or {}).get("edgetpu", {}).get("device", "")
+        target = "usb" if device.startswith("usb") else "pcie" if device.startswith("pci") else None
+        if measured is None or target is None:
+            raise SystemExit(f"{path}: no Edge TPU measurement on a named usb or pci device in this report")
+        name = f"{report['name']} (measured)"
+        rows.append(Reference(name, 0, target, measured, True, f"measured by ckit build: {path}"))
+        paths[name] = Path(report["artifacts"]["int8_tflite"]["path"])
+    return rows, paths
+
+
+def analyze_models(paths: dict[str, Path]) -> tuple[dict[str, EdgeTpuPrediction], dict[str, float]]:
+    """Each model's static analysis, and its CPU part measured on this machine when it has one."""
+    predictions, cpu_ms = {}, {}
+    for name, path in paths.items():
+        predictions[name] = analyze(path)
         if predictions[name].ops_on_cpu:
-            cpu_ms[name] = cpu_part_ms(entry.path, predictions[name])
+            cpu_ms[name] = cpu_part_ms(path, predictions[name])
     return predictions, cpu_ms
 
 
@@ -267,10 +298,13 @@ def print_fitted(fitted: dict[str, float], at_bound: list[str], result: Any, loo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="write the fitted constants into latency.py")
-    write = parser.parse_args().write
+    parser.add_argument("--measured", nargs="*", type=Path, default=[], help="reports of builds on an Edge TPU")
+    arguments = parser.parse_args()
     start = time.perf_counter()
-    reference = load_reference()
-    predictions, cpu_ms = analyze_zoo(reference)
+    published = load_reference()
+    measured, measured_paths = measured_rows(arguments.measured)
+    reference = published + measured
+    predictions, cpu_ms = analyze_models({**zoo_paths(published), **measured_paths})
     result = fit(reference, predictions, cpu_ms)
     model = to_model(result.x)
     rows = table_rows(model, reference, predictions, cpu_ms)
@@ -288,7 +322,7 @@ def main() -> None:
                 "loose_directions": loose, "summary": report, "rows": rows}  # fmt: skip
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     RESULT.write_text(json.dumps(document, indent=2, default=float) + "\n")
-    if write:
+    if arguments.write:
         LATENCY_PY.write_text(rewrite_constants(LATENCY_PY.read_text(), model, fitted_errors(rows)))
         print(f"wrote FITTED and FIT_ERRORS_PCT into {LATENCY_PY}")
     print(f"wrote {RESULT} in {time.perf_counter() - start:.1f} s")

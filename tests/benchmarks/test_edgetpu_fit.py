@@ -4,6 +4,7 @@ hand-made predictions, no model is built or timed)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import re
 import sys
@@ -162,3 +163,22 @@ def test_rewriting_latency_py_sets_the_constants_and_keeps_the_rest(tmp_path: Pa
 def test_rewriting_latency_py_with_its_own_values_changes_nothing() -> None:
     source = fit.LATENCY_PY.read_text()
     assert fit.rewrite_constants(source, FITTED, FIT_ERRORS_PCT) == source
+
+
+def test_a_report_measured_on_an_edge_tpu_becomes_a_fit_row_with_its_own_model(built, tmp_path: Path) -> None:
+    report = json.loads((built.build_dir / "report.json").read_text())
+    report["edgetpu"]["latency"]["measured_p50_ms"] = 1.9  # as a build with a USB Accelerator attached writes it
+    report["runners"]["edgetpu"] = {"device": "usb:0"}
+    measured = tmp_path / "report.json"
+    measured.write_text(json.dumps(report))
+    rows, paths = fit.measured_rows([measured])
+    assert [(r.model, r.target, r.published_ms, r.fit) for r in rows] == [("digits_keras (measured)", "usb", 1.9, True)]
+    assert paths == {"digits_keras (measured)": built.build_dir / "model_int8.tflite"}
+    predictions, cpu_ms = fit.analyze_models(paths)
+    assert cpu_ms == {}  # every op maps
+    assert fit.residuals(fit.to_vector(FITTED), rows, predictions, cpu_ms).shape == (1,)
+
+
+def test_a_report_without_a_device_measurement_is_refused(built) -> None:
+    with pytest.raises(SystemExit, match="no Edge TPU measurement"):
+        fit.measured_rows([built.build_dir / "report.json"])
