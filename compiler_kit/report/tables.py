@@ -146,7 +146,7 @@ def edgetpu_latency_caption(latency: dict[str, Any]) -> str:
     """What the prediction is and how far to trust it: the cost model's error on the rows it was fitted on."""
     errors = [error for per_model in latency.get("fit_errors_pct", {}).values() for error in per_model.values()]
     trust = (
-        f"its error on the {len(errors)} published Coral rows it was fitted on: {min(errors):+.0f}% to "
+        f"its error on the {len(errors)} measured rows it was fitted on (Coral's benchmarks): {min(errors):+.0f}% to "
         f"{max(errors):+.0f}%"
         if errors
         else "not yet fitted on published measurements"

@@ -231,7 +231,7 @@ def test_edgetpu_latency_is_labelled_a_prediction_and_sits_beside_a_device_measu
         "measured_p50_ms": 2.9,
     }
     caption = edgetpu_latency_caption(latency)
-    assert "PREDICTED" in caption and "2 published Coral rows it was fitted on: -1% to +0%" in caption
+    assert "PREDICTED" in caption and "2 measured rows it was fitted on (Coral's benchmarks): -1% to +0%" in caption
     assert "ideal floor, every MAC at 4 TOPS: 0.15 ms" in caption
     assert "Measured on the Edge TPU here: p50 2.9 ms" in caption
     headers, rows = edgetpu_latency_table(latency)
