@@ -53,6 +53,7 @@ def ckit_pass(recipe: Recipe, verify: Dataset, model: Path, perms: Perms) -> Cal
     runner = LiteRtRunner("tflite-int8", model, recipe.verify.threads, *perms)
 
     def run() -> np.ndarray:
+        runner.prepare()  # as the bare pass makes its interpreter in every pass
         outputs, _ = run_all([runner], verify, recipe.inputs[0].name)
         return outputs[runner.name]
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,11 @@ class _Build:
     keys: dict[str, str] = field(default_factory=dict)
     prepared: set[str] = field(default_factory=set)
 
+    @cached_property
+    def model_sha256(self) -> str:
+        """Read once: the convert stage's key and the report both name the model by it."""
+        return stage_keys.model_sha256(self.recipe.source)
+
     def cached(self, name: str, inputs: dict[str, Any], produce: Callable[[Path], dict[str, Any]]) -> Entry:
         """The stage's entry (reused or produced now); what it holds for the build folder is installed there."""
         key = self.keys[name] = stage_key(name, inputs)
@@ -109,7 +115,7 @@ class _Build:
         return entry
 
     def prepare(self, runners: list[Runner]) -> None:
-        """Prepare the runners that no stage has prepared yet (after a reused verify stage, none was)."""
+        """Prepare each runner once, in whichever stage first runs it (none does after a reused verify stage)."""
         for runner in runners:
             if runner.name not in self.prepared:
                 runner.prepare()
@@ -240,7 +246,7 @@ def _report(done: _Build, results: _Results) -> dict[str, Any]:
         comparisons=results.comparisons,
         latency={name: stats.as_dict() for name, stats in results.latency.items()},
         gates=[gate.as_dict() for gate in _gates(done, results)],
-        model_sha256=stage_keys.model_sha256(recipe.source),
+        model_sha256=done.model_sha256,
         datasets={name: dataset.describe() for name, dataset in results.datasets.items()},
         layout=float_model.layout_report(recipe.inputs),
         edgetpu=results.edgetpu.section,
@@ -299,7 +305,7 @@ def convert(done: _Build) -> FloatModel:
             "intermediates": made.intermediates,
         }
 
-    meta = done.cached("convert", stage_keys.convert_inputs(recipe), produce).meta
+    meta = done.cached("convert", stage_keys.convert_inputs(recipe, done.model_sha256), produce).meta
     perms = {side: [None if p is None else tuple(p) for p in meta[side]] for side in ("input_perms", "output_perms")}
     root = done.folder.path(FLOAT_MODEL)
     return FloatModel(root, meta["signature_key"], intermediates=meta["intermediates"], **perms)
@@ -363,8 +369,8 @@ def run_verify(
     recipe, folder = done.recipe, done.folder
 
     def produce(files: Path) -> dict[str, Any]:
+        done.prepare(runners)
         outputs, first_ms = run_all(runners, verify, recipe.inputs[0].name)
-        done.prepared.update(runner.name for runner in runners)
         np.savez(files / OUTPUTS, **outputs)
         float_tflite, int8_tflite = folder.path(FLOAT_TFLITE), folder.path(INT8_TFLITE)
         layers = layer_drift(float_tflite, int8_tflite, verify, float_model.input_perms[0], recipe.verify.threads)
@@ -384,10 +390,8 @@ def run_verify(
 
 
 def run_all(runners: list[Runner], verify: Dataset, input_name: str) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Prepare the runners and feed them the same samples; keep each one's outputs and first inference time.
-    Outputs go into arrays allocated once: a list of per-sample arrays fragments the heap as the set grows."""
-    for runner in runners:
-        runner.prepare()
+    """Feed the prepared runners the same samples; keep each one's outputs and first inference time. Outputs go
+    into arrays allocated once: a list of per-sample arrays fragments the heap as the set grows."""
     outputs: dict[str, np.ndarray] = {}
     first_ms: dict[str, float] = {}
     for position, sample in enumerate(verify):

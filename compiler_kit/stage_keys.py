@@ -75,10 +75,11 @@ def data_inputs(dataset: Dataset, section: Any) -> dict[str, Any]:
     return {"sha256": dataset.sha256, **fields}
 
 
-def convert_inputs(recipe: Recipe) -> dict[str, Any]:
+def convert_inputs(recipe: Recipe, source_sha256: str) -> dict[str, Any]:
+    """`source_sha256`: model_sha256(recipe.source), which the report names the model by too."""
     source = recipe.source.model_dump(mode="json", exclude={"path", "weights"})
     return {
-        "source": {**source, "sha256": model_sha256(recipe.source)},
+        "source": {**source, "sha256": source_sha256},
         "inputs": [spec.model_dump(mode="json") for spec in recipe.inputs],
         "tools": tool_versions(CONVERT_TOOLS),
     }

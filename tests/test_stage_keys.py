@@ -21,15 +21,19 @@ def _load(recipe: dict[str, Any], path: Path):
     return load_recipe(path)
 
 
+def _convert_key(recipe) -> str:
+    return stage_key("convert", convert_inputs(recipe, model_sha256(recipe.source)))
+
+
 def test_a_model_moved_elsewhere_keeps_its_key_and_a_changed_one_does_not(base_recipe, tmp_path: Path) -> None:
     moved = tmp_path / "moved.keras"
     shutil.copy(base_recipe["source"]["path"], moved)
     original = _load(base_recipe, tmp_path / "a.yaml")
     relocated = _load({**base_recipe, "source": {"framework": "keras", "path": str(moved)}}, tmp_path / "b.yaml")
-    assert stage_key("convert", convert_inputs(original)) == stage_key("convert", convert_inputs(relocated))
+    assert _convert_key(original) == _convert_key(relocated)
     with moved.open("ab") as handle:
         handle.write(b"\0")
-    assert stage_key("convert", convert_inputs(original)) != stage_key("convert", convert_inputs(relocated))
+    assert _convert_key(original) != _convert_key(relocated)
 
 
 def test_an_entry_point_is_keyed_by_its_module_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -148,43 +148,43 @@ def select(length: int, num_samples: int | None, seed: int) -> np.ndarray:
 
 def prepare(raw: np.ndarray, stored_layout: str | None, input_spec: InputSpec, preprocess: Preprocess) -> np.ndarray:
     """Raw sample -> model input of batch one: x * scale, to the input's layout, then (x - mean) / std."""
-    x = np.asarray(raw, dtype=np.float32) * np.float32(preprocess.scale)
-    target = input_spec.layout
-    if stored_layout and target and stored_layout != target and x.ndim == 3:
-        x = x.transpose(_TO_LAYOUT[(stored_layout, target)])
-    return _normalize(x, preprocess, target)[None]
+    preparer = _preparer(stored_layout, input_spec, preprocess)
+    assert preparer is not None  # only a block has no form
+    return preparer(raw)
 
 
 def _preparer(
     stored_layout: str | None, input_spec: InputSpec, preprocess: Preprocess, block: bool = False
 ) -> Callable[[np.ndarray], np.ndarray] | None:
     """`prepare` bound to one data set's settings, for one raw sample or (`block`) for several stacked on a first
-    axis. With one mean and one std (the common case) the constants are computed once and the arithmetic runs in
-    place on one copy: the same float32 operations as `prepare`, element by element, without its per-sample
-    lookups and temporaries (they cost more than a small model's inference). Per-channel normalization checks
-    every sample's shape: one sample goes through `prepare` itself, and there is no block form (None)."""
+    axis: what does not change from sample to sample is worked out once, and the arithmetic runs in place on one
+    float32 copy (per-sample lookups and temporaries cost more than a small model's inference). Per-channel
+    normalization checks each sample's shape, so it has no block form (None)."""
     mean = np.asarray(preprocess.mean, dtype=np.float32)
     std = np.asarray(preprocess.std, dtype=np.float32)
-    if mean.size != 1 or std.size != 1:
-        return None if block else lambda raw: prepare(raw, stored_layout, input_spec, preprocess)
+    per_channel = mean.size != 1 or std.size != 1
+    if per_channel and block:
+        return None
     scale, center, spread = np.float32(preprocess.scale), mean[0], std[0]
     identity = center == 0 and spread == 1  # x - 0 and x / 1 change no float32 value
     target = input_spec.layout
     transpose = _TO_LAYOUT[(stored_layout, target)] if stored_layout and target and stored_layout != target else None
     lead = 1 if block else 0  # the block's own first axis stays first
-    image_ndim = 3 + lead  # prepare transposes 3-D samples only
+    image_ndim = 3 + lead  # only 3-D samples (images) are transposed
     axes = None if transpose is None else (*range(lead), *(axis + lead for axis in transpose))
 
-    def fast(raw: np.ndarray) -> np.ndarray:
+    def run(raw: np.ndarray) -> np.ndarray:
         x = np.array(raw, dtype=np.float32)  # always a copy: the source's array is never written to
         x *= scale
         if axes is not None and x.ndim == image_ndim:
             x = np.ascontiguousarray(x.transpose(axes))
-        if not identity:
+        if per_channel:
+            x = _per_channel_normalized(x, mean, std, target)
+        elif not identity:
             x = (x - center) / spread
         return x if block else x[None]
 
-    return fast
+    return run
 
 
 def _non_finite(index: int, raw: np.ndarray, path: Path) -> BadInputError:
@@ -206,11 +206,7 @@ def _all_finite(x: np.ndarray) -> bool:
     return math.isfinite(total) or bool(np.isfinite(x).all())
 
 
-def _normalize(x: np.ndarray, preprocess: Preprocess, layout: str | None) -> np.ndarray:
-    mean = np.asarray(preprocess.mean, dtype=np.float32)
-    std = np.asarray(preprocess.std, dtype=np.float32)
-    if mean.size == 1 and std.size == 1:
-        return (x - mean[0]) / std[0]
+def _per_channel_normalized(x: np.ndarray, mean: np.ndarray, std: np.ndarray, layout: str | None) -> np.ndarray:
     if layout is None or x.ndim != 3:
         raise BadInputError(
             "per-channel preprocess.mean/std need a 3-D image sample and inputs[0].layout",
