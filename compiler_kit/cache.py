@@ -84,6 +84,7 @@ class Lookup:
     status: str  # "hit", "miss", "corrupt" or "forced" (--force: an entry exists and is rebuilt anyway)
     entry: Entry | None = None
     problem: str = ""
+    replace: bool = False  # an entry is stored under the key and must make way for the new one
 
 
 class StageCache:
@@ -103,16 +104,16 @@ class StageCache:
         if not path.exists():
             return Lookup("miss")
         if self.force:
-            return Lookup("forced")
+            return Lookup("forced", replace=True)
         try:
             document = json.loads((path / ENTRY_JSON).read_text())
             problem = _first_mismatch(path / FILES, document["files"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             problem = f"{ENTRY_JSON} unreadable ({exc})"
         if problem:
-            return Lookup("corrupt", problem=problem)
+            return Lookup("corrupt", problem=problem, replace=True)
         if document["meta"].get(RETRY):
-            return Lookup("miss")
+            return Lookup("miss", replace=True)
         os.utime(path / ENTRY_JSON)  # its time is the entry's last use: `ckit cache prune` goes by it
         return Lookup("hit", Entry(path, document["meta"]))
 
@@ -128,13 +129,15 @@ class StageCache:
     def remove(self, entry: StoredEntry) -> None:
         _discard(entry.path, self.root / "tmp")
 
-    def produce(self, stage: str, key: str, make: Callable[[Path], dict[str, Any]]) -> Entry:
-        """Store the entry for `key`: `make` fills a fresh files folder and returns the metadata (JSON)."""
+    def produce(self, stage: str, key: str, make: Callable[[Path], dict[str, Any]], replace: bool = False) -> Entry:
+        """Store the entry for `key`: `make` fills a fresh files folder and returns the metadata (JSON). `replace`:
+        the stored entry must make way (Lookup.replace); otherwise an entry that appeared meanwhile is another build's,
+        as good as this one, and is kept (discarding it would pull it from under that build while it copies it)."""
         with self._staging() as staging:
             files = staging / FILES
             files.mkdir()
             meta = make(files)
-            return self._store(stage, key, staging, meta)
+            return self._store(stage, key, staging, meta, replace)
 
     @contextlib.contextmanager
     def _staging(self) -> Iterator[Path]:
@@ -145,14 +148,14 @@ class StageCache:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def _store(self, stage: str, key: str, staging: Path, meta: dict[str, Any]) -> Entry:
+    def _store(self, stage: str, key: str, staging: Path, meta: dict[str, Any], replace: bool) -> Entry:
         files = staging / FILES
         hashes = {str(p.relative_to(files)): sha256_file(p) for p in sorted(files.rglob("*")) if p.is_file()}
         text = json.dumps({"stage": stage, "key": key, "files": hashes, "meta": meta}, indent=1, default=str)
         (staging / ENTRY_JSON).write_text(text.replace(str(files), _FILES_PLACEHOLDER))
         final = self.root / stage / key
         final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():  # corrupt or forced: move it aside first, the rename below needs the name free
+        if replace and final.exists():  # corrupt, forced or retried: move it aside, the rename needs the name free
             _discard(final, self.root / "tmp")
         try:
             staging.rename(final)

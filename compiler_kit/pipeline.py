@@ -33,6 +33,7 @@ from compiler_kit.edgetpu.latency import latency_section
 from compiler_kit.edgetpu.stage import EdgeTpuOutcome, edgetpu_section, outcome, require_compiler
 from compiler_kit.errors import BadInputError
 from compiler_kit.frontends import FloatModel, frontend_for
+from compiler_kit.frontends.onnx import ONNX2TF_LOG, ConverterFailed
 from compiler_kit.gates import DRIFT_CANDIDATE, DRIFT_REFERENCE, GateResult, evaluate, needs_labels
 from compiler_kit.quantize import Int8Quantizer
 from compiler_kit.recipe import Recipe
@@ -108,7 +109,7 @@ class _Build:
         found = self.cache.lookup(name, key)
         if found.status == "corrupt":
             self.stage.progress(f"  the cached {name} entry is corrupt ({found.problem}): building it again")
-        entry = found.entry or self.cache.produce(name, key, produce)
+        entry = found.entry or self.cache.produce(name, key, produce, replace=found.replace)
         for item in _INSTALLED.get(name, ()):
             self.folder.install(entry.files / item, item)
         self.stage.cache[name] = {"status": found.status, "key": key}
@@ -138,7 +139,7 @@ def build(
     baseline = load_baseline(recipe)  # a bad baseline is bad input, found before any work too
     cache = cache or StageCache(default_root())
     with folder.locked(progress):
-        folder.remove_leftovers((BUILD_LOG, REPORT_JSON, REPORT_MD, REPORT_HTML))
+        folder.remove_leftovers((BUILD_LOG, REPORT_JSON, REPORT_MD, REPORT_HTML, ONNX2TF_LOG))
         cache.prepare()
         stage = _Stages(progress, folder.path(BUILD_LOG))
         done = _Build(recipe, recipe_path, folder, cache, stage, compiler, baseline)
@@ -252,6 +253,7 @@ def _report(done: _Build, results: _Results) -> dict[str, Any]:
         edgetpu=results.edgetpu.section,
         layers=[layer.as_dict() for layer in results.layers],
         worst_layers=[layer.name for layer in worst_layers(results.layers)],
+        legalization={**float_model.legalization, "renamed": float_model.renamed},
     )
 
 
@@ -297,18 +299,32 @@ def convert(done: _Build) -> FloatModel:
     def produce(files: Path) -> dict[str, Any]:
         lazy.tensorflow(threads=recipe.verify.threads)  # fixes TF's thread count before anything runs
         (files / FLOAT_MODEL).mkdir()
-        made = frontend_for(recipe.source.framework).convert(recipe.source, recipe.inputs, files / FLOAT_MODEL)
+        frontend = frontend_for(recipe.source.framework)
+        made = frontend.convert(recipe.source, recipe.inputs, files / FLOAT_MODEL, recipe.legalize)
         return {
             "signature_key": made.signature_key,
             "input_perms": made.input_perms,
             "output_perms": made.output_perms,
             "intermediates": made.intermediates,
+            "legalization": made.legalization,
+            "renamed": made.renamed,
         }
 
-    meta = done.cached("convert", stage_keys.convert_inputs(recipe, done.model_sha256), produce).meta
+    try:
+        meta = done.cached("convert", stage_keys.convert_inputs(recipe, done.model_sha256), produce).meta
+    except ConverterFailed as failed:  # its scratch folder is gone: keep the converter's log where the user looks
+        log = done.folder.write_text(ONNX2TF_LOG, failed.log)
+        raise BadInputError(failed.problem, path=log, fix=failed.fix) from None
     perms = {side: [None if p is None else tuple(p) for p in meta[side]] for side in ("input_perms", "output_perms")}
     root = done.folder.path(FLOAT_MODEL)
-    return FloatModel(root, meta["signature_key"], intermediates=meta["intermediates"], **perms)
+    return FloatModel(
+        root,
+        meta["signature_key"],
+        intermediates=meta["intermediates"],
+        legalization=meta["legalization"],
+        renamed=meta["renamed"],
+        **perms,
+    )
 
 
 def quantize(done: _Build, float_model: FloatModel, calibration: Dataset) -> None:
@@ -422,9 +438,10 @@ def measure_all(
             for runner in runners
         }
         predicted = None
-        if recipe.edgetpu.compile != "off":
+        prediction = analyze(done.folder.path(INT8_TFLITE)) if recipe.edgetpu.compile != "off" else None
+        if prediction is not None and prediction.ops_on_edgetpu:  # nothing on the Edge TPU: no Edge TPU latency
             off_chip = None if edgetpu.section["predicted"] else edgetpu.section.get("off_chip_bytes")
-            predicted = latency_section(analyze(done.folder.path(INT8_TFLITE)), recipe.verify.threads, off_chip)
+            predicted = latency_section(prediction, recipe.verify.threads, off_chip)
         return {"runners": runs, "edgetpu": predicted}
 
     meta = done.cached("latency", stage_keys.latency_inputs(recipe, done.keys["verify"]), produce).meta

@@ -1,9 +1,10 @@
 """The recipe: one YAML file that says how to take a float model to int8 and how to judge the result.
 
 A recipe names the trained model (`source`) and the shape of what it eats (`inputs`), the data used to
-calibrate the int8 ranges (`calibration`, drawn from training data, never from the evaluation split), the kind
-of integer model wanted (`quantization`), the held-out data every runner is verified on (`verify`), the limits a
-build must meet (`gates`) and where the artifacts go (`output`). Relative paths are relative to the recipe file.
+calibrate the int8 ranges (`calibration`, drawn from training data, never from the evaluation split), the Edge
+TPU rewrites of ONNX and torch graphs (`legalize`, on by default), the kind of integer model wanted
+(`quantization`), the held-out data every runner is verified on (`verify`), the limits a build must meet
+(`gates`) and where the artifacts go (`output`). Relative paths are relative to the recipe file.
 
 Every section is validated here, before any framework is imported: a misspelled key, a wrong type or a missing
 field stops the build with exit code 2 and a message that names the file, the line, the key and the fix.
@@ -36,11 +37,14 @@ from pydantic import (
 )
 
 from compiler_kit.errors import BadInputError, describe_exception
+from compiler_kit.legalize.rewrites import REWRITES
 
 RunnerName = Literal["source", "onnx", "tflite-float", "tflite-int8", "edgetpu"]
 Layout = Literal["NHWC", "NCHW"]
 IoType = Literal["int8", "uint8", "float32"]
 EdgeTpuTarget = Literal["usb", "pcie"]  # USB Accelerator; Dev Board, M.2 and Mini PCIe cards
+REWRITE_NAMES = tuple(REWRITES)
+RewriteName = Literal[REWRITE_NAMES]  # type: ignore[valid-type]  # the legalization registry's names
 
 # Limits on what a recipe may declare, so a typo or a hostile recipe is refused before anything allocates.
 # One sample (batch 1) of at most 2**26 elements: 256 MiB as float32. Edge TPU models take images of a few
@@ -194,6 +198,19 @@ class Calibration(_Section):
     )
 
 
+class Legalize(_Section):
+    """Edge TPU legalization of ONNX and torch models (Keras models need none): exact rewrites of the ONNX graph,
+    before onnx2tf, of constructs that would otherwise not map to the Edge TPU (padded max-pooling, grouped
+    convolutions, explicit padding, hard-swish and hard-sigmoid). Each rewrite is checked with onnxruntime against
+    the model as it came (a rewrite that changes the outputs is undone) and listed in the report's
+    `legalization` section. `enabled: false` converts the model as it is; `skip` leaves out single rewrites."""
+
+    enabled: bool = Field(True, description="Apply the Edge TPU rewrites (ONNX and torch sources).")
+    skip: list[RewriteName] = Field(
+        default_factory=list, description=f"Rewrites to leave out: {', '.join(REWRITE_NAMES)}."
+    )
+
+
 class Quantization(_Section):
     """Full-integer post-training quantization: every op int8, as the Edge TPU requires."""
 
@@ -303,6 +320,7 @@ class Recipe(_Section):
         min_length=1, max_length=1, description="The model input (single-input models for now)."
     )
     calibration: Calibration
+    legalize: Legalize = Field(default_factory=Legalize)
     quantization: Quantization = Field(default_factory=Quantization)
     verify: Verify
     edgetpu: EdgeTpu = Field(default_factory=EdgeTpu)

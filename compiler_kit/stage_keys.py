@@ -20,7 +20,9 @@ from compiler_kit.errors import BadInputError
 from compiler_kit.recipe import Recipe, Source
 
 # The distributions whose behaviour each stage's output depends on.
-CONVERT_TOOLS = ("tensorflow", "tf-keras", "keras", "onnx", "onnx2tf", "onnxsim", "onnxscript", "torch", "numpy")
+CONVERT_TOOLS = (
+    "tensorflow", "tf-keras", "keras", "onnx", "onnx2tf", "onnxsim", "onnxscript", "onnxruntime", "torch", "numpy"
+)  # fmt: skip
 QUANTIZE_TOOLS = ("tensorflow", "ai-edge-litert")
 VERIFY_TOOLS = ("ai-edge-litert", "tensorflow", "keras", "torch", "onnxruntime", "numpy")
 _LOCATION = {"path", "labels_path"}  # data set fields that say where, not what
@@ -81,6 +83,7 @@ def convert_inputs(recipe: Recipe, source_sha256: str) -> dict[str, Any]:
     return {
         "source": {**source, "sha256": source_sha256},
         "inputs": [spec.model_dump(mode="json") for spec in recipe.inputs],
+        "legalize": recipe.legalize.model_dump(mode="json"),
         "tools": tool_versions(CONVERT_TOOLS),
     }
 

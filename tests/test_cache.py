@@ -50,8 +50,8 @@ def test_a_damaged_entry_is_corrupt_and_is_replaced_when_produced_again(tmp_path
     entry = cache.produce("quantize", "k1", _make)
     damage(entry.path)
     found = cache.lookup("quantize", "k1")
-    assert found.status == "corrupt" and found.entry is None and problem in found.problem
-    cache.produce("quantize", "k1", _make)
+    assert found.status == "corrupt" and found.entry is None and problem in found.problem and found.replace
+    cache.produce("quantize", "k1", _make, replace=found.replace)
     assert cache.lookup("quantize", "k1").status == "hit"
 
 
@@ -60,7 +60,7 @@ def test_force_never_reuses_an_entry_but_replaces_it(tmp_path: Path) -> None:
     forced = StageCache(tmp_path, force=True)
     assert forced.lookup("convert", "k").status == "forced"
     assert forced.lookup("convert", "other").status == "miss"
-    forced.produce("convert", "k", lambda files: {"second": True})
+    forced.produce("convert", "k", lambda files: {"second": True}, replace=forced.lookup("convert", "k").replace)
     assert StageCache(tmp_path).lookup("convert", "k").entry.meta == {"second": True}
 
 
@@ -111,5 +111,13 @@ def test_an_outcome_marked_retry_is_stored_but_never_reused(tmp_path: Path) -> N
     cache = StageCache(tmp_path)
     cache.produce("edgetpu", "k", lambda files: {"section": {"exit_code": None}, RETRY: True})  # killed compiler
     assert cache.lookup("edgetpu", "k").status == "miss"
-    cache.produce("edgetpu", "k", lambda files: {"section": {"exit_code": 0}, RETRY: False})
+    cache.produce("edgetpu", "k", lambda files: {"section": {"exit_code": 0}, RETRY: False}, replace=True)
     assert cache.lookup("edgetpu", "k").entry.meta["section"] == {"exit_code": 0}
+
+
+def test_an_entry_stored_meanwhile_by_another_build_is_kept_not_replaced(tmp_path: Path) -> None:
+    """Two builds miss one key and both produce it: the second must not pull the first's entry from under it."""
+    cache = StageCache(tmp_path)
+    first = cache.produce("convert", "k", lambda files: {"first": True})
+    second = cache.produce("convert", "k", lambda files: {"second": True})  # a plain miss: replace=False
+    assert second.meta == {"first": True} and first.path == second.path and (first.path / "entry.json").is_file()

@@ -319,6 +319,7 @@ def test_json_schema_has_the_top_level_sections() -> None:
         "source",
         "inputs",
         "calibration",
+        "legalize",
         "quantization",
         "verify",
         "edgetpu",

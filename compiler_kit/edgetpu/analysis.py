@@ -4,7 +4,8 @@ The model is read with LiteRT's generated flatbuffer schema (no TensorFlow impor
 main subgraph gets the status the compiler would write in its .log (statuses.py), following Coral's documented
 requirements (see /work/shared/edgetpu/FACTS.md): 8-bit tensors only, static shapes, rank <= 3 beyond size-1
 outer dimensions, the supported-op table and its limits, op versions compiler 16 can parse, constant parameters,
-and ONE Edge TPU subgraph: the first op that cannot be mapped and every op after it run on the CPU.
+and ONE Edge TPU subgraph: the first op that cannot be mapped and every op after it run on the CPU. An op version
+compiler 16 cannot parse fails the whole model: nothing maps, and the advice names what fixes it.
 
 It is a prediction: the compiler's own limits (large reshapes, precision choices, activation sizes) are not all
 documented, so the real compiler may map less. `as_dict()` uses the keys of the compiler log parser's result.
@@ -21,6 +22,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from compiler_kit.edgetpu.statuses import (
     MAPPED,
+    MODEL_NOT_PARSED,
     MORE_THAN_ONE_SUBGRAPH,
     NOT_CONSTANT,
     NOT_SUPPORTED,
@@ -237,7 +239,8 @@ def analyze(path: Path) -> EdgeTpuPrediction:
             op.status, op.reason = problem
         elif not SUPPORTED_OPS[op.operator]:
             op.reason = "in the unverified part of Coral's supported-op table: the compiler may not map it"
-    cut = _apply_one_subgraph_rule(ops, exempt)
+    unparsed = [op for op in ops if op.status == VERSION_NOT_SUPPORTED]
+    cut = _fail_whole_model(ops) if unparsed else _apply_one_subgraph_rule(ops, exempt)
     prediction = EdgeTpuPrediction(path, ops, _failures(ops, cut))
     _count_parameters(prediction)
     return prediction
@@ -419,6 +422,14 @@ def _apply_one_subgraph_rule(ops: list[Op], exempt: set[int]) -> Op | None:
     return cut
 
 
+def _fail_whole_model(ops: list[Op]) -> None:
+    """The compiler stops at "Model could not be parsed": no op maps, there is no Edge TPU subgraph to cut."""
+    first = next(op for op in ops if op.status == VERSION_NOT_SUPPORTED)
+    for op in ops:
+        if op.status != VERSION_NOT_SUPPORTED:
+            op.status, op.reason = MODEL_NOT_PARSED, f"#{first.index} {first.operator} version {first.version}"
+
+
 def _macs(op: Op) -> int:
     """Multiply-accumulates of the ops that dominate Edge TPU time (a dynamic dimension counts as 1)."""
     weights = op.input(1)
@@ -472,10 +483,10 @@ def _failures(ops: list[Op], cut: Op | None) -> list[Failure]:
     failures += [
         Failure(
             "op_version",
-            f"Didn't find op for builtin opcode '{op.operator}' version '{op.version}': "
-            "the compiler cannot parse the model",
-            f"compiler 16 knows {op.operator} up to version {MAX_VERSIONS[op.operator]}: convert with a TensorFlow "
-            "of about 2.5, or change what raises the version (types, options)",
+            f"Didn't find op for builtin opcode '{op.operator}' version '{op.version}': the compiler cannot parse the "
+            f"model, so no op runs on the Edge TPU (compiler 16 knows {op.operator} up to version "
+            f"{MAX_VERSIONS[op.operator]})",
+            VERSION_FIXES.get((op.operator, op.version), _version_fix(op)),
         )
         for op in _first_per_operator(o for o in ops if o.status == VERSION_NOT_SUPPORTED)
     ]
@@ -490,6 +501,23 @@ def _failures(ops: list[Op], cut: Op | None) -> list[Failure]:
             )
         )
     return failures
+
+
+# What raises an op's version beyond compiler 16's, and what removes it with the pinned toolchain. A .tflite keeps
+# one version per opcode, so one such op raises the version of every op of its kind.
+VERSION_FIXES = {
+    ("CONV_2D", 6): "version 6 is a grouped convolution (groups > 1, not depthwise): for ONNX and torch sources keep "
+    "the legalization rewrite 'grouped_conv' on (the default: one convolution per group), or a depthwise "
+    "convolution with unequal strides: keep 'depthwise_strides' on; in Keras use Conv2D with groups=1 on split "
+    "channels, or DepthwiseConv2D",
+}
+
+
+def _version_fix(op: Op) -> str:
+    return (
+        f"the pinned TensorFlow writes {op.operator} at version {op.version} for what this model asks of it (its "
+        "types or options), and no ckit option lowers it: express that layer with other ops in the source model"
+    )
 
 
 def _first_per_operator(ops: Any) -> list[Op]:

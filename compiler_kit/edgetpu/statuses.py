@@ -12,6 +12,10 @@ UNSUPPORTED_DATA_TYPE = "Operation is working on an unsupported data type"
 UNSUPPORTED_RANK = "Tensor has unsupported rank (up to 3 innermost dimensions mapped)"
 NOT_CONSTANT = "Filter, bias, or other param is not constant at compile-time"
 
+# Not a status of the compiler's .log: when it cannot parse the model it writes no log and maps nothing. The
+# static analysis gives this to every op of such a model but the ones whose version it cannot parse.
+MODEL_NOT_PARSED = "Not compiled: the compiler cannot parse this model (an op version it does not know)"
+
 ALL = (
     MAPPED,
     MORE_THAN_ONE_SUBGRAPH,

@@ -15,9 +15,10 @@ from typing import Protocol
 
 import numpy as np
 
-from compiler_kit.recipe import InputSpec, Source
+from compiler_kit.recipe import InputSpec, Legalize, Source
 
 SAVED_MODEL = "saved_model"
+DEFAULT_LEGALIZE = Legalize()  # a recipe's default: every Edge TPU rewrite on
 Perm = tuple[int, ...] | None
 
 
@@ -28,6 +29,8 @@ class FloatModel:
     input_perms: list[Perm]
     output_perms: list[Perm]
     intermediates: dict[str, str] = field(default_factory=dict)  # runner name -> file name under root
+    legalization: dict[str, object] = field(default_factory=dict)  # compiler_kit.legalize's report section
+    renamed: dict[str, str] = field(default_factory=dict)  # names ckit changed for the converter -> originals
 
     @property
     def saved_model_dir(self) -> Path:
@@ -48,18 +51,28 @@ class FloatModel:
 
 def layout_perm(source_shape: list[int], model_shape: list[int]) -> Perm:
     """The permutation taking a source-layout array to the model's layout: None when the shapes agree, the
-    channels-first -> channels-last move when the model's shape is that; anything else is a converter bug."""
-    if list(source_shape) == list(model_shape):
+    channels-first -> channels-last move when the model's shape is that; ValueError for anything else."""
+    if _same(source_shape, model_shape):
         return None
     rank = len(source_shape)
     to_last = (0, *range(2, rank), 1)
-    if rank >= 3 and [source_shape[axis] for axis in to_last] == list(model_shape):
+    if rank >= 3 and _same([source_shape[axis] for axis in to_last], model_shape):
         return to_last
-    raise AssertionError(f"cannot map shape {source_shape} onto the converted model's {model_shape}")
+    raise ValueError(f"cannot map shape {source_shape} onto the converted model's {model_shape}")
+
+
+def _same(source_shape: list[int], model_shape: list[int]) -> bool:
+    """Equal shapes, where a source dimension of -1 (not known before conversion) matches any size."""
+    return len(source_shape) == len(model_shape) and all(
+        s in (-1, m) for s, m in zip(source_shape, model_shape, strict=True)
+    )
 
 
 class Frontend(Protocol):
     """Converts; never quantizes, never calibrates (that is the one quantizer's job)."""
 
-    def convert(self, source: Source, inputs: list[InputSpec], out_dir: Path) -> FloatModel:
-        """Fill `out_dir` (a fresh folder); a bad model is a `BadInputError`."""
+    def convert(
+        self, source: Source, inputs: list[InputSpec], out_dir: Path, settings: Legalize = DEFAULT_LEGALIZE
+    ) -> FloatModel:
+        """Fill `out_dir` (a fresh folder), legalizing for the Edge TPU as `settings` say where the frontend can;
+        a bad model is a `BadInputError`."""

@@ -16,8 +16,8 @@ from typing import Any
 
 from compiler_kit import lazy
 from compiler_kit.errors import BadInputError, describe_exception
-from compiler_kit.frontends.base import SAVED_MODEL, FloatModel
-from compiler_kit.recipe import InputSpec, Source
+from compiler_kit.frontends.base import DEFAULT_LEGALIZE, SAVED_MODEL, FloatModel
+from compiler_kit.recipe import InputSpec, Legalize, Source
 
 SUFFIXES = (".keras", ".h5", ".hdf5")
 SIGNATURE_KEY = "serve"
@@ -92,8 +92,15 @@ def check_inputs(model: Any, inputs: list[InputSpec], path: Path) -> None:
             )
 
 
+# Keras layers reach TFLite through TensorFlow's own converter, which writes the builtins the Edge TPU maps (a
+# ZeroPadding2D is a PAD, a DepthwiseConv2D a DEPTHWISE_CONV_2D): the ONNX rewrites have nothing to fix here.
+NOT_LEGALIZED = {"enabled": False, "reason": "Keras models convert without onnx2tf: no rewrite applies"}
+
+
 class KerasFrontend:
-    def convert(self, source: Source, inputs: list[InputSpec], out_dir: Path) -> FloatModel:
+    def convert(
+        self, source: Source, inputs: list[InputSpec], out_dir: Path, settings: Legalize = DEFAULT_LEGALIZE
+    ) -> FloatModel:
         tf = lazy.tensorflow()
         model = load_keras_model(source.path)
         check_inputs(model, inputs, source.path)
@@ -102,4 +109,6 @@ class KerasFrontend:
         archive.track(model)
         archive.add_endpoint(SIGNATURE_KEY, model.call, input_signature=signature)
         archive.write_out(str(out_dir / SAVED_MODEL), verbose=False)
-        return FloatModel(out_dir, SIGNATURE_KEY, input_perms=[None] * len(inputs), output_perms=[None])
+        return FloatModel(
+            out_dir, SIGNATURE_KEY, input_perms=[None] * len(inputs), output_perms=[None], legalization=NOT_LEGALIZED
+        )

@@ -1,9 +1,12 @@
 """ONNX frontend: an .onnx file -> onnx2tf -> a float SavedModel (NHWC), never quantized here.
 
-Dynamic dimensions are fixed from the recipe's input shapes (the Edge TPU needs static shapes) in a copy of the
-model (`model_static.onnx`), which onnx2tf converts in a subprocess: that isolates its global state, lets a
-timeout stop it, puts the interpreter's bin folder on PATH (onnx2tf runs `onnxsim` by name) and runs it in a
-scratch working directory holding the sample-image file onnx2tf otherwise downloads (see _OFFLINE_SAMPLE).
+ckit works on its own copy of the model (`model_static.onnx`): dynamic and -1 dimensions fixed from the recipe's
+input shapes (the Edge TPU needs static shapes), names onnx2tf rejects renamed (onnx_names.py), simplified with
+onnxsim (as onnx2tf would, but before the Edge TPU legalization, so that onnxsim's pad fusion cannot undo it), and
+legalized (compiler_kit.legalize). onnx2tf then converts it in a subprocess, without simplifying again: that
+isolates its global state, lets a timeout stop it, and runs it in a scratch working directory holding the
+sample-image file onnx2tf otherwise downloads (see _OFFLINE_SAMPLE). Output shapes come from onnxruntime running
+that copy, so outputs whose shapes the file leaves open still map onto the converted model.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +25,10 @@ import numpy as np
 
 from compiler_kit import lazy
 from compiler_kit.errors import BadInputError, describe_exception, strip_ansi
-from compiler_kit.frontends.base import SAVED_MODEL, FloatModel, layout_perm
-from compiler_kit.recipe import InputSpec, Source
+from compiler_kit.frontends.base import DEFAULT_LEGALIZE, SAVED_MODEL, FloatModel, layout_perm
+from compiler_kit.frontends.onnx_names import sanitize_names
+from compiler_kit.legalize import legalize
+from compiler_kit.recipe import InputSpec, Legalize, Source
 
 STATIC_ONNX, ONNX2TF_LOG = "model_static.onnx", "onnx2tf.log"
 SIGNATURE_KEY = "serving_default"
@@ -99,7 +105,7 @@ def fix_input_shapes(model: Any, inputs: list[InputSpec], path: Path) -> None:
                 fix=f"set inputs[].shape to the model's {len(shape)}-D shape, in the model's layout",
             )
         for axis, (model_dim, wanted) in enumerate(zip(shape, spec.shape, strict=True)):
-            if isinstance(model_dim, int) and model_dim != wanted:
+            if isinstance(model_dim, int) and model_dim > 0 and model_dim != wanted:  # 0 and -1 mean "any size"
                 raise BadInputError(
                     f"input '{value.name}' dimension {axis} is {model_dim} in the model but {wanted} in the recipe "
                     f"(model shape {shape}, recipe {spec.shape} {spec.layout or ''})".rstrip(),
@@ -109,73 +115,136 @@ def fix_input_shapes(model: Any, inputs: list[InputSpec], path: Path) -> None:
             value.type.tensor_type.shape.dim[axis].dim_value = wanted
 
 
-def output_shapes(model: Any) -> list[list[int]]:
-    import onnx
+class ConverterFailed(BadInputError):
+    """onnx2tf could not convert the model. Its log travels with the error: the stage's scratch folder is
+    deleted on failure, so the build keeps the log in the build folder and names that file."""
 
-    inferred = onnx.shape_inference.infer_shapes(model)
-    return [[d if isinstance(d, int) else -1 for d in dims(value)] for value in inferred.graph.output]
+    def __init__(self, problem: str, log: str) -> None:
+        self.problem, self.log = problem, log
+        self.fix = (
+            "replace that op in the source model, or export it at another opset; if a legalization rewrite is "
+            "named, build again with it in legalize.skip"
+        )
+        super().__init__(problem, fix=self.fix)
 
 
 class OnnxFrontend:
-    def convert(self, source: Source, inputs: list[InputSpec], out_dir: Path) -> FloatModel:
+    def convert(
+        self, source: Source, inputs: list[InputSpec], out_dir: Path, settings: Legalize = DEFAULT_LEGALIZE
+    ) -> FloatModel:
         assert source.path is not None
-        return convert_onnx(source.path, inputs, out_dir)
+        return convert_onnx(source.path, inputs, out_dir, settings)
 
 
-def convert_onnx(onnx_path: Path, inputs: list[InputSpec], out_dir: Path) -> FloatModel:
+def convert_onnx(
+    onnx_path: Path, inputs: list[InputSpec], out_dir: Path, settings: Legalize = DEFAULT_LEGALIZE
+) -> FloatModel:
     import onnx
 
     model = load_onnx(onnx_path)
     fix_input_shapes(model, inputs, onnx_path)
-    onnx.save(model, str(out_dir / STATIC_ONNX))
-    _run_onnx2tf(out_dir / STATIC_ONNX, out_dir, model)
+    original_names = sanitize_names(model)
+    with tempfile.TemporaryDirectory(prefix="ckit-onnx2tf-") as work:
+        model = simplify(model, Path(work))
+        legal = legalize(model, frozenset(settings.skip), settings.enabled)
+        onnx.save(legal.model, str(out_dir / STATIC_ONNX))
+        _run_onnx2tf(out_dir / STATIC_ONNX, out_dir, Path(work), _Names(legal.model, original_names))
     model_inputs, model_outputs = saved_model_shapes(out_dir / SAVED_MODEL)
+    outputs = [(original_names.get(o.name, o.name), legal.output_shapes[o.name]) for o in legal.model.graph.output]
     return FloatModel(
         out_dir,
         SIGNATURE_KEY,
         input_perms=[layout_perm(spec.shape, shape) for spec, shape in zip(inputs, model_inputs, strict=True)],
-        output_perms=[layout_perm(s, m) for s, m in zip(output_shapes(model), model_outputs, strict=True)],
+        output_perms=[_output_perm(name, s, m) for (name, s), m in zip(outputs, model_outputs, strict=True)],
+        legalization=legal.as_dict(),
+        renamed=original_names,
     )
 
 
-def _run_onnx2tf(static_onnx: Path, out_dir: Path, model: Any) -> None:
-    bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    with tempfile.TemporaryDirectory(prefix="ckit-onnx2tf-") as work:
-        name, shape = _OFFLINE_SAMPLE
-        np.save(Path(work) / name, np.zeros(shape, dtype=np.float32))
-        command = [sys.executable, "-m", "onnx2tf.onnx2tf", "-i", str(static_onnx), "-o", str(Path(work) / "out")]
-        try:
-            done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise BadInputError(f"onnx2tf did not finish within {TIMEOUT_S} s", path=static_onnx) from None
-        log = strip_ansi(done.stdout + done.stderr)
-        (out_dir / ONNX2TF_LOG).write_text(log)
-        saved = Path(work) / "out"
-        if done.returncode != 0 or not (saved / "saved_model.pb").exists():
-            raise BadInputError(
-                f"onnx2tf cannot convert the model: {_failure(log, model)}",
-                path=static_onnx.parent / ONNX2TF_LOG,
-                fix="replace that op in the source model (or export it at another opset) and build again",
-            )
-        (out_dir / SAVED_MODEL).mkdir()
-        for part in ("saved_model.pb", "variables", "assets", "fingerprint.pb"):
-            if (saved / part).exists():
-                shutil.move(str(saved / part), str(out_dir / SAVED_MODEL / part))
+def _output_perm(name: str, source_shape: list[int], model_shape: list[int]) -> Any:
+    try:
+        return layout_perm(source_shape, model_shape)
+    except ValueError:
+        raise BadInputError(
+            f"onnx2tf turned output '{name}' of shape {source_shape} into {model_shape}, which is no layout change "
+            "ckit can undo",
+            fix="export the model with that output in a plain layout (e.g. flatten it), or report the model",
+        ) from None
 
 
-def _failure(log: str, model: Any) -> str:
-    """Name the op and node onnx2tf stopped at, from either way it reports them."""
-    op_of = {node.name: node.op_type for node in model.graph.node}
+def simplify(model: Any, work: Path) -> Any:
+    """onnxsim's simplified model (three passes, as onnx2tf runs it), or the model as it is when onnxsim fails."""
+    import onnx
+
+    path = work / "simplified.onnx"
+    onnx.save(model, str(path))
+    onnxsim = Path(sys.executable).parent / "onnxsim"
+    for _ in range(3):
+        done = subprocess.run([str(onnxsim), str(path), str(path)], capture_output=True, timeout=TIMEOUT_S)
+        if done.returncode != 0:
+            return model
+    return onnx.load(str(path))
+
+
+@dataclass(frozen=True)
+class _Names:
+    """The converted model's op types by node name, and the way back to the user's names."""
+
+    model: Any
+    original: dict[str, str]
+
+    def op(self, node: str) -> str:
+        return next((n.op_type for n in self.model.graph.node if n.name == node), "?")
+
+    def user(self, name: str) -> str:
+        return self.original.get(name, name)
+
+
+def _run_onnx2tf(static_onnx: Path, out_dir: Path, work: Path, names: _Names) -> None:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    name, shape = _OFFLINE_SAMPLE
+    np.save(work / name, np.zeros(shape, dtype=np.float32))
+    # -nuo: the model is simplified already; onnxsim would fuse the legalization's Pad back into MaxPool.
+    command = [sys.executable, "-m", "onnx2tf.onnx2tf", "-i", str(static_onnx), "-o", str(work / "out"), "-nuo"]
+    try:
+        done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise BadInputError(f"onnx2tf did not finish within {TIMEOUT_S} s", path=static_onnx) from None
+    log = strip_ansi(done.stdout + done.stderr)
+    saved = work / "out"
+    if done.returncode != 0 or not (saved / "saved_model.pb").exists():
+        raise ConverterFailed(f"onnx2tf cannot convert the model: {failure(log, names)}", log)
+    (out_dir / ONNX2TF_LOG).write_text(log)
+    (out_dir / SAVED_MODEL).mkdir()
+    for part in ("saved_model.pb", "variables", "assets", "fingerprint.pb"):
+        if (saved / part).exists():
+            shutil.move(str(saved / part), str(out_dir / SAVED_MODEL / part))
+
+
+def failure(log: str, names: _Names) -> str:
+    """The node onnx2tf stopped at, its op and onnx2tf's own message, from each way onnx2tf reports them."""
     if found := re.search(r"(\w+) OP is not yet implemented", log):
         op = found.group(1)
-        nodes = [name for name, op_type in op_of.items() if op_type == op]
-        return f"op {op} (node {', '.join(nodes) or '?'}) is not implemented by onnx2tf"
-    if found := re.search(r"onnx_op_name: (\S+)", log):
+        nodes = [names.user(n.name) for n in names.model.graph.node if n.op_type == op]
+        return f"op {op} (node {', '.join(nodes[:5]) or '?'}) is not implemented by onnx2tf"
+    message = _exception_message(log)
+    if found := re.search(r"ERROR: onnx_op_name: (\S+)", log):
         node = found.group(1)
-        return f"op {op_of.get(node, '?')} (node {node}) failed to convert"
-    errors = [line for line in log.splitlines() if "Error" in line or "ERROR" in line]
-    return errors[-1].strip() if errors else "see the log"
+        return f"node {names.user(node)} (op {names.op(node)}) failed to convert: {message}"
+    if found := re.search(r"ERROR: Generation of saved_model failed.*\nERROR: ([^/\s]+)", log):
+        node = found.group(1)
+        return f"node {names.user(node)} (op {names.op(node)}): saving the SavedModel failed: {message}"
+    return message
+
+
+def _exception_message(log: str) -> str:
+    """onnx2tf's own words: the last line of the traceback it printed, else its last ERROR line."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    traceback_end = next(
+        (lines[i - 1] for i, line in enumerate(lines) if line.startswith("ERROR: input_onnx_file_path") and i), None
+    )
+    errors = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR:")]
+    return traceback_end or (errors[0] if errors else "see the log")
 
 
 def saved_model_shapes(saved_model_dir: Path) -> tuple[list[list[int]], list[list[int]]]:

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from compiler_kit.errors import BadInputError, describe_exception
-from compiler_kit.frontends.base import FloatModel
+from compiler_kit.frontends.base import DEFAULT_LEGALIZE, FloatModel
 from compiler_kit.frontends.onnx import convert_onnx
-from compiler_kit.recipe import InputSpec, Source
+from compiler_kit.recipe import InputSpec, Legalize, Source
 
 EXPORTED_ONNX, EXPORT_LOG = "model.onnx", "torch_export.log"
 # While the first is set, torch.load ignores weights_only=False; the second would ask for the opposite.
@@ -240,7 +240,9 @@ def export_onnx(model: Any, inputs: list[InputSpec], path: Path, log_path: Path)
 
 
 class TorchFrontend:
-    def convert(self, source: Source, inputs: list[InputSpec], out_dir: Path) -> FloatModel:
+    def convert(
+        self, source: Source, inputs: list[InputSpec], out_dir: Path, settings: Legalize = DEFAULT_LEGALIZE
+    ) -> FloatModel:
         export_onnx(load_torch_model(source), inputs, out_dir / EXPORTED_ONNX, out_dir / EXPORT_LOG)
-        float_model = convert_onnx(out_dir / EXPORTED_ONNX, inputs, out_dir)
+        float_model = convert_onnx(out_dir / EXPORTED_ONNX, inputs, out_dir, settings)
         return dataclasses.replace(float_model, intermediates={"onnx": EXPORTED_ONNX})

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from compiler_kit.artifacts import BuildFolder
-from compiler_kit.report.document import SCHEMA_VERSION, build_report, leak_findings
+from compiler_kit.report.document import SCHEMA_VERSION, build_report, edgetpu_findings, leak_findings
 from compiler_kit.report.html import html
 from compiler_kit.report.render import markdown, terminal_summary
 
@@ -25,6 +25,7 @@ __all__ = [
     "REPORT_MD",
     "SCHEMA_VERSION",
     "build_report",
+    "edgetpu_findings",
     "leak_findings",
     "terminal_summary",
     "write_reports",

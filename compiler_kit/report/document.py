@@ -3,6 +3,8 @@
 Required keys (never renamed): schema_version, passed, artifacts{name: {path, sha256, bytes}}, comparisons[{reference,
 candidate, metrics}], latency{runner: {first_ms, p50_ms, p90_ms, p99_ms, mean_ms, std_ms, runs, threads}},
 gates[{name, threshold, value, passed}], tools{...}, inputs{model_sha256, recipe_sha256, datasets}.
+Added keys (same schema version, old readers unaffected): legalization{enabled, applied, max_relative_error,
+rewrites[{name, summary, status, count, nodes, max_relative_error}], renamed{new name: original name}}.
 """
 
 from __future__ import annotations
@@ -53,6 +55,33 @@ def findings(comparisons: list[dict[str, Any]]) -> list[str]:
     return notes
 
 
+# Below this share of ops on the Edge TPU the model mostly runs on the host CPU: said in findings and on stderr
+# whether or not a gate asks (the gate min_ops_on_edgetpu_fraction stays the user's choice).
+EDGETPU_MOSTLY_CPU_FRACTION = 0.5
+
+
+def edgetpu_findings(section: dict[str, Any]) -> list[str]:
+    """The Edge TPU stage's verdict when most of the model stays on the CPU, with the compiler's (or the
+    prediction's) first reason."""
+    on_tpu, on_cpu = section.get("ops_on_edgetpu"), section.get("ops_on_cpu")
+    total = (on_tpu or 0) + (on_cpu or 0)
+    if on_tpu is None or not total or on_tpu / total >= EDGETPU_MOSTLY_CPU_FRACTION:
+        return []
+    how = "predicted by static analysis" if section.get("predicted") else "as compiled"
+    failures = section.get("failures") or []
+    cause = f": {failures[0]['message']} (fix: {failures[0]['advice']})" if failures else ""
+    return [f"only {on_tpu} of {total} ops run on the Edge TPU ({how}){cause}"]
+
+
+def legalization_findings(section: dict[str, Any]) -> list[str]:
+    return [
+        f"legalization rewrite {row['name']} was undone: it changed the outputs (relative error "
+        f"{row['max_relative_error']:.2e}); please report the model"
+        for row in section.get("rewrites", [])
+        if row["status"].startswith("reverted")
+    ]
+
+
 def leak_findings(shared: int, verify_samples: int) -> list[str]:
     if not shared:
         return []
@@ -77,6 +106,7 @@ def build_report(
     edgetpu: dict[str, Any],
     layers: list[dict[str, Any]],
     worst_layers: list[str],
+    legalization: dict[str, Any],
 ) -> dict[str, Any]:
     """The report document; the pipeline adds `stage_seconds` last, once every stage but this one has run."""
     return {
@@ -96,8 +126,9 @@ def build_report(
         "artifacts": artifacts,
         "runners": runners,
         "comparisons": comparisons,
-        "findings": findings(comparisons),
+        "findings": findings(comparisons) + legalization_findings(legalization) + edgetpu_findings(edgetpu),
         "latency": latency,
+        "legalization": legalization,
         "edgetpu": edgetpu,
         "layers": layers,
         "worst_layers": worst_layers,

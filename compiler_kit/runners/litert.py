@@ -7,7 +7,9 @@ in the source model's layout and outputs leave in it, whatever the converter did
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from compiler_kit import lazy
+from compiler_kit.errors import BadInputError, describe_exception
 from compiler_kit.frontends.base import Perm
 from compiler_kit.runners.base import Runner
 
@@ -90,10 +93,13 @@ class LiteRtRunner(Runner):
 
     def prepare(self) -> None:
         interpreter_class, self.runtime = lazy.litert_interpreter()
-        self.interpreter = interpreter_class(
-            model_path=str(self.model_path), num_threads=self.threads, experimental_delegates=self._delegates() or None
-        )
-        self.interpreter.allocate_tensors()
+        with self._runtime_errors():
+            self.interpreter = interpreter_class(
+                model_path=str(self.model_path),
+                num_threads=self.threads,
+                experimental_delegates=self._delegates() or None,
+            )
+            self.interpreter.allocate_tensors()
         self.inputs = self.interpreter.get_input_details()
         self.outputs = self.interpreter.get_output_details()
         self._encoders = [TensorCodec.of(detail) for detail in self.inputs]
@@ -109,12 +115,27 @@ class LiteRtRunner(Runner):
         for index, (codec, x) in enumerate(zip(self._encoders, feed.values(), strict=True)):
             interpreter.set_tensor(codec.index, codec.encode(_permuted(x, self.input_perms, index)))
         start = time.perf_counter()
-        interpreter.invoke()
+        with self._runtime_errors():
+            interpreter.invoke()
         self.last_inference_ms = (time.perf_counter() - start) * 1e3
         return [
             _permuted(codec.decode(interpreter.get_tensor(codec.index)), self.output_perms, index, inverse=True)
             for index, codec in enumerate(self._decoders)
         ]
+
+    @contextlib.contextmanager
+    def _runtime_errors(self) -> Iterator[None]:
+        """LiteRT refuses some models it was given (XNNPACK "failed to prepare" on a tensor whose int8 scale is
+        absurd, e.g. a max-pool padded with -3.4e38): that is the model, not ckit."""
+        try:
+            yield
+        except RuntimeError as exc:
+            raise BadInputError(
+                f"LiteRT cannot run the {self.name} model ({describe_exception(exc, last_line=True)})",
+                path=self.model_path,
+                fix="keep legalize.enabled on for ONNX and torch models (it removes the -inf padding that breaks "
+                "int8 ranges); the report's edgetpu section and build.log name the ops",
+            ) from None
 
     def describe(self) -> dict[str, object]:
         return {

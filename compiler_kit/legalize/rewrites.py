@@ -1,0 +1,350 @@
+"""The Edge TPU rewrites, applied to the ONNX graph before onnx2tf converts it, each exact by construction.
+
+What they fix, as onnx2tf 1.29 and TensorFlow 2.19's converter lower these constructs (measured on torchvision's
+architectures and pretrained models; see the README's corpus table):
+- a padded MaxPool becomes PADV2 with -3.4e38 before the pool: no int8 scale survives that value, and PADV2 is not
+  in the Edge TPU's op table;
+- a grouped convolution becomes CONV_2D with groups, opcode version 6, which compiler 16 cannot parse (and one such
+  op raises the version of every CONV_2D in the file), as does a depthwise convolution with unequal strides;
+- a convolution whose symmetric padding is not TensorFlow's SAME gets an explicit PAD op before it;
+- HardSwish becomes HARD_SWISH and HardSigmoid becomes RELU_0_TO_1, neither in the Edge TPU's table.
+
+Each rewrite is a function `(Graph) -> the names of the nodes it rewrote`, registered by name in the order they
+run: the recipe's `legalize.skip` names rewrites to leave out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from compiler_kit.legalize.graph import Graph, attribute, remove_attribute, set_attribute
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    name: str
+    summary: str
+    apply: Callable[[Graph], list[str]]
+
+
+RewriteFunction = Callable[[Graph], list[str]]
+REWRITES: dict[str, Rewrite] = {}
+
+# TFLite's converter fuses x * relu6(x + 3) * (1/6) into HARD_SWISH when the constant is float32(1/6) exactly; one
+# step below it (relative difference 6e-8) keeps the ADD, RELU6 and MUL ops the Edge TPU maps.
+ONE_SIXTH = float(np.nextafter(np.float32(1 / 6), np.float32(0)))
+# Ops whose output is never negative, and ops that keep every value of a non-negative input non-negative.
+NONNEGATIVE_OPS = frozenset({"Relu", "Sigmoid", "HardSigmoid", "Softmax", "Exp", "Abs", "Softplus"})
+SIGN_PRESERVING_OPS = frozenset(
+    {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Reshape", "Transpose", "Flatten", "Squeeze",
+     "Unsqueeze", "Identity", "Concat"}
+)  # fmt: skip
+NONNEGATIVE_SEARCH_DEPTH = 16
+
+
+def rewrite(name: str, summary: str) -> Callable[[RewriteFunction], RewriteFunction]:
+    def register(apply: Callable[[Graph], list[str]]) -> Callable[[Graph], int]:
+        REWRITES[name] = Rewrite(name, summary, apply)
+        return apply
+
+    return register
+
+
+# --- shapes and padding arithmetic ---
+
+
+def same_pads(size: list[int], kernel: list[int], strides: list[int]) -> list[int]:
+    """TensorFlow's SAME padding in ONNX order [begin..., end...]: the smaller half before, the larger after."""
+    totals = [max((math.ceil(n / s) - 1) * s + k - n, 0) for n, k, s in zip(size, kernel, strides, strict=True)]
+    return [t // 2 for t in totals] + [t - t // 2 for t in totals]
+
+
+def output_size(n: int, kernel: int, stride: int, before: int, after: int) -> int:
+    return (n + before + after - kernel) // stride + 1
+
+
+def ceil_mode_pads(size: list[int], kernel: list[int], strides: list[int], pads: list[int]) -> list[int]:
+    """The explicit end padding that gives ceil_mode=1's output size with ceil_mode=0 (the last window starts
+    inside the input or its begin padding, as onnxruntime and torch count it)."""
+    rank = len(size)
+    ends = list(pads[rank:])
+    for axis, (n, k, s) in enumerate(zip(size, kernel, strides, strict=True)):
+        begin = pads[axis]
+        out = -(-(n + begin + ends[axis] - k) // s) + 1
+        if (out - 1) * s >= n + begin:
+            out -= 1
+        ends[axis] = max(ends[axis], (out - 1) * s + k - n - begin)
+    return list(pads[:rank]) + ends
+
+
+def _spatial(g: Graph, node: Any) -> list[int] | None:
+    shape = g.shape(node.input[0])
+    return shape[2:] if shape is not None and len(shape) == 4 else None
+
+
+def _explicit(node: Any) -> bool:
+    auto_pad = attribute(node, "auto_pad", b"NOTSET")
+    return (auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad) == "NOTSET"
+
+
+def nonnegative(g: Graph, name: str, depth: int = NONNEGATIVE_SEARCH_DEPTH) -> bool:
+    """Whether every value of `name` is >= 0 whatever the model's input: it comes from a ReLU-like op, or from
+    one through ops that keep the sign."""
+    if (constant := g.constant(name)) is not None:
+        return bool(np.all(constant >= 0))
+    node = g.producer(name)
+    if node is None or depth == 0:
+        return False
+    if node.op_type in NONNEGATIVE_OPS:
+        return True
+    if node.op_type == "Clip":
+        low = g.constant(node.input[1]) if len(node.input) > 1 and node.input[1] else attribute(node, "min")
+        return low is not None and bool(np.all(np.asarray(low) >= 0))
+    if node.op_type in SIGN_PRESERVING_OPS:
+        data = node.input if node.op_type == "Concat" else node.input[:1]
+        return all(nonnegative(g, value, depth - 1) for value in data)
+    return False
+
+
+# --- the rewrites, in the order they run ---
+
+
+@rewrite("hard_swish", "HardSwish -> x * relu6(x + 3) * 1/6 as ADD, RELU6, MUL (TFLite's HARD_SWISH does not map)")
+def hard_swish(g: Graph) -> list[str]:
+    found = [node for node in g.graph.node if node.op_type == "HardSwish"]
+    for node in found:
+        g.replace(node, lambda node=node: g.node("Mul", [node.input[0], _hard_sigmoid(g, node, 1 / 6, 0.5)], node.name))
+    return [node.name for node in found]
+
+
+@rewrite(
+    "hard_swish_pattern",
+    "x * relu6(x + 3) / 6 written out (Div by 6, Mul by 1/6) -> Mul by 1/6 one float step lower, which TFLite does "
+    "not fuse into HARD_SWISH",
+)
+def hard_swish_pattern(g: Graph) -> list[str]:
+    rewritten = []
+    for node in list(g.graph.node):
+        if node.op_type not in ("Div", "Mul") or len(node.input) != 2:
+            continue
+        constant = g.constant(node.input[1])
+        if constant is None or constant.size != 1 or not np.issubdtype(constant.dtype, np.floating):
+            continue
+        if (node.op_type, float(constant.reshape(()))) not in (("Div", 6.0), ("Mul", float(np.float32(1 / 6)))):
+            continue
+        node.op_type = "Mul"
+        node.input[1] = g.add_constant(f"{node.name or 'Mul'}_sixth", np.asarray(ONE_SIXTH, dtype=constant.dtype))
+        rewritten.append(node.name)
+    return rewritten
+
+
+@rewrite("hard_sigmoid", "HardSigmoid -> relu6(6a*x + 6b) * 1/6 as MUL, ADD, RELU6, MUL (RELU_0_TO_1 does not map)")
+def hard_sigmoid(g: Graph) -> list[str]:
+    found = [node for node in g.graph.node if node.op_type == "HardSigmoid"]
+    for node in found:
+        alpha, beta = attribute(node, "alpha", 0.2), attribute(node, "beta", 0.5)
+        g.replace(node, lambda node=node, alpha=alpha, beta=beta: _hard_sigmoid(g, node, alpha, beta))
+    return [node.name for node in found]
+
+
+def _hard_sigmoid(g: Graph, node: Any, alpha: float, beta: float) -> str:
+    """clip(alpha*x + beta, 0, 1) written as relu6(6*alpha*x + 6*beta) / 6, in ops every converter keeps."""
+    x, base = node.input[0], node.name or node.op_type
+    if not math.isclose(6 * alpha, 1, rel_tol=1e-6):
+        x = g.node("Mul", [x, g.add_constant(f"{base}_scale", np.float32(6 * alpha))], f"{base}_scale")
+    shifted = g.node("Add", [x, g.add_constant(f"{base}_shift", np.float32(6 * beta))], f"{base}_shift")
+    clipped = _clip(g, shifted, 0.0, 6.0, f"{base}_relu6")
+    return g.node("Mul", [clipped, g.add_constant(f"{base}_sixth", np.float32(ONE_SIXTH))], f"{base}_sixth")
+
+
+def _clip(g: Graph, x: str, low: float, high: float, base: str) -> str:
+    if g.opset < 11:  # min and max were attributes before opset 11
+        return g.node("Clip", [x], base, min=low, max=high)
+    bounds = [g.add_constant(f"{base}_{side}", np.float32(v)) for side, v in (("min", low), ("max", high))]
+    return g.node("Clip", [x, *bounds], base)
+
+
+@rewrite(
+    "maxpool_padding",
+    "padded MaxPool -> Pad with 0 (its input is >= 0) or with the edge values (Slice + Concat), then an unpadded "
+    "MaxPool: no PADV2 of -inf",
+)
+def maxpool_padding(g: Graph) -> list[str]:
+    rewritten = []
+    for node in list(g.graph.node):
+        size = _spatial(g, node) if node.op_type == "MaxPool" and len(node.output) == 1 else None
+        if size is None or not _explicit(node) or any(d != 1 for d in attribute(node, "dilations", [1, 1])):
+            continue
+        kernel, strides = list(attribute(node, "kernel_shape")), list(attribute(node, "strides", [1, 1]))
+        pads = list(attribute(node, "pads", [0, 0, 0, 0]))
+        if attribute(node, "ceil_mode", 0):
+            pads = ceil_mode_pads(size, kernel, strides, pads)
+        if not any(pads) or pads == same_pads(size, kernel, strides):
+            continue  # onnx2tf lowers SAME-equivalent padding to a SAME pool, which never reads the padding
+        g.replace(node, lambda node=node, pads=pads, size=size: _padded_pool(g, node, pads, size))
+        rewritten.append(node.name)
+    return rewritten
+
+
+def _padded_pool(g: Graph, node: Any, pads: list[int], size: list[int]) -> str:
+    base, x = node.name or "MaxPool", node.input[0]
+    if nonnegative(g, x):
+        onnx_pads = g.add_constant(f"{base}_pads", np.array([0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]]))
+        padded = g.node("Pad", [x, onnx_pads], f"{base}_pad", mode="constant")
+    else:
+        padded = _edge_pad(g, x, pads, size, base)
+    strides = list(attribute(node, "strides", [1, 1]))
+    return g.node("MaxPool", [padded], base, kernel_shape=list(attribute(node, "kernel_shape")), strides=strides)
+
+
+def _edge_pad(g: Graph, x: str, pads: list[int], size: list[int], base: str) -> str:
+    """Repeat the first and last row (then column) as padding. Exact for a max-pool: a window that covers padding
+    also covers the edge value it repeats (ONNX requires each pad to be smaller than the kernel)."""
+    for axis, n in zip((2, 3), size, strict=True):
+        before, after = pads[axis - 2], pads[axis]
+        if not before and not after:
+            continue
+        first = _slice(g, x, axis, 0, 1, f"{base}_edge{axis}_first")
+        last = _slice(g, x, axis, n - 1, n, f"{base}_edge{axis}_last")
+        x = g.node("Concat", [first] * before + [x] + [last] * after, f"{base}_edge{axis}", axis=axis)
+    return x
+
+
+def _slice(g: Graph, x: str, axis: int, start: int, end: int, base: str) -> str:
+    arguments = [g.add_constant(f"{base}_{part}", np.array([v])) for part, v in (("starts", start), ("ends", end))]
+    return g.node("Slice", [x, *arguments, g.add_constant(f"{base}_axes", np.array([axis]))], base)
+
+
+@rewrite("grouped_conv", "grouped Conv -> Split, one Conv per group, Concat (grouped CONV_2D is version 6)")
+def grouped_conv(g: Graph) -> list[str]:
+    rewritten = []
+    for node in list(g.graph.node):
+        groups = attribute(node, "group", 1) if node.op_type == "Conv" else 1
+        weights = g.constant(node.input[1]) if groups > 1 else None
+        if weights is None or weights.shape[1] == 1 or weights.ndim != 4:  # per-group width 1: depthwise
+            continue
+        g.replace(node, lambda node=node, weights=weights, groups=groups: _split_conv(g, node, weights, groups))
+        rewritten.append(node.name)
+    return rewritten
+
+
+def _split_conv(g: Graph, node: Any, weights: np.ndarray, groups: int) -> str:
+    base = node.name or "Conv"
+    bias = g.constant(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    width, per_group = weights.shape[1], weights.shape[0] // groups
+    attributes = {a.name: attribute(node, a.name) for a in node.attribute if a.name != "group"}
+    parts = _split(g, node.input[0], [width] * groups, f"{base}_split")
+    convs = []
+    for index, part in enumerate(parts):
+        rows = slice(index * per_group, (index + 1) * per_group)
+        inputs = [part, g.add_constant(f"{base}_w{index}", weights[rows])]
+        if bias is not None:
+            inputs.append(g.add_constant(f"{base}_b{index}", bias[rows]))
+        convs.append(g.node("Conv", inputs, f"{base}_g{index}", **attributes))
+    return g.node("Concat", convs, f"{base}_concat", axis=1)
+
+
+def _split(g: Graph, x: str, sizes: list[int], base: str) -> list[str]:
+    if g.opset < 13:  # the sizes were an attribute before opset 13
+        return g.nodes("Split", [x], base, len(sizes), axis=1, split=sizes)
+    return g.nodes("Split", [x, g.add_constant(f"{base}_sizes", np.array(sizes))], base, len(sizes), axis=1)
+
+
+@rewrite(
+    "depthwise_strides",
+    "depthwise Conv with unequal strides -> stride-1 depthwise Conv + 1x1 AveragePool with those strides "
+    "(TensorFlow's depthwise convolution takes equal strides only)",
+)
+def depthwise_strides(g: Graph) -> list[str]:
+    rewritten = []
+    for node in list(g.graph.node):
+        if node.op_type != "Conv" or attribute(node, "group", 1) == 1:
+            continue
+        weights, strides = g.constant(node.input[1]), list(attribute(node, "strides", [1, 1]))
+        if weights is None or weights.ndim != 4 or weights.shape[1] != 1 or len(set(strides)) == 1:
+            continue
+        _subsample_after(g, node, strides)
+        rewritten.append(node.name)
+    return rewritten
+
+
+def _subsample_after(g: Graph, conv: Any, strides: list[int]) -> None:
+    """Output (i, j) of a stride-(sh, sw) convolution is output (i*sh, j*sw) of the stride-1 one, so the conv runs
+    with stride 1 and a 1x1 AveragePool with the strides subsamples. The pool goes after the element-wise ops that
+    follow the conv (they commute with subsampling): TFLite would fuse a following ReLU into the pool, and the Edge
+    TPU maps no pool with a fused activation."""
+    set_attribute(conv, "strides", [1, 1])
+    last = conv
+    while (after := _single_elementwise_consumer(g, last.output[0])) is not None:
+        last = after
+    subsampled = last.output[0]
+    last.output[0] = g.fresh(f"{conv.name or 'Conv'}_stride1_out")
+    base = f"{conv.name or 'Conv'}_subsample"
+    g.insert_after(last, "AveragePool", [last.output[0]], [subsampled], base, kernel_shape=[1, 1], strides=strides)
+
+
+ELEMENTWISE_OPS = frozenset(
+    {"Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "BatchNormalization", "Tanh", "Elu"}
+)
+
+
+def _single_elementwise_consumer(g: Graph, value: str) -> Any | None:
+    consumers = [node for node in g.graph.node if value in node.input]
+    outputs = {output.name for output in g.graph.output}
+    if len(consumers) != 1 or value in outputs or consumers[0].op_type not in ELEMENTWISE_OPS:
+        return None
+    return consumers[0] if consumers[0].input[0] == value else None
+
+
+@rewrite(
+    "conv_padding_same",
+    "padded Conv -> SAME padding, where needed with a kernel one larger whose extra taps are zero: no PAD op",
+)
+def conv_padding_same(g: Graph) -> list[str]:
+    """onnx2tf keeps explicit padding (a PAD op) for every padded convolution but the stride-1 ones whose output
+    size equals the input's; SAME_UPPER (TensorFlow's SAME) it lowers without one."""
+    rewritten = []
+    for node in list(g.graph.node):
+        size = _spatial(g, node) if node.op_type == "Conv" else None
+        weights = g.constant(node.input[1]) if size is not None else None
+        if weights is None or weights.ndim != 4 or not _explicit(node):
+            continue
+        if any(d != 1 for d in attribute(node, "dilations", [1, 1])):
+            continue
+        kernel, strides = list(weights.shape[2:]), list(attribute(node, "strides", [1, 1]))
+        pads = list(attribute(node, "pads", [0, 0, 0, 0]))
+        if not any(pads) or (set(strides) == {1} and pads == same_pads(size, kernel, strides)):
+            continue  # nothing to pad, or onnx2tf folds the padding into SAME already
+        grown = _grown_kernel(size, kernel, strides, pads)
+        if grown is None:
+            continue
+        if grown != kernel:
+            padded = np.zeros((*weights.shape[:2], *grown), dtype=weights.dtype)
+            padded[:, :, : kernel[0], : kernel[1]] = weights
+            node.input[1] = g.add_constant(f"{node.name or 'Conv'}_w_same", padded)
+            set_attribute(node, "kernel_shape", grown)
+        remove_attribute(node, "pads")
+        set_attribute(node, "auto_pad", "SAME_UPPER")
+        rewritten.append(node.name)
+    return rewritten
+
+
+def _grown_kernel(size: list[int], kernel: list[int], strides: list[int], pads: list[int]) -> list[int] | None:
+    """Per axis the kernel (k or k + 1) whose SAME padding starts with the original's begin padding and gives
+    the original output size; None when no such kernel exists."""
+    grown = []
+    for axis, (n, k, s) in enumerate(zip(size, kernel, strides, strict=True)):
+        before, after = pads[axis], pads[axis + len(size)]
+        wanted = output_size(n, k, s, before, after)
+        fit = next(
+            (c for c in (k, k + 1) if same_pads([n], [c], [s])[0] == before and math.ceil(n / s) == wanted), None
+        )
+        if fit is None:
+            return None
+        grown.append(fit)
+    return grown

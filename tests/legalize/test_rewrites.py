@@ -1,0 +1,176 @@
+"""Each Edge TPU rewrite on a tiny ONNX graph: it rewrites what it should, leaves alone what it should not, and
+onnxruntime computes the same outputs before and after (the check `legalize` itself runs, done here by hand)."""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pytest
+
+from compiler_kit.legalize import relative_error, run_onnx, sample_feeds
+from compiler_kit.legalize.graph import Graph, attribute
+from compiler_kit.legalize.rewrites import REWRITES, ceil_mode_pads, same_pads
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+IR_VERSION = 10  # onnxruntime 1.23 reads IR versions up to 10; onnx 1.19 writes 11 by default
+
+
+def _model(nodes: list[Any], shape: list[int], initializers: dict[str, np.ndarray] | None = None, opset: int = 17):
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "c", "h", "w"])],
+        [numpy_helper.from_array(value.astype(np.float32), name) for name, value in (initializers or {}).items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=IR_VERSION)
+    onnx.checker.check_model(model)
+    return model
+
+
+def _apply(name: str, model: Any) -> tuple[list[str], Any, float]:
+    """The rewrite on a copy: the nodes it rewrote, the new model and its relative error against the original."""
+    rewritten = copy.deepcopy(model)
+    nodes = REWRITES[name].apply(Graph(rewritten))
+    onnx.checker.check_model(rewritten)
+    feeds = sample_feeds(model)
+    return nodes, rewritten, relative_error(run_onnx(model, feeds, "original"), run_onnx(rewritten, feeds, "new"))
+
+
+def _ops(model: Any) -> Counter[str]:
+    return Counter(node.op_type for node in model.graph.node)
+
+
+def _weights(*shape: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def test_same_pads_put_the_odd_pixel_at_the_end_like_tensorflow() -> None:
+    assert same_pads([224, 224], [3, 3], [2, 2]) == [0, 0, 1, 1]
+    assert same_pads([224, 224], [4, 4], [2, 2]) == [1, 1, 1, 1]
+    assert same_pads([7, 7], [3, 3], [1, 1]) == [1, 1, 1, 1]
+
+
+def test_ceil_mode_pads_give_the_ceil_mode_output_size() -> None:
+    # 112 -> ceil((112 + 0 - 3) / 2) + 1 = 56 windows need 56 * 2 + 1 = 113 pixels: one more at the end
+    assert ceil_mode_pads([112, 112], [3, 3], [2, 2], [0, 0, 0, 0]) == [0, 0, 1, 1]
+    assert ceil_mode_pads([113, 113], [3, 3], [2, 2], [0, 0, 0, 0]) == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("ceil_mode", [0, 1])
+def test_a_padded_max_pool_after_relu_pads_with_zero(ceil_mode: int) -> None:
+    relu = helper.make_node("Relu", ["x"], ["r"], name="relu")
+    pool = helper.make_node(
+        "MaxPool",
+        ["r"],
+        ["y"],
+        name="pool",
+        kernel_shape=[3, 3],
+        strides=[2, 2],
+        pads=[1, 1, 1, 1],
+        ceil_mode=ceil_mode,
+    )
+    nodes, rewritten, error = _apply("maxpool_padding", _model([relu, pool], [1, 4, 10, 10]))
+    assert nodes == ["pool"] and error < 1e-6
+    assert _ops(rewritten) == Counter({"Relu": 1, "Pad": 1, "MaxPool": 1})
+    new_pool = next(n for n in rewritten.graph.node if n.op_type == "MaxPool")
+    assert attribute(new_pool, "pads") is None and not attribute(new_pool, "ceil_mode", 0)
+
+
+def test_a_padded_max_pool_of_signed_values_repeats_the_edges() -> None:
+    """Zero padding would change the result where a whole window is negative: the edges are repeated instead."""
+    pool = helper.make_node(
+        "MaxPool", ["x"], ["y"], name="pool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]
+    )
+    model = _model([pool], [1, 2, 8, 8])
+    nodes, rewritten, error = _apply("maxpool_padding", model)
+    assert nodes == ["pool"] and error < 1e-6
+    assert "Pad" not in _ops(rewritten) and _ops(rewritten)["Concat"] == 2 and _ops(rewritten)["Slice"] == 4
+    negative = {"x": -1 - np.abs(_weights(1, 2, 8, 8))}  # all negative: a zero pad would win every edge window
+    assert relative_error(run_onnx(model, negative, "a"), run_onnx(rewritten, negative, "b")) < 1e-6
+
+
+def test_a_max_pool_whose_padding_is_same_is_left_to_the_converter() -> None:
+    pool = helper.make_node(
+        "MaxPool", ["x"], ["y"], name="pool", kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1]
+    )
+    assert _apply("maxpool_padding", _model([pool], [1, 2, 8, 8]))[0] == []
+
+
+def test_a_grouped_conv_becomes_one_conv_per_group() -> None:
+    conv = helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", group=4, pads=[1, 1, 1, 1])
+    model = _model([conv], [1, 8, 6, 6], {"w": _weights(16, 2, 3, 3), "b": _weights(16, seed=1)})
+    nodes, rewritten, error = _apply("grouped_conv", model)
+    assert nodes == ["conv"] and error < 1e-5
+    assert _ops(rewritten) == Counter({"Conv": 4, "Split": 1, "Concat": 1})
+    assert all(attribute(n, "group", 1) == 1 for n in rewritten.graph.node if n.op_type == "Conv")
+
+
+def test_a_depthwise_conv_is_not_split() -> None:
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], name="dw", group=8, pads=[1, 1, 1, 1])
+    assert _apply("grouped_conv", _model([conv], [1, 8, 6, 6], {"w": _weights(8, 1, 3, 3)}))[0] == []
+
+
+def test_a_depthwise_conv_with_unequal_strides_subsamples_after_its_activation() -> None:
+    conv = helper.make_node("Conv", ["x", "w"], ["c"], name="dw", group=8, pads=[1, 1, 1, 1], strides=[2, 1])
+    relu = helper.make_node("Relu", ["c"], ["y"], name="relu")
+    nodes, rewritten, error = _apply(
+        "depthwise_strides", _model([conv, relu], [1, 8, 8, 6], {"w": _weights(8, 1, 3, 3)})
+    )
+    assert nodes == ["dw"] and error < 1e-6
+    assert [n.op_type for n in rewritten.graph.node] == ["Conv", "Relu", "AveragePool"]  # no ReLU to fuse into it
+    assert attribute(rewritten.graph.node[0], "strides") == [1, 1]
+
+
+@pytest.mark.parametrize(("size", "grown"), [(8, [4, 4]), (7, [3, 3])])
+def test_a_padded_stride_2_conv_becomes_same_padding(size: int, grown: list[int]) -> None:
+    """torch pads 1 on both sides; TensorFlow's SAME pads (0, 1) on an even size, so the kernel grows by a zero tap
+    there (SAME then pads (1, 1)); on an odd size SAME is (1, 1) already."""
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1], strides=[2, 2])
+    nodes, rewritten, error = _apply(
+        "conv_padding_same", _model([conv], [1, 3, size, size], {"w": _weights(4, 3, 3, 3)})
+    )
+    assert nodes == ["conv"] and error < 1e-5
+    node = rewritten.graph.node[0]
+    assert (
+        attribute(node, "auto_pad") == b"SAME_UPPER"
+        and list(Graph(rewritten).constant(node.input[1]).shape[2:]) == grown
+    )
+
+
+def test_a_stride_1_same_conv_is_left_to_the_converter() -> None:
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])
+    assert _apply("conv_padding_same", _model([conv], [1, 3, 8, 8], {"w": _weights(4, 3, 3, 3)}))[0] == []
+
+
+def test_hard_swish_and_hard_sigmoid_become_ops_the_edge_tpu_maps() -> None:
+    nodes = [
+        helper.make_node("HardSwish", ["x"], ["s"], name="swish"),
+        helper.make_node("HardSigmoid", ["s"], ["y"], name="sigmoid", alpha=0.2, beta=0.5),
+    ]
+    model = _model(nodes, [1, 4, 5, 5])
+    swish, model, swish_error = _apply("hard_swish", model)
+    sigmoid, model, sigmoid_error = _apply("hard_sigmoid", model)
+    assert (swish, sigmoid) == (["swish"], ["sigmoid"]) and max(swish_error, sigmoid_error) < 1e-6
+    assert not {"HardSwish", "HardSigmoid"} & set(_ops(model)) and _ops(model)["Clip"] == 2
+
+
+def test_a_written_out_hard_swish_gets_a_sixth_the_converter_does_not_fuse() -> None:
+    three, zero, six = (np.array(v, dtype=np.float32) for v in (3, 0, 6))
+    nodes = [
+        helper.make_node("Add", ["x", "three"], ["a"]),
+        helper.make_node("Clip", ["a", "zero", "six"], ["c"]),
+        helper.make_node("Mul", ["x", "c"], ["m"]),
+        helper.make_node("Div", ["m", "six"], ["y"], name="div"),
+    ]
+    model = _model(nodes, [1, 4, 5, 5], {"three": three, "zero": zero, "six": six})
+    rewritten_nodes, rewritten, error = _apply("hard_swish_pattern", model)
+    assert rewritten_nodes == ["div"] and error < 1e-6
+    divisor = next(n for n in rewritten.graph.node if n.name == "div")
+    sixth = Graph(rewritten).constant(divisor.input[1])
+    assert divisor.op_type == "Mul" and sixth is not None and 0 < 1 / 6 - float(sixth) < 1e-7
