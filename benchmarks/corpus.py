@@ -165,13 +165,14 @@ def build_row(model: CorpusModel, bare: bool) -> dict[str, Any]:
 
 def summarize(report: dict[str, Any]) -> dict[str, Any]:
     steps = [c for c in report["comparisons"] if c["reference"] == "source"]
-    conversion = [c["metrics"]["cosine"] for c in steps if c["candidate"] in ("onnx", "tflite-float")]
+    conversion = [c["metrics"] for c in steps if c["candidate"] in ("onnx", "tflite-float")]
     int8 = next(c["metrics"] for c in steps if c["candidate"] == "tflite-int8")
     edgetpu = report["edgetpu"]
     usb = ((edgetpu.get("latency") or {}).get("targets") or {}).get("usb", {})
     legal = report.get("legalization") or {}
     return {
-        "conversion_min_cosine": min(conversion),
+        "conversion_min_cosine": min(m["cosine"] for m in conversion),
+        "conversion_min_snr_db": min(m["snr_db"] for m in conversion),
         "int8_snr_db": int8["snr_db"],
         "int8_cosine": int8["cosine"],
         "ops_on_edgetpu": edgetpu.get("ops_on_edgetpu"),
@@ -201,7 +202,10 @@ def bare_onnx2tf(onnx_file: Path, shape: list[int]) -> dict[str, Any]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    header = "| model | exit | conversion cos | int8 SNR dB | Edge TPU ops | subgraphs | USB ms | rewrites | s | MB |"
+    header = (
+        "| model | exit | conversion cos / SNR dB | int8 SNR dB | Edge TPU ops | subgraphs | USB ms | rewrites | s "
+    )
+    header += "| MB |"
     lines = [header, "|---" * 10 + "|"]
     for row in rows:
         if "skipped" in row:
@@ -213,7 +217,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         usb = f"{row['predicted_usb_ms']:.2f}" if row["predicted_usb_ms"] is not None else "-"
         rewrites = ", ".join(f"{name} {count}" for name, count in row["rewrites"].items()) or "-"
         lines.append(
-            f"| {row['model']} | {row['exit_code']} | {row['conversion_min_cosine']:.6f} | {row['int8_snr_db']:.1f} | "
+            f"| {row['model']} | {row['exit_code']} | {row['conversion_min_cosine']:.6f} / "
+            f"{row['conversion_min_snr_db']:.0f} | {row['int8_snr_db']:.1f} | "
             f"{row['ops_on_edgetpu']}/{row['ops_total']} | {row['edgetpu_subgraphs']} | {usb} | {rewrites} | "
             f"{row['seconds']} | {row['peak_rss_mb']} |"
         )

@@ -506,10 +506,10 @@ def _failures(ops: list[Op], cut: Op | None) -> list[Failure]:
 # What raises an op's version beyond compiler 16's, and what removes it with the pinned toolchain. A .tflite keeps
 # one version per opcode, so one such op raises the version of every op of its kind.
 VERSION_FIXES = {
-    ("CONV_2D", 6): "version 6 is a grouped convolution (groups > 1, not depthwise): for ONNX and torch sources keep "
-    "the legalization rewrite 'grouped_conv' on (the default: one convolution per group), or a depthwise "
-    "convolution with unequal strides: keep 'depthwise_strides' on; in Keras use Conv2D with groups=1 on split "
-    "channels, or DepthwiseConv2D",
+    ("CONV_2D", 6): "version 6 is a grouped convolution (groups > 1): for ONNX and torch sources keep the "
+    "legalization rewrites 'grouped_conv', 'depthwise_strides' and 'singleton_constants' on (the default; onnx2tf "
+    "writes a depthwise convolution as a grouped one when its strides differ or it lost the layout before it); in "
+    "Keras use Conv2D with groups=1 on split channels, or DepthwiseConv2D",
 }
 
 

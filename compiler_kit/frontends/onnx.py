@@ -205,7 +205,16 @@ def _run_onnx2tf(static_onnx: Path, out_dir: Path, work: Path, names: _Names) ->
     name, shape = _OFFLINE_SAMPLE
     np.save(work / name, np.zeros(shape, dtype=np.float32))
     # -nuo: the model is simplified already; onnxsim would fuse the legalization's Pad back into MaxPool.
-    command = [sys.executable, "-m", "onnx2tf.onnx2tf", "-i", str(static_onnx), "-o", str(work / "out"), "-nuo"]
+    command = [
+        sys.executable,
+        "-m",
+        "onnx2tf.onnx2tf",
+        "-i",
+        str(static_onnx.resolve()),
+        "-o",
+        str(work / "out"),
+        "-nuo",
+    ]
     try:
         done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:

@@ -20,8 +20,10 @@ from compiler_kit.legalize.graph import Graph
 from compiler_kit.legalize.rewrites import REWRITES
 
 CHECK_SEED = 0
-# Exact rewrites differ from the source only by float rounding (another summation order, 1/6 one step lower).
-MAX_RELATIVE_ERROR = 1e-4
+# Exact rewrites differ from the source only by float rounding (another summation order, 1/6 one step lower),
+# amplified through up to a few hundred layers: 2.4e-4 was measured on a text detector; a wrong rewrite moves
+# outputs by whole percents.
+MAX_RELATIVE_ERROR = 1e-3
 NODES_LISTED = 10
 
 

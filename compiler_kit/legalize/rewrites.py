@@ -7,7 +7,9 @@ architectures and pretrained models; see the README's corpus table):
 - a grouped convolution becomes CONV_2D with groups, opcode version 6, which compiler 16 cannot parse (and one such
   op raises the version of every CONV_2D in the file), as does a depthwise convolution with unequal strides;
 - a convolution whose symmetric padding is not TensorFlow's SAME gets an explicit PAD op before it;
-- HardSwish becomes HARD_SWISH and HardSigmoid becomes RELU_0_TO_1, neither in the Edge TPU's table.
+- HardSwish becomes HARD_SWISH and HardSigmoid becomes RELU_0_TO_1, neither in the Edge TPU's table;
+- a one-element constant of shape [1] in an element-wise op (PaddlePaddle exports write them) makes onnx2tf lose
+  track of the NHWC layout: TRANSPOSE ops follow, and depthwise convolutions come out as grouped CONV_2D.
 
 Each rewrite is a function `(Graph) -> the names of the nodes it rewrote`, registered by name in the order they
 run: the recipe's `legalize.skip` names rewrites to leave out.
@@ -112,6 +114,27 @@ def nonnegative(g: Graph, name: str, depth: int = NONNEGATIVE_SEARCH_DEPTH) -> b
 
 
 # --- the rewrites, in the order they run ---
+
+
+BINARY_ELEMENTWISE_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min"})
+
+
+@rewrite(
+    "singleton_constants",
+    "one-element constants of shape [1] in Add, Sub, Mul, Div -> scalars (onnx2tf loses the NHWC layout at the "
+    "former: TRANSPOSE ops, and depthwise convolutions after them become grouped CONV_2D)",
+)
+def singleton_constants(g: Graph) -> list[str]:
+    rewritten = []
+    for node in g.graph.node:
+        if node.op_type not in BINARY_ELEMENTWISE_OPS or len(node.input) != 2:
+            continue
+        for position, name in enumerate(node.input):
+            value, other = g.constant(name), g.shape(node.input[1 - position])
+            if value is not None and value.size == 1 and value.ndim >= 1 and (other is None or len(other) >= 3):
+                node.input[position] = g.add_constant(f"{name}_scalar", value.reshape(()))
+                rewritten.append(node.name)
+    return rewritten
 
 
 @rewrite("hard_swish", "HardSwish -> x * relu6(x + 3) * 1/6 as ADD, RELU6, MUL (TFLite's HARD_SWISH does not map)")

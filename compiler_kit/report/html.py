@@ -21,6 +21,7 @@ from compiler_kit.report.tables import (
     edgetpu_table,
     gates_table,
     latency_table,
+    legalization_table,
     worst_layers_table,
 )
 
@@ -231,6 +232,9 @@ def html(report: dict[str, Any]) -> str:
         else "",
         _section("Latency on this CPU (batch 1)", _table(latency_table(report)), _latency_plot(report)),
         _section("Float vs int8 predictions", _confusion_plot(confusion)) if confusion else "",
+        _section("Edge TPU legalization", _table(legalization))
+        if (legalization := legalization_table(report))[1]
+        else "",
         _edgetpu(report),
         _section("Gates", _table(gates_table(report)) if report["gates"] else "<p>No gates in the recipe.</p>"),
         _section("Artifacts", _table(artifacts_table(report))),

@@ -14,6 +14,7 @@ from compiler_kit.report.tables import (
     edgetpu_table,
     gates_table,
     latency_table,
+    legalization_table,
     worst_layers_table,
 )
 
@@ -74,6 +75,18 @@ def _markdown_edgetpu(report: dict[str, Any]) -> str:
     return text + ("\n\n" + _markdown_table(table) if table[1] else "")
 
 
+def _markdown_legalization(report: dict[str, Any]) -> list[str]:
+    """The section when the build legalized the graph (old reports and Keras builds have none to show)."""
+    section = report.get("legalization") or {}
+    table = legalization_table(report)
+    if not section.get("enabled") or not table[1]:
+        return []
+    return [
+        "## Edge TPU legalization\n\nExact rewrites of the source graph before conversion, each checked with "
+        "onnxruntime against the model as it came (`legalize` in the recipe).\n\n" + _markdown_table(table)
+    ]
+
+
 def markdown(report: dict[str, Any]) -> str:
     gates = report["gates"]
     sections = [
@@ -87,6 +100,7 @@ def markdown(report: dict[str, Any]) -> str:
             else []
         ),
         "## Latency on this CPU (batch 1)\n\n" + _markdown_table(latency_table(report)),
+        *_markdown_legalization(report),
         _markdown_edgetpu(report),
         "## Gates\n\n" + (_markdown_table(gates_table(report)) if gates else "No gates in the recipe."),
         "## Artifacts\n\n" + _markdown_table(artifacts_table(report)),

@@ -96,6 +96,15 @@ def edgetpu_table(report: dict[str, Any]) -> Table:
     return ["operator", "count", "status", "on Edge TPU"], rows
 
 
+def legalization_table(report: dict[str, Any]) -> Table:
+    """The Edge TPU rewrites of the source graph: how often each ran, where, and its float cost."""
+    rows = [
+        [row["name"], str(row["count"]), row["status"], f"{row['max_relative_error']:.1e}", ", ".join(row["nodes"])]
+        for row in (report.get("legalization") or {}).get("rewrites", [])
+    ]
+    return ["rewrite", "count", "status", "max relative error", "nodes (first 10)"], rows
+
+
 def _bytes(value: int | None) -> str:
     if value is None:
         return "n/a"

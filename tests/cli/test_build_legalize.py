@@ -111,9 +111,9 @@ def test_without_legalization_nothing_maps_and_the_build_says_so(data: dict[str,
     assert statuses == {**dict.fromkeys(skip, "skipped (legalize.skip)"), "maxpool_padding": "applied"}
 
 
-def _as_shipped(path: Path, tmp_path: Path) -> Path:
+def _as_shipped(path: Path, unknown_sizes: bool = True) -> Path:
     """The constructs model exported to ONNX, then made like real projects' files: every node name with '@', a
-    batch of -1 (not symbolic), and the other dimensions left unknown."""
+    batch of -1 (not symbolic), and (`unknown_sizes`) the other dimensions left unknown."""
     import onnx
     import torch
 
@@ -122,7 +122,7 @@ def _as_shipped(path: Path, tmp_path: Path) -> Path:
     for index, node in enumerate(model.graph.node):
         node.name = f"{node.op_type}@{index}"
     for value in (model.graph.input[0], model.graph.output[0]):
-        for dim in value.type.tensor_type.shape.dim:
+        for dim in value.type.tensor_type.shape.dim[: None if unknown_sizes else 1]:
             dim.Clear()  # unknown: neither a size nor a name, as some exporters write it
         value.type.tensor_type.shape.dim[0].dim_value = -1
     onnx.save(model, str(path))
@@ -130,7 +130,7 @@ def _as_shipped(path: Path, tmp_path: Path) -> Path:
 
 
 def test_an_onnx_file_as_shipped_builds(data: dict[str, Path], tmp_path: Path) -> None:
-    onnx_path = _as_shipped(tmp_path / "shipped.onnx", tmp_path)
+    onnx_path = _as_shipped(tmp_path / "shipped.onnx")
     result = ckit("build", str(_recipe({"framework": "onnx", "path": str(onnx_path)}, data, tmp_path)))
     assert result.exit_code == 0, result.output
     report = _report(tmp_path)
@@ -138,6 +138,20 @@ def test_an_onnx_file_as_shipped_builds(data: dict[str, Path], tmp_path: Path) -
     renamed = report["legalization"]["renamed"]
     assert renamed and all("@" in original and "@" not in new for new, original in renamed.items())
     assert report["edgetpu"]["ops_on_cpu"] == 0
+
+
+def test_a_recipe_from_ckit_init_builds_once_the_data_paths_are_filled_in(
+    data: dict[str, Path], tmp_path: Path
+) -> None:
+    onnx_path = _as_shipped(tmp_path / "shipped.onnx", unknown_sizes=False)
+    recipe_path = tmp_path / "recipe.yaml"
+    assert ckit("init", str(onnx_path), "--out", str(recipe_path)).exit_code == 0
+    recipe = yaml.safe_load(recipe_path.read_text())
+    recipe["calibration"]["data"]["path"] = str(data["calibration"])
+    recipe["verify"]["data"] = {"path": str(data["eval"])}  # no labels in these samples
+    recipe_path.write_text(yaml.safe_dump(recipe))
+    result = ckit("build", str(recipe_path), "--out", str(tmp_path / "build"))
+    assert result.exit_code == 0, result.output
 
 
 def test_an_onnx2tf_failure_names_the_node_and_keeps_the_log(tmp_path: Path) -> None:

@@ -55,6 +55,18 @@ def test_the_dynamic_batch_is_fixed_from_the_recipe(torch_models) -> None:
     assert dims(graph_inputs(model)[0]) == [1, 1, 16, 16]
 
 
+@pytest.mark.parametrize("written", [-1, 0], ids=["minus-one", "unknown"])
+def test_a_batch_written_as_minus_one_or_unknown_is_fixed_from_the_recipe(torch_models, written: int) -> None:
+    """Real projects ship `dim_value: -1` (not symbolic) and dimensions with neither a size nor a name."""
+    model = load_onnx(torch_models["onnx"])
+    batch = graph_inputs(model)[0].type.tensor_type.shape.dim[0]
+    batch.Clear()
+    if written:
+        batch.dim_value = written
+    fix_input_shapes(model, [IMAGE], torch_models["onnx"])
+    assert dims(graph_inputs(model)[0]) == [1, 1, 16, 16]
+
+
 def test_a_rank_mismatch_names_the_input_and_both_ranks(torch_models) -> None:
     model = load_onnx(torch_models["onnx"])
     flat = InputSpec(name="pixels", shape=[1, 256])
@@ -171,3 +183,18 @@ def test_conversion_never_touches_the_network(tmp_path: Path, monkeypatch: pytes
     float_model = convert_onnx(path, [rgb], out)
     assert (float_model.saved_model_dir / "saved_model.pb").is_file()
     assert float_model.input_perms == [(0, 2, 3, 1)] and float_model.output_perms == [(0, 2, 3, 1)]
+
+
+LOGS = Path(__file__).resolve().parent / "logs"
+
+
+def test_a_saved_model_name_failure_names_the_node_by_its_original_name() -> None:
+    """The tail of a real onnx2tf 1.29.24 log (a model whose node names have '@'), before ckit renamed them."""
+    from onnx import helper
+
+    from compiler_kit.frontends.onnx import _Names, failure
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="Conv@3")], "g", [], [])
+    names = _Names(helper.make_model(graph), {"Conv_3": "Conv@3"})
+    message = failure((LOGS / "onnx2tf_scope_name.log").read_text(), names)
+    assert message.startswith("node Conv@3 (op Relu): saving the SavedModel failed: Generation of saved_model failed")

@@ -238,3 +238,17 @@ def test_edgetpu_latency_is_labelled_a_prediction_and_sits_beside_a_device_measu
     assert headers[:2] == ["target (PREDICTED)", "total ms"]
     assert rows == [["usb", "2.640", "0.750", "1.600", "0.000", "0.290", "0.000"]]
     assert "Measured" not in edgetpu_latency_caption({**latency, "measured_p50_ms": None})
+
+
+def test_a_keras_build_reports_that_no_legalization_applies_and_shows_no_section(on_disk: dict) -> None:
+    assert on_disk["legalization"]["enabled"] is False and "Keras" in on_disk["legalization"]["reason"]
+    assert "## Edge TPU legalization" not in markdown(on_disk)
+
+
+def test_legalization_rewrites_are_a_section_of_the_page(on_disk: dict) -> None:
+    report = copy.deepcopy(on_disk)
+    row = {"name": "maxpool_padding", "summary": "", "status": "applied", "count": 2, "max_relative_error": 3e-8}
+    report["legalization"] = {"enabled": True, "rewrites": [{**row, "nodes": ["/maxpool/MaxPool", "/pool2"]}]}
+    page = markdown(report)
+    assert "## Edge TPU legalization" in page
+    assert "| maxpool_padding | 2 | applied | 3.0e-08 | /maxpool/MaxPool, /pool2 |" in page
