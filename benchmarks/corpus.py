@@ -5,11 +5,14 @@ models shipped inside PyPI wheels (ONNX and torch sources, as shipped), each bui
 on the scikit-image photographs (calibration and verification crops; nothing here has labels). Per model: the exit
 code, conversion fidelity (the lowest cosine of every conversion step against the source), the int8 SNR, ops
 predicted on the Edge TPU, subgraphs, the predicted USB latency, legalization rewrites, wall time and peak RSS of
-the build; and bare onnx2tf on the very ONNX file ckit converted (its own onnxsim, no ckit), for the conversion's
-wall-time and memory ratio. A table on stdout, JSON in benchmarks/results/corpus.json.
+the build; and the conversion alone on the very ONNX file the build converted (a torch model's exported file),
+twice in fresh processes: ckit's (load, fix shapes, rename, onnxsim, legalize, onnx2tf -nuo) and bare onnx2tf's (its
+own onnxsim, static shape by -ois), for the wall-time and peak-RSS ratio. A table on stdout, JSON in
+benchmarks/results/corpus.json.
 
 `python -m benchmarks.corpus [--only resnet18,rapidocr_det] [--skip-bare]`. Wheels that cannot be downloaded
-(offline) are reported as skipped, never as passed.
+(offline) are reported as skipped, never as passed. `--convert FILE --shape 1,3,224,224` is the ckit side of the
+ratio (used by the benchmark itself).
 """
 
 from __future__ import annotations
@@ -154,12 +157,14 @@ def build_row(model: CorpusModel, bare: bool) -> dict[str, Any]:
         return {**row, "error": run.stderr_tail.strip().splitlines()[-3:]}
     row.update(summarize(json.loads(report_path.read_text())))
     if bare:
-        onnx_file = work / "build" / "float_model" / "model.onnx"
-        row["bare_onnx2tf"] = bare_onnx2tf(onnx_file if onnx_file.is_file() else Path(source["path"]), model.shape)
-        row["convert_vs_bare"] = {
-            "seconds": round(row["convert_seconds"] / row["bare_onnx2tf"]["seconds"], 2),
-            "peak_rss": round(row["peak_rss_mb"] / row["bare_onnx2tf"]["peak_rss_mb"], 2),
-        }
+        exported = work / "build" / "float_model" / "model.onnx"
+        onnx_file = exported if exported.is_file() else Path(source["path"])
+        row["ckit_convert"] = ckit_convert(onnx_file, model.shape)
+        row["bare_onnx2tf"] = bare_onnx2tf(onnx_file, model.shape)
+        if row["bare_onnx2tf"]["exit_code"] == 0:
+            row["convert_vs_bare"] = {
+                key: round(row["ckit_convert"][key] / row["bare_onnx2tf"][key], 2) for key in ("seconds", "peak_rss_mb")
+            }
     return row
 
 
@@ -184,6 +189,21 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
         "cpu_ops": sorted({op["operator"] for op in edgetpu.get("ops", []) if not op["mapped"]}),
         "findings": report["findings"],
     }
+
+
+def ckit_convert(onnx_file: Path, shape: list[int]) -> dict[str, Any]:
+    """ckit's conversion of the file alone, in a fresh process (what the build's convert stage runs for it)."""
+    with tempfile.TemporaryDirectory(prefix="corpus-ckit-") as out:
+        command = [sys.executable, "-m", "benchmarks.corpus", "--convert", str(onnx_file), "--shape"]
+        run = run_process([*command, ",".join(map(str, shape)), "--out", out], ok=tuple(range(256)))
+    return {"exit_code": run.exit_code, "seconds": round(run.seconds, 1), "peak_rss_mb": round(run.peak_rss_mb)}
+
+
+def convert_only(onnx_file: Path, shape: list[int], out: Path) -> None:
+    from compiler_kit.frontends.onnx import convert_onnx
+    from compiler_kit.recipe import InputSpec
+
+    convert_onnx(onnx_file, [InputSpec(name="x", shape=shape)], out)
 
 
 def bare_onnx2tf(onnx_file: Path, shape: list[int]) -> dict[str, Any]:
@@ -225,6 +245,25 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def ratios(rows: list[dict[str, Any]]) -> str:
+    """Conversion alone on the same ONNX file: ckit against bare onnx2tf (wall time, peak RSS)."""
+    lines = [
+        "| model | torch export | ckit convert s / MB | bare onnx2tf s / MB | ratio time / RSS |",
+        "|---" * 5 + "|",
+    ]
+    for row in rows:
+        ckit, bare = row.get("ckit_convert"), row.get("bare_onnx2tf")
+        if not ckit or not bare:
+            continue
+        ratio = row.get("convert_vs_bare")
+        shown = f"{ratio['seconds']:.2f} / {ratio['peak_rss_mb']:.2f}" if ratio else f"bare exit {bare['exit_code']}"
+        lines.append(
+            f"| {row['model']} | {ckit['seconds']} / {ckit['peak_rss_mb']} | "
+            f"{bare['seconds']} / {bare['peak_rss_mb']} | {shown} |"
+        )
+    return "\n".join(lines)
+
+
 def save(rows: list[dict[str, Any]]) -> None:
     """Rows of this run replace earlier rows of the same models (a run with --only updates those)."""
     earlier = json.loads(RESULTS.read_text())["rows"] if RESULTS.is_file() else []
@@ -240,7 +279,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="", help="comma-separated model names")
     parser.add_argument("--skip-bare", action="store_true", help="do not run bare onnx2tf for the ratios")
+    parser.add_argument("--convert", type=Path, help="only convert this ONNX file with ckit (one side of the ratio)")
+    parser.add_argument("--shape", default="", help="with --convert: the static input shape, e.g. 1,3,224,224")
+    parser.add_argument("--out", type=Path, help="with --convert: the output folder")
+    parser.add_argument("--table", action="store_true", help="print the table of the saved JSON, run nothing")
     args = parser.parse_args(argv)
+    if args.table:
+        print(table(json.loads(RESULTS.read_text())["rows"]))
+        print(ratios(json.loads(RESULTS.read_text())["rows"]))
+        return 0
+    if args.convert:
+        convert_only(args.convert, [int(d) for d in args.shape.split(",")], args.out)
+        return 0
     wanted = {name for name in args.only.split(",") if name}
     if not (PHOTOS / "eval").is_dir():
         photos.write_photos()

@@ -503,6 +503,11 @@ def _failures(ops: list[Op], cut: Op | None) -> list[Failure]:
     return failures
 
 
+_TRANSPOSE_CONV_FIX = (
+    "TFLite's converter fuses the bias (version 3: an Add or BatchNorm after the transposed convolution) and the "
+    "activation (version 4: a ReLU after it) into TRANSPOSE_CONV; compiler 16 parses neither and no ckit rewrite "
+    "prevents the fusion yet: upsample with Resize (nearest or bilinear) followed by a Conv in the source model"
+)
 # What raises an op's version beyond compiler 16's, and what removes it with the pinned toolchain. A .tflite keeps
 # one version per opcode, so one such op raises the version of every op of its kind.
 VERSION_FIXES = {
@@ -510,6 +515,8 @@ VERSION_FIXES = {
     "legalization rewrites 'grouped_conv', 'depthwise_strides' and 'singleton_constants' on (the default; onnx2tf "
     "writes a depthwise convolution as a grouped one when its strides differ or it lost the layout before it); in "
     "Keras use Conv2D with groups=1 on split channels, or DepthwiseConv2D",
+    ("TRANSPOSE_CONV", 3): _TRANSPOSE_CONV_FIX,
+    ("TRANSPOSE_CONV", 4): _TRANSPOSE_CONV_FIX,
 }
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from compiler_kit import lazy
 from compiler_kit.edgetpu.analysis import EdgeTpuPrediction, Op
 from compiler_kit.edgetpu.statuses import PEAK_MACS_PER_SECOND
+from compiler_kit.errors import BadInputError, describe_exception
 
 ARRAY_SIDE = 64  # the Edge TPU's systolic array is 64x64 MAC cells (4096 MACs x 480 MHz ~ 2e12 MAC/s = 4 TOPS)
 MATRIX_OPS = frozenset({"CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"})
@@ -176,11 +177,22 @@ def cpu_part_ms(model_path: Path, prediction: EdgeTpuPrediction, threads: int = 
     if not cpu_ops:
         return 0.0
     interpreter_class, _ = lazy.litert_interpreter()
-    interpreter = interpreter_class(model_content=cpu_submodel(model_path.read_bytes(), cpu_ops), num_threads=threads)
-    interpreter.allocate_tensors()
-    for detail in interpreter.get_input_details():
-        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], dtype=detail["dtype"]))
-    interpreter.invoke()  # the first run plans memory: not timed
+    try:
+        interpreter = interpreter_class(
+            model_content=cpu_submodel(model_path.read_bytes(), cpu_ops), num_threads=threads
+        )
+        interpreter.allocate_tensors()
+        for detail in interpreter.get_input_details():
+            interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], dtype=detail["dtype"]))
+        interpreter.invoke()  # the first run plans memory: not timed
+    except RuntimeError as exc:  # XNNPACK refuses tensors whose int8 scale is absurd (a -3.4e38 padding)
+        raise BadInputError(
+            f"LiteRT cannot run the ops the Edge TPU would leave to the CPU, so their time cannot be measured "
+            f"({describe_exception(exc, last_line=True)})",
+            path=model_path,
+            fix="build the model with legalize on (a max-pool padded with -inf ruins its int8 ranges); the op table "
+            "above says which ops those are",
+        ) from None
     times = []
     for _ in range(runs):
         start = time.perf_counter()

@@ -3,9 +3,10 @@
 ckit works on its own copy of the model (`model_static.onnx`): dynamic and -1 dimensions fixed from the recipe's
 input shapes (the Edge TPU needs static shapes), names onnx2tf rejects renamed (onnx_names.py), simplified with
 onnxsim (as onnx2tf would, but before the Edge TPU legalization, so that onnxsim's pad fusion cannot undo it), and
-legalized (compiler_kit.legalize). onnx2tf then converts it in a subprocess, without simplifying again: that
-isolates its global state, lets a timeout stop it, and runs it in a scratch working directory holding the
-sample-image file onnx2tf otherwise downloads (see _OFFLINE_SAMPLE). Output shapes come from onnxruntime running
+legalized (compiler_kit.legalize). onnx2tf then converts it in a subprocess (onnx2tf_worker.py, which stops it
+after the SavedModel), without simplifying again: that isolates its global state, lets a timeout stop it, and
+runs it in a scratch working directory holding the sample-image file onnx2tf otherwise downloads (see
+_OFFLINE_SAMPLE). Output shapes come from onnxruntime running
 that copy, so outputs whose shapes the file leaves open still map onto the converted model.
 """
 
@@ -173,14 +174,18 @@ def _output_perm(name: str, source_shape: list[int], model_shape: list[int]) -> 
 
 
 def simplify(model: Any, work: Path) -> Any:
-    """onnxsim's simplified model (three passes, as onnx2tf runs it), or the model as it is when onnxsim fails."""
+    """onnxsim's simplified model (three passes, as onnx2tf runs it, in a subprocess as onnx2tf does: onnxsim can
+    crash), or the model as it is when onnxsim fails, as onnx2tf would go on too."""
     import onnx
 
     path = work / "simplified.onnx"
     onnx.save(model, str(path))
     onnxsim = Path(sys.executable).parent / "onnxsim"
     for _ in range(3):
-        done = subprocess.run([str(onnxsim), str(path), str(path)], capture_output=True, timeout=TIMEOUT_S)
+        try:
+            done = subprocess.run([str(onnxsim), str(path), str(path)], capture_output=True, timeout=TIMEOUT_S)
+        except (OSError, subprocess.TimeoutExpired):
+            return model
         if done.returncode != 0:
             return model
     return onnx.load(str(path))
@@ -204,17 +209,10 @@ def _run_onnx2tf(static_onnx: Path, out_dir: Path, work: Path, names: _Names) ->
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     name, shape = _OFFLINE_SAMPLE
     np.save(work / name, np.zeros(shape, dtype=np.float32))
-    # -nuo: the model is simplified already; onnxsim would fuse the legalization's Pad back into MaxPool.
-    command = [
-        sys.executable,
-        "-m",
-        "onnx2tf.onnx2tf",
-        "-i",
-        str(static_onnx.resolve()),
-        "-o",
-        str(work / "out"),
-        "-nuo",
-    ]
+    # The worker stops onnx2tf after its SavedModel (see onnx2tf_worker.py). -nuo: the model is simplified already,
+    # and onnxsim would fuse the legalization's Pad back into MaxPool.
+    worker = "compiler_kit.frontends.onnx2tf_worker"
+    command = [sys.executable, "-m", worker, "-i", str(static_onnx.resolve()), "-o", str(work / "out"), "-nuo"]
     try:
         done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -247,7 +245,7 @@ def failure(log: str, names: _Names) -> str:
 
 
 def _exception_message(log: str) -> str:
-    """onnx2tf's own words: the last line of the traceback it printed, else its last ERROR line."""
+    """onnx2tf's own words: the last line of the traceback it printed, else its first ERROR line."""
     lines = [line.strip() for line in log.splitlines() if line.strip()]
     traceback_end = next(
         (lines[i - 1] for i, line in enumerate(lines) if line.startswith("ERROR: input_onnx_file_path") and i), None

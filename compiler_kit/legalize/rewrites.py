@@ -280,7 +280,7 @@ def _split(g: Graph, x: str, sizes: list[int], base: str) -> list[str]:
 
 @rewrite(
     "depthwise_strides",
-    "depthwise Conv with unequal strides -> stride-1 depthwise Conv + 1x1 AveragePool with those strides "
+    "depthwise Conv with unequal strides -> stride-1 depthwise Conv + 1x1 MaxPool with those strides "
     "(TensorFlow's depthwise convolution takes equal strides only)",
 )
 def depthwise_strides(g: Graph) -> list[str]:
@@ -298,9 +298,9 @@ def depthwise_strides(g: Graph) -> list[str]:
 
 def _subsample_after(g: Graph, conv: Any, strides: list[int]) -> None:
     """Output (i, j) of a stride-(sh, sw) convolution is output (i*sh, j*sw) of the stride-1 one, so the conv runs
-    with stride 1 and a 1x1 AveragePool with the strides subsamples. The pool goes after the element-wise ops that
-    follow the conv (they commute with subsampling): TFLite would fuse a following ReLU into the pool, and the Edge
-    TPU maps no pool with a fused activation."""
+    with stride 1 and a 1x1 MaxPool with the strides subsamples (a plain MAX_POOL_2D after onnx2tf). The pool goes
+    after the element-wise ops that follow the conv (they commute with subsampling): TFLite would fuse a following
+    ReLU into the pool, and the Edge TPU maps no pool with a fused activation."""
     set_attribute(conv, "strides", [1, 1])
     last = conv
     while (after := _single_elementwise_consumer(g, last.output[0])) is not None:
@@ -308,7 +308,7 @@ def _subsample_after(g: Graph, conv: Any, strides: list[int]) -> None:
     subsampled = last.output[0]
     last.output[0] = g.fresh(f"{conv.name or 'Conv'}_stride1_out")
     base = f"{conv.name or 'Conv'}_subsample"
-    g.insert_after(last, "AveragePool", [last.output[0]], [subsampled], base, kernel_shape=[1, 1], strides=strides)
+    g.insert_after(last, "MaxPool", [last.output[0]], [subsampled], base, kernel_shape=[1, 1], strides=strides)
 
 
 ELEMENTWISE_OPS = frozenset(

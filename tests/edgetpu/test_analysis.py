@@ -251,6 +251,23 @@ def test_op_version_too_new_for_compiler_16(built, tmp_path: Path) -> None:
     assert "Didn't find op for builtin opcode 'CONV_2D' version '6'" in prediction.failures[0].message
 
 
+def test_a_version_the_compiler_cannot_parse_fails_the_whole_model_even_at_the_end(built, tmp_path: Path) -> None:
+    """The compiler stops at "Model could not be parsed": the ops before the last one do not map either."""
+
+    def bump_dense_version(model: Any) -> None:
+        _opcode(model, "FULLY_CONNECTED").version = 99
+
+    prediction = analyze(_edit(built.build_dir / "model_int8.tflite", tmp_path / "fc.tflite", bump_dense_version))
+    assert prediction.ops_on_edgetpu == 0 and prediction.edgetpu_subgraphs == 0
+    dense = [op.operator == "FULLY_CONNECTED" for op in prediction.per_op]
+    assert dense[-1] and {op.status for op, fc in zip(prediction.per_op, dense, strict=True) if fc} == {
+        statuses.VERSION_NOT_SUPPORTED
+    }
+    assert {op.status for op, fc in zip(prediction.per_op, dense, strict=True) if not fc} == {statuses.MODEL_NOT_PARSED}
+    (failure,) = prediction.failures
+    assert "no op runs on the Edge TPU" in failure.message and "TensorFlow of about" not in failure.advice
+
+
 def test_weights_computed_at_run_time_are_not_constant(built, tmp_path: Path) -> None:
     def drop_last_dense_weights(model: Any) -> None:
         graph = model.subgraphs[0]
