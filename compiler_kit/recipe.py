@@ -200,8 +200,9 @@ class Calibration(_Section):
 
 class Legalize(_Section):
     """Edge TPU legalization of ONNX and torch models (Keras models need none): exact rewrites of the ONNX graph,
-    before onnx2tf, of constructs that would otherwise not map to the Edge TPU (padded max-pooling, grouped
-    convolutions, explicit padding, hard-swish and hard-sigmoid). Each rewrite is checked with onnxruntime against
+    before onnx2tf, of constructs that would otherwise not map to the Edge TPU (padded max-pooling, grouped and
+    unequal-stride convolutions, explicit padding, hard-swish and hard-sigmoid, channel shuffles, and the [1]-shaped
+    constants that make onnx2tf lose the layout). Each rewrite is checked with onnxruntime against
     the model as it came (a rewrite that changes the outputs is undone) and listed in the report's
     `legalization` section. `enabled: false` converts the model as it is; `skip` leaves out single rewrites."""
 

@@ -10,6 +10,7 @@ and that float cost. The float TFLite model is then compared with the source on 
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,10 +67,13 @@ def legalize(model: Any, skip: frozenset[str] = frozenset(), enabled: bool = Tru
         nodes = rewrite.apply(Graph(trial))
         if not nodes:
             continue
-        error = relative_error(reference, run_onnx(trial, feeds, f"the model after rewrite {rewrite.name}"))
-        kept = error <= MAX_RELATIVE_ERROR
-        found.rewrites.append(_row(rewrite.name, "applied" if kept else "reverted: changed the outputs", nodes, error))
-        if kept:
+        try:
+            error = relative_error(reference, run_onnx(trial, feeds, f"the model after rewrite {rewrite.name}"))
+            status = "applied" if error <= MAX_RELATIVE_ERROR else "reverted: changed the outputs"
+        except BadInputError as exc:  # a rewrite that breaks the graph is ckit's bug: undone, never the build's end
+            error, status = float("inf"), f"reverted: {str(exc).splitlines()[0]}"
+        found.rewrites.append(_row(rewrite.name, status, nodes, error))
+        if status == "applied":
             found.model = trial
     return found
 
@@ -81,7 +85,7 @@ def _row(name: str, status: str, nodes: list[str], error: float = 0.0) -> dict[s
         "status": status,
         "count": len(nodes),
         "nodes": nodes[:NODES_LISTED],
-        "max_relative_error": error,
+        "max_relative_error": error if math.isfinite(error) else None,  # None: not comparable (JSON has no inf)
     }
 
 

@@ -8,8 +8,9 @@ architectures and pretrained models; see the README's corpus table):
   op raises the version of every CONV_2D in the file), as does a depthwise convolution with unequal strides;
 - a convolution whose symmetric padding is not TensorFlow's SAME gets an explicit PAD op before it;
 - HardSwish becomes HARD_SWISH and HardSigmoid becomes RELU_0_TO_1, neither in the Edge TPU's table;
-- a one-element constant of shape [1] in an element-wise op (PaddlePaddle exports write them) makes onnx2tf lose
-  track of the NHWC layout: TRANSPOSE ops follow, and depthwise convolutions come out as grouped CONV_2D.
+- a one-element constant of shape [1] in an element-wise op (PaddlePaddle exports write them), and a channel
+  shuffle written as 5-D Reshape -> Transpose -> Reshape (ShuffleNet), make onnx2tf lose track of the NHWC layout:
+  TRANSPOSE ops follow, and depthwise convolutions come out as grouped CONV_2D.
 
 Each rewrite is a function `(Graph) -> the names of the nodes it rewrote`, registered by name in the order they
 run: the recipe's `legalize.skip` names rewrites to leave out.
@@ -17,6 +18,7 @@ run: the recipe's `legalize.skip` names rewrites to leave out.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -204,12 +206,16 @@ def maxpool_padding(g: Graph) -> list[str]:
         if size is None or not _explicit(node) or any(d != 1 for d in attribute(node, "dilations", [1, 1])):
             continue
         kernel, strides = list(attribute(node, "kernel_shape")), list(attribute(node, "strides", [1, 1]))
-        pads = list(attribute(node, "pads", [0, 0, 0, 0]))
-        if attribute(node, "ceil_mode", 0):
-            pads = ceil_mode_pads(size, kernel, strides, pads)
-        if not any(pads) or pads == same_pads(size, kernel, strides):
+        written = list(attribute(node, "pads", [0, 0, 0, 0]))
+        ceil_mode = attribute(node, "ceil_mode", 0)
+        pads = ceil_mode_pads(size, kernel, strides, written) if ceil_mode else written
+        if not any(pads) or (pads == written and pads == same_pads(size, kernel, strides)):
             continue  # onnx2tf lowers SAME-equivalent padding to a SAME pool, which never reads the padding
-        g.replace(node, lambda node=node, pads=pads, size=size: _padded_pool(g, node, pads, size))
+        if pads == same_pads(size, kernel, strides):  # SAME once ceil_mode's end padding is written out
+            set_attribute(node, "pads", pads)
+            set_attribute(node, "ceil_mode", 0)
+        else:
+            g.replace(node, lambda node=node, pads=pads, size=size: _padded_pool(g, node, pads, size))
         rewritten.append(node.name)
     return rewritten
 
@@ -243,7 +249,7 @@ def _slice(g: Graph, x: str, axis: int, start: int, end: int, base: str) -> str:
     return g.node("Slice", [x, *arguments, g.add_constant(f"{base}_axes", np.array([axis]))], base)
 
 
-@rewrite("grouped_conv", "grouped Conv -> Split, one Conv per group, Concat (grouped CONV_2D is version 6)")
+@rewrite("grouped_conv", "grouped Conv -> a Slice, a Conv per group, Concat (grouped CONV_2D is version 6)")
 def grouped_conv(g: Graph) -> list[str]:
     rewritten = []
     for node in list(g.graph.node):
@@ -273,9 +279,10 @@ def _split_conv(g: Graph, node: Any, weights: np.ndarray, groups: int) -> str:
 
 
 def _split(g: Graph, x: str, sizes: list[int], base: str) -> list[str]:
-    if g.opset < 13:  # the sizes were an attribute before opset 13
-        return g.nodes("Split", [x], base, len(sizes), axis=1, split=sizes)
-    return g.nodes("Split", [x, g.add_constant(f"{base}_sizes", np.array(sizes))], base, len(sizes), axis=1)
+    """The channel groups as one Slice each. Not a Split: onnxruntime (1.23) externalizes the int64 sizes of a
+    Split with many outputs in a large model and then cannot read them back for shape inference."""
+    starts = np.cumsum([0, *sizes])
+    return [_slice(g, x, 1, int(a), int(b), f"{base}{i}") for i, (a, b) in enumerate(itertools.pairwise(starts))]
 
 
 @rewrite(
@@ -322,6 +329,70 @@ def _single_elementwise_consumer(g: Graph, value: str) -> Any | None:
     if len(consumers) != 1 or value in outputs or consumers[0].op_type not in ELEMENTWISE_OPS:
         return None
     return consumers[0] if consumers[0].input[0] == value else None
+
+
+@rewrite(
+    "channel_shuffle",
+    "Reshape -> Transpose -> Reshape that only permutes channels (ShuffleNet's channel shuffle) -> a 1x1 Conv with "
+    "a permutation matrix: no 5-D tensors (the Edge TPU maps 3 dimensions above 1), and onnx2tf keeps NHWC after it",
+)
+def channel_shuffle(g: Graph) -> list[str]:
+    rewritten = []
+    for node in list(g.graph.node):
+        chain = _reshape_transpose_reshape(g, node)
+        permutation = _channel_permutation(g, chain) if chain else None
+        if chain is None or permutation is None:
+            continue
+        first, middle, last = chain
+        channels = len(permutation)
+        weights = np.zeros((channels, channels, 1, 1), dtype=np.float32)
+        weights[np.arange(channels), permutation] = 1.0
+        last.op_type, last.input[:] = "Conv", [first.input[0], g.add_constant(f"{last.name}_permutation", weights)]
+        del last.attribute[:]
+        for dropped in (first, middle):
+            g.graph.node.remove(dropped)
+        rewritten.append(first.name)
+    return rewritten
+
+
+def _reshape_transpose_reshape(g: Graph, node: Any) -> tuple[Any, Any, Any] | None:
+    if node.op_type != "Reshape":
+        return None
+    middle = _single_consumer(g, node.output[0])
+    last = _single_consumer(g, middle.output[0]) if middle is not None and middle.op_type == "Transpose" else None
+    return (node, middle, last) if last is not None and last.op_type == "Reshape" else None
+
+
+def _single_consumer(g: Graph, value: str) -> Any | None:
+    consumers = [node for node in g.graph.node if value in node.input]
+    outputs = {output.name for output in g.graph.output}
+    return consumers[0] if len(consumers) == 1 and value not in outputs else None
+
+
+def _channel_permutation(g: Graph, chain: tuple[Any, Any, Any]) -> np.ndarray | None:
+    """The channel order the chain produces when it moves whole channels and nothing else, else None: found by
+    running the chain on tensors holding each element's channel index and its spatial index."""
+    first, middle, last = chain
+    shape, out_shape = g.shape(first.input[0]), g.shape(last.output[0])
+    sizes = [g.constant(first.input[1]), g.constant(last.input[1])]
+    if shape is None or out_shape != shape or len(shape) != 4 or shape[0] != 1 or any(s is None for s in sizes):
+        return None
+    perm = attribute(middle, "perm")
+    channel = np.broadcast_to(np.arange(shape[1]).reshape(1, -1, 1, 1), shape)
+    spatial = np.broadcast_to(np.arange(shape[2] * shape[3]).reshape(1, 1, shape[2], shape[3]), shape)
+    try:
+        moved = [t.reshape(_reshape_target(sizes[0], shape)).transpose(perm).reshape(shape) for t in (channel, spatial)]
+    except ValueError:  # a shape with 0 or -1 entries numpy cannot take: leave it to the converter
+        return None
+    if not np.array_equal(moved[1], spatial) or not np.all(moved[0] == moved[0][:, :, :1, :1]):
+        return None
+    permutation = moved[0][0, :, 0, 0]
+    return permutation if not np.array_equal(permutation, np.arange(shape[1])) else None
+
+
+def _reshape_target(target: np.ndarray, shape: list[int]) -> list[int]:
+    """ONNX Reshape's target: 0 copies the input's dimension, -1 is inferred (numpy does that one)."""
+    return [shape[axis] if int(d) == 0 and axis < len(shape) else int(d) for axis, d in enumerate(target)]
 
 
 @rewrite(

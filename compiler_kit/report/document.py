@@ -75,8 +75,8 @@ def edgetpu_findings(section: dict[str, Any]) -> list[str]:
 
 def legalization_findings(section: dict[str, Any]) -> list[str]:
     return [
-        f"legalization rewrite {row['name']} was undone: it changed the outputs (relative error "
-        f"{row['max_relative_error']:.2e}); please report the model"
+        f"legalization rewrite {row['name']} was undone ({row['status'].removeprefix('reverted: ')}); the model "
+        "was converted without it: please report the model"
         for row in section.get("rewrites", [])
         if row["status"].startswith("reverted")
     ]

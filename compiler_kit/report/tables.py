@@ -96,10 +96,14 @@ def edgetpu_table(report: dict[str, Any]) -> Table:
     return ["operator", "count", "status", "on Edge TPU"], rows
 
 
+def _num_e(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1e}"
+
+
 def legalization_table(report: dict[str, Any]) -> Table:
     """The Edge TPU rewrites of the source graph: how often each ran, where, and its float cost."""
     rows = [
-        [row["name"], str(row["count"]), row["status"], f"{row['max_relative_error']:.1e}", ", ".join(row["nodes"])]
+        [row["name"], str(row["count"]), row["status"], _num_e(row["max_relative_error"]), ", ".join(row["nodes"])]
         for row in (report.get("legalization") or {}).get("rewrites", [])
     ]
     return ["rewrite", "count", "status", "max relative error", "nodes (first 10)"], rows

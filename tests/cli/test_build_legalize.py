@@ -140,7 +140,8 @@ def test_an_onnx_file_as_shipped_builds(data: dict[str, Path], tmp_path: Path) -
     report = _report(tmp_path)
     assert min(_conversion_cosines(report)) >= 0.9999
     renamed = report["legalization"]["renamed"]
-    assert renamed and all("@" in original and "@" not in new for new, original in renamed.items())
+    assert sum("@" in original for original in renamed.values()) >= 10  # every node of ours, and more
+    assert not [new for new in renamed if "@" in new or new.startswith("_")]
     assert report["edgetpu"]["ops_on_cpu"] == 0
 
 

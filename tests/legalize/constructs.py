@@ -1,7 +1,8 @@
 """A small torch CNN holding every construct the Edge TPU legalization rewrites, as torchvision and real pretrained
 models write them: a padded max-pool after ReLU and one on signed values, a grouped convolution, a depthwise
 convolution with unequal strides, stride-2 convolutions with torch's symmetric padding, HardSwish, HardSigmoid
-(a squeeze-excite block) and a hard-swish written out as x * relu6(x + 3) / 6 (as PaddlePaddle exports it)."""
+(a squeeze-excite block), a hard-swish written out as x * relu6(x + 3) / 6 and a learned scale and shift of shape
+[1] (as PaddlePaddle exports them), and ShuffleNet's channel shuffle."""
 
 from __future__ import annotations
 
@@ -24,12 +25,15 @@ class Constructs(nn.Module):
             nn.AdaptiveAvgPool2d(1), nn.Conv2d(32, 8, 1), nn.ReLU(), nn.Conv2d(8, 32, 1), nn.Hardsigmoid()
         )
         self.signed_pool = nn.MaxPool2d(3, 2, 1, ceil_mode=True)
+        self.scale, self.shift = nn.Parameter(torch.full((1,), 1.5)), nn.Parameter(torch.full((1,), 0.25))
         self.head = nn.Linear(32, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool_after_relu(self.stem(x))
         x = self.hard_swish(self.grouped(x))
-        x = torch.relu(self.depthwise(x))
+        batch, channels, height, width = x.shape
+        x = x.view(batch, 4, channels // 4, height, width).transpose(1, 2).reshape(batch, channels, height, width)
+        x = torch.relu(self.depthwise(x * self.scale + self.shift))
         x = x * self.squeeze_excite(x)
         x = x * torch.clamp(x + 3, 0, 6) / 6  # a hard-swish written out
         x = self.signed_pool(x - 0.5)

@@ -83,3 +83,16 @@ def test_outputs_are_compared_by_name_and_nan_where_the_source_has_nan() -> None
     assert legalize_module.relative_error(reference, {"a": np.array([1.0, np.nan]), "b": np.array([2.0])}) == 0
     assert legalize_module.relative_error(reference, {"a": np.array([1.0, 0.0]), "b": np.array([2.0])}) == np.inf
     assert legalize_module.relative_error(reference, {"b": np.array([2.0])}) == np.inf
+
+
+def test_a_rewrite_that_breaks_the_graph_is_undone_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    def dangling_input(g: Graph) -> list[str]:
+        node = next(n for n in g.graph.node if n.op_type == "MaxPool")
+        node.input[0] = "nowhere"
+        return [node.name]
+
+    monkeypatch.setitem(REWRITES, "maxpool_padding", Rewrite("maxpool_padding", "broken on purpose", dangling_input))
+    found = legalize(_relu_pool_model())
+    (row,) = found.rewrites
+    assert row["status"].startswith("reverted: onnxruntime cannot run") and row["max_relative_error"] is None
+    assert [n.op_type for n in found.model.graph.node] == ["Relu", "MaxPool"]

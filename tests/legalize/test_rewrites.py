@@ -26,11 +26,16 @@ def _model(nodes: list[Any], shape: list[int], initializers: dict[str, np.ndarra
         "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "c", "h", "w"])],
-        [numpy_helper.from_array(value.astype(np.float32), name) for name, value in (initializers or {}).items()],
+        [numpy_helper.from_array(_stored(value), name) for name, value in (initializers or {}).items()],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=IR_VERSION)
     onnx.checker.check_model(model)
     return model
+
+
+def _stored(value: np.ndarray) -> np.ndarray:
+    """Weights as float32, shapes and indices as int64, as exporters write them."""
+    return value.astype(np.float32 if value.dtype.kind == "f" else np.int64)
 
 
 def _apply(name: str, model: Any) -> tuple[list[str], Any, float]:
@@ -107,7 +112,7 @@ def test_a_grouped_conv_becomes_one_conv_per_group() -> None:
     model = _model([conv], [1, 8, 6, 6], {"w": _weights(16, 2, 3, 3), "b": _weights(16, seed=1)})
     nodes, rewritten, error = _apply("grouped_conv", model)
     assert nodes == ["conv"] and error < 1e-5
-    assert _ops(rewritten) == Counter({"Conv": 4, "Split": 1, "Concat": 1})
+    assert _ops(rewritten) == Counter({"Conv": 4, "Slice": 4, "Concat": 1})
     assert all(attribute(n, "group", 1) == 1 for n in rewritten.graph.node if n.op_type == "Conv")
 
 
@@ -174,3 +179,36 @@ def test_a_written_out_hard_swish_gets_a_sixth_the_converter_does_not_fuse() -> 
     divisor = next(n for n in rewritten.graph.node if n.name == "div")
     sixth = Graph(rewritten).constant(divisor.input[1])
     assert divisor.op_type == "Mul" and sixth is not None and 0 < 1 / 6 - float(sixth) < 1e-7
+
+
+def test_a_channel_shuffle_becomes_a_permutation_conv() -> None:
+    """ShuffleNet's shuffle: [1, 8, 4, 4] -> [1, 2, 4, 4, 4] -> swap the two channel axes -> [1, 8, 4, 4]."""
+    nodes = [
+        helper.make_node("Reshape", ["x", "split_shape"], ["r"], name="shuffle"),
+        helper.make_node("Transpose", ["r"], ["t"], perm=[0, 2, 1, 3, 4]),
+        helper.make_node("Reshape", ["t", "shape"], ["y"]),
+    ]
+    shapes = {"split_shape": np.array([1, 2, 4, 4, 4]), "shape": np.array([1, 8, 4, 4])}
+    model = _model(nodes, [1, 8, 4, 4], shapes)
+    rewritten_nodes, rewritten, error = _apply("channel_shuffle", model)
+    assert rewritten_nodes == ["shuffle"] and error == 0
+    assert _ops(rewritten) == Counter({"Conv": 1})
+
+
+def test_a_reshape_that_moves_spatial_values_is_no_channel_shuffle() -> None:
+    nodes = [
+        helper.make_node("Reshape", ["x", "split_shape"], ["r"]),
+        helper.make_node("Transpose", ["r"], ["t"], perm=[0, 1, 3, 2]),  # swaps H and W: not a channel move
+        helper.make_node("Reshape", ["t", "shape"], ["y"]),
+    ]
+    shapes = {"split_shape": np.array([1, 8, 4, 4]), "shape": np.array([1, 8, 4, 4])}
+    assert _apply("channel_shuffle", _model(nodes, [1, 8, 4, 4], shapes))[0] == []
+
+
+def test_a_ceil_mode_pool_whose_padding_is_same_is_written_as_same() -> None:
+    """GoogLeNet's MaxPool(3, 2, ceil_mode=True) on 112: the extra end pixel is SAME's; onnx2tf would pad it -inf."""
+    pool = helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)
+    nodes, rewritten, error = _apply("maxpool_padding", _model([pool], [1, 2, 12, 12]))
+    assert nodes == ["pool"] and error < 1e-6 and _ops(rewritten) == Counter({"MaxPool": 1})
+    node = rewritten.graph.node[0]
+    assert attribute(node, "pads") == [0, 0, 1, 1] and attribute(node, "ceil_mode") == 0
