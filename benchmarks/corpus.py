@@ -137,7 +137,14 @@ def recipe(model: CorpusModel, source: dict[str, Any], build_dir: Path) -> dict[
     }
 
 
+def ensure_photos() -> None:
+    """The photographs every corpus recipe calibrates and verifies on (`make data` writes them too)."""
+    if not (PHOTOS / "eval").is_dir():
+        photos.write_photos()
+
+
 def build_row(model: CorpusModel, bare: bool) -> dict[str, Any]:
+    ensure_photos()
     row: dict[str, Any] = {"model": model.name, "kind": model.kind, "input": model.shape}
     try:
         source = model.source()
@@ -293,8 +300,6 @@ def main(argv: list[str] | None = None) -> int:
         convert_only(args.convert, [int(d) for d in args.shape.split(",")], args.out)
         return 0
     wanted = {name for name in args.only.split(",") if name}
-    if not (PHOTOS / "eval").is_dir():
-        photos.write_photos()
     rows = []
     for model in MODELS:
         if wanted and model.name not in wanted:
