@@ -505,8 +505,9 @@ def _failures(ops: list[Op], cut: Op | None) -> list[Failure]:
 
 _TRANSPOSE_CONV_FIX = (
     "TFLite's converter fuses the bias (version 3: an Add or BatchNorm after the transposed convolution) and the "
-    "activation (version 4: a ReLU after it) into TRANSPOSE_CONV; compiler 16 parses neither and no ckit rewrite "
-    "prevents the fusion yet: upsample with Resize (nearest or bilinear) followed by a Conv in the source model"
+    "activation (version 4: a ReLU after it) into TRANSPOSE_CONV, and compiler 16 parses neither: for ONNX and torch "
+    "sources keep the legalization rewrite 'transpose_conv_unfused' on (the default); in Keras, end the "
+    "Conv2DTranspose's output in an Add of two branches, or upsample with a Resize and a Conv"
 )
 # What raises an op's version beyond compiler 16's, and what removes it with the pinned toolchain. A .tflite keeps
 # one version per opcode, so one such op raises the version of every op of its kind.

@@ -8,6 +8,8 @@ architectures and pretrained models; see the README's corpus table):
   op raises the version of every CONV_2D in the file), as does a depthwise convolution with unequal strides;
 - a convolution whose symmetric padding is not TensorFlow's SAME gets an explicit PAD op before it;
 - HardSwish becomes HARD_SWISH and HardSigmoid becomes RELU_0_TO_1, neither in the Edge TPU's table;
+- a transposed convolution followed by a bias or a ReLU becomes TRANSPOSE_CONV version 3 or 4 (the converter
+  fuses them), which compiler 16 cannot parse;
 - a one-element constant of shape [1] in an element-wise op (PaddlePaddle exports write them), and a channel
   shuffle written as 5-D Reshape -> Transpose -> Reshape (ShuffleNet), make onnx2tf lose track of the NHWC layout:
   TRANSPOSE ops follow, and depthwise convolutions come out as grouped CONV_2D.
@@ -393,6 +395,41 @@ def _channel_permutation(g: Graph, chain: tuple[Any, Any, Any]) -> np.ndarray | 
 def _reshape_target(target: np.ndarray, shape: list[int]) -> list[int]:
     """ONNX Reshape's target: 0 copies the input's dimension, -1 is inferred (numpy does that one)."""
     return [shape[axis] if int(d) == 0 and axis < len(shape) else int(d) for axis, d in enumerate(target)]
+
+
+@rewrite(
+    "transpose_conv_unfused",
+    "ConvTranspose -> the sum of two ConvTranspose with half the kernel taps each, bias added after: TFLite would "
+    "fuse the bias and a following ReLU into TRANSPOSE_CONV (versions 3 and 4, which compiler 16 cannot parse)",
+)
+def transpose_conv_unfused(g: Graph) -> list[str]:
+    """A sum of two tensors is no bias and no activation: each TRANSPOSE_CONV stays version 2 (the converter fuses
+    the bias and the activation into the ADD instead). Exact: the transposed convolution is linear in its kernel."""
+    rewritten = []
+    for node in list(g.graph.node):
+        weights = g.constant(node.input[1]) if node.op_type == "ConvTranspose" else None
+        if weights is None or weights.ndim != 4 or weights.shape[2] * weights.shape[3] < 2:
+            continue
+        g.replace(node, lambda node=node, weights=weights: _halves(g, node, weights))
+        rewritten.append(node.name)
+    return rewritten
+
+
+def _halves(g: Graph, node: Any, weights: np.ndarray) -> str:
+    base = node.name or "ConvTranspose"
+    taps = np.zeros(weights.shape[2:], dtype=bool).reshape(-1)
+    taps[: taps.size // 2] = True
+    first = np.where(taps.reshape(weights.shape[2:]), weights, 0).astype(weights.dtype)
+    attributes = {a.name: attribute(node, a.name) for a in node.attribute}
+    parts = [
+        g.node("ConvTranspose", [node.input[0], g.add_constant(f"{base}_taps{i}", w)], f"{base}_taps{i}", **attributes)
+        for i, w in enumerate((first, weights - first))
+    ]
+    total = g.node("Add", parts, f"{base}_sum")
+    if len(node.input) > 2 and node.input[2]:  # the bias, per output channel: [C, 1, 1] broadcasts over NCHW
+        bias = g.constant(node.input[2])
+        total = g.node("Add", [total, g.add_constant(f"{base}_bias", bias.reshape(-1, 1, 1))], f"{base}_bias")
+    return total
 
 
 @rewrite(

@@ -2,7 +2,8 @@
 models write them: a padded max-pool after ReLU and one on signed values, a grouped convolution, a depthwise
 convolution with unequal strides, stride-2 convolutions with torch's symmetric padding, HardSwish, HardSigmoid
 (a squeeze-excite block), a hard-swish written out as x * relu6(x + 3) / 6 and a learned scale and shift of shape
-[1] (as PaddlePaddle exports them), and ShuffleNet's channel shuffle."""
+[1] (as PaddlePaddle exports them), ShuffleNet's channel shuffle, and a transposed convolution followed by a
+ReLU (a segmentation or text-detection head)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class Constructs(nn.Module):
         self.squeeze_excite = nn.Sequential(
             nn.AdaptiveAvgPool2d(1), nn.Conv2d(32, 8, 1), nn.ReLU(), nn.Conv2d(8, 32, 1), nn.Hardsigmoid()
         )
+        self.upsample = nn.ConvTranspose2d(32, 32, 2, 2)
         self.signed_pool = nn.MaxPool2d(3, 2, 1, ceil_mode=True)
         self.scale, self.shift = nn.Parameter(torch.full((1,), 1.5)), nn.Parameter(torch.full((1,), 0.25))
         self.head = nn.Linear(32, 10)
@@ -36,6 +38,7 @@ class Constructs(nn.Module):
         x = torch.relu(self.depthwise(x * self.scale + self.shift))
         x = x * self.squeeze_excite(x)
         x = x * torch.clamp(x + 3, 0, 6) / 6  # a hard-swish written out
+        x = torch.relu(self.upsample(x))
         x = self.signed_pool(x - 0.5)
         return self.head(x.mean((2, 3)))
 

@@ -212,3 +212,15 @@ def test_a_ceil_mode_pool_whose_padding_is_same_is_written_as_same() -> None:
     assert nodes == ["pool"] and error < 1e-6 and _ops(rewritten) == Counter({"MaxPool": 1})
     node = rewritten.graph.node[0]
     assert attribute(node, "pads") == [0, 0, 1, 1] and attribute(node, "ceil_mode") == 0
+
+
+@pytest.mark.parametrize(("kernel", "bias"), [(2, True), (3, False)])
+def test_a_transpose_conv_becomes_two_summed_halves(kernel: int, bias: bool) -> None:
+    """DBNet's upsampling head: ConvTranspose(2, stride 2); any kernel splits, the bias is added after the sum."""
+    initializers = {"w": _weights(6, 4, kernel, kernel), **({"b": _weights(4, seed=1)} if bias else {})}
+    inputs = ["x", "w", "b"] if bias else ["x", "w"]
+    up = helper.make_node("ConvTranspose", inputs, ["y"], name="up", kernel_shape=[kernel] * 2, strides=[2, 2])
+    nodes, rewritten, error = _apply("transpose_conv_unfused", _model([up], [1, 6, 5, 7], initializers))
+    assert nodes == ["up"] and error < 1e-5
+    assert _ops(rewritten) == Counter({"ConvTranspose": 2, "Add": 2 if bias else 1})
+    assert all(len(n.input) == 2 for n in rewritten.graph.node if n.op_type == "ConvTranspose")  # no bias in them
