@@ -120,12 +120,13 @@ class ConverterFailed(BadInputError):
     """onnx2tf could not convert the model. Its log travels with the error: the stage's scratch folder is
     deleted on failure, so the build keeps the log in the build folder and names that file."""
 
+    fix = (
+        "replace that op in the source model, or export it at another opset; if a legalization rewrite is named, "
+        "build again with it in legalize.skip"
+    )
+
     def __init__(self, problem: str, log: str) -> None:
         self.problem, self.log = problem, log
-        self.fix = (
-            "replace that op in the source model, or export it at another opset; if a legalization rewrite is "
-            "named, build again with it in legalize.skip"
-        )
         super().__init__(problem, fix=self.fix)
 
 

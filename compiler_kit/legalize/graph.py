@@ -30,6 +30,12 @@ class Graph:
     def producer(self, name: str) -> Any | None:
         return next((node for node in self.graph.node if name in node.output), None)
 
+    def single_consumer(self, name: str) -> Any | None:
+        """The one node that reads `name`, when exactly one does and it is no model output."""
+        consumers = [node for node in self.graph.node if name in node.input]
+        outputs = {output.name for output in self.graph.output}
+        return consumers[0] if len(consumers) == 1 and name not in outputs else None
+
     def shape(self, name: str) -> list[int] | None:
         """The value's shape when every dimension is a known positive number."""
         return self.shapes.get(name)

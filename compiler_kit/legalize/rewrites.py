@@ -143,10 +143,9 @@ def singleton_constants(g: Graph) -> list[str]:
 
 @rewrite("hard_swish", "HardSwish -> x * relu6(x + 3) * 1/6 as ADD, RELU6, MUL (TFLite's HARD_SWISH does not map)")
 def hard_swish(g: Graph) -> list[str]:
-    found = [node for node in g.graph.node if node.op_type == "HardSwish"]
-    for node in found:
-        g.replace(node, lambda node=node: g.node("Mul", [node.input[0], _hard_sigmoid(g, node, 1 / 6, 0.5)], node.name))
-    return [node.name for node in found]
+    return _replace_every(
+        g, "HardSwish", lambda node: g.node("Mul", [node.input[0], _hard_sigmoid(g, node, 1 / 6, 0.5)], node.name)
+    )
 
 
 @rewrite(
@@ -172,10 +171,18 @@ def hard_swish_pattern(g: Graph) -> list[str]:
 
 @rewrite("hard_sigmoid", "HardSigmoid -> relu6(6a*x + 6b) * 1/6 as MUL, ADD, RELU6, MUL (RELU_0_TO_1 does not map)")
 def hard_sigmoid(g: Graph) -> list[str]:
-    found = [node for node in g.graph.node if node.op_type == "HardSigmoid"]
+    return _replace_every(
+        g,
+        "HardSigmoid",
+        lambda node: _hard_sigmoid(g, node, attribute(node, "alpha", 0.2), attribute(node, "beta", 0.5)),
+    )
+
+
+def _replace_every(g: Graph, op_type: str, make: Callable[[Any], str]) -> list[str]:
+    """Each node of `op_type` replaced by what `make(node)` builds; the names of the nodes replaced."""
+    found = [node for node in g.graph.node if node.op_type == op_type]
     for node in found:
-        alpha, beta = attribute(node, "alpha", 0.2), attribute(node, "beta", 0.5)
-        g.replace(node, lambda node=node, alpha=alpha, beta=beta: _hard_sigmoid(g, node, alpha, beta))
+        g.replace(node, lambda node=node: make(node))
     return [node.name for node in found]
 
 
@@ -326,11 +333,10 @@ ELEMENTWISE_OPS = frozenset(
 
 
 def _single_elementwise_consumer(g: Graph, value: str) -> Any | None:
-    consumers = [node for node in g.graph.node if value in node.input]
-    outputs = {output.name for output in g.graph.output}
-    if len(consumers) != 1 or value in outputs or consumers[0].op_type not in ELEMENTWISE_OPS:
+    consumer = g.single_consumer(value)
+    if consumer is None or consumer.op_type not in ELEMENTWISE_OPS or consumer.input[0] != value:
         return None
-    return consumers[0] if consumers[0].input[0] == value else None
+    return consumer
 
 
 @rewrite(
@@ -360,15 +366,9 @@ def channel_shuffle(g: Graph) -> list[str]:
 def _reshape_transpose_reshape(g: Graph, node: Any) -> tuple[Any, Any, Any] | None:
     if node.op_type != "Reshape":
         return None
-    middle = _single_consumer(g, node.output[0])
-    last = _single_consumer(g, middle.output[0]) if middle is not None and middle.op_type == "Transpose" else None
+    middle = g.single_consumer(node.output[0])
+    last = g.single_consumer(middle.output[0]) if middle is not None and middle.op_type == "Transpose" else None
     return (node, middle, last) if last is not None and last.op_type == "Reshape" else None
-
-
-def _single_consumer(g: Graph, value: str) -> Any | None:
-    consumers = [node for node in g.graph.node if value in node.input]
-    outputs = {output.name for output in g.graph.output}
-    return consumers[0] if len(consumers) == 1 and value not in outputs else None
 
 
 def _channel_permutation(g: Graph, chain: tuple[Any, Any, Any]) -> np.ndarray | None:

@@ -198,3 +198,11 @@ def test_a_saved_model_name_failure_names_the_node_by_its_original_name() -> Non
     names = _Names(helper.make_model(graph), {"Conv_3": "Conv@3"})
     message = failure((LOGS / "onnx2tf_scope_name.log").read_text(), names)
     assert message.startswith("node Conv@3 (op Relu): saving the SavedModel failed: Generation of saved_model failed")
+
+
+def test_an_output_onnx2tf_reshaped_beyond_a_layout_change_is_bad_input_naming_it() -> None:
+    from compiler_kit.frontends.onnx import _output_perm
+
+    with pytest.raises(BadInputError, match=r"onnx2tf turned output 'boxes' of shape \[1, 3, 32, 24\]") as raised:
+        _output_perm("boxes", [1, 3, 32, 24], [1, 24, 32, 3])
+    assert raised.value.exit_code == 2 and "fix:" in str(raised.value)
