@@ -12,6 +12,8 @@ KERAS_MODEL := recipes/models/digits_cnn.keras
 TORCH_MODEL := recipes/models/digits_torch.pt
 DIGITS_ONNX := recipes/models/digits.onnx
 MOBILENET := recipes/models/mobilenet_v2.pt
+CO2 := calibration/co2/eval.npz
+CO2_MODEL := recipes/models/co2_forecast.keras
 DIGITS_RECIPES := recipes/digits_keras.yaml recipes/digits_torch.yaml recipes/digits_onnx.yaml
 
 .PHONY: setup data models demo recipes browser test lint bench clean edgetpu-fit corpus
@@ -24,14 +26,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --disable-pip-version-check --quiet -e ".[dev]"
 	@touch $@
 
-data: $(DIGITS) $(PHOTOS)
+data: $(DIGITS) $(PHOTOS) $(CO2)
 $(DIGITS): calibration/digits.py | $(STAMP)
 	$(PY) -m calibration.digits
 $(PHOTOS): calibration/photos.py | $(STAMP)
 	$(PY) -m calibration.photos
+$(CO2): calibration/co2.py | $(STAMP)
+	$(PY) -m calibration.co2
 
 # Example models, trained or initialised in seconds from packaged data (nothing is downloaded).
-models: $(KERAS_MODEL) $(TORCH_MODEL) $(DIGITS_ONNX) $(MOBILENET)
+models: $(KERAS_MODEL) $(TORCH_MODEL) $(DIGITS_ONNX) $(MOBILENET) $(CO2_MODEL)
 $(KERAS_MODEL): recipes/models/digits_keras.py $(DIGITS) | $(STAMP)
 	$(PY) -m recipes.models.digits_keras
 # one run writes both the state_dict and the ONNX example's model
@@ -39,6 +43,8 @@ $(TORCH_MODEL) $(DIGITS_ONNX) &: recipes/models/digits_torch.py $(DIGITS) | $(ST
 	$(PY) -m recipes.models.digits_torch
 $(MOBILENET): recipes/models/mobilenet_v2.py $(PHOTOS) | $(STAMP)
 	$(PY) -m recipes.models.mobilenet_v2
+$(CO2_MODEL): recipes/models/co2_forecast.py $(CO2) | $(STAMP)
+	$(PY) -m recipes.models.co2_forecast
 
 # The Keras, PyTorch and ONNX digits examples (about a minute); `make recipes` adds MobileNetV2 (about 1.5 min).
 demo: $(KERAS_MODEL) $(TORCH_MODEL) $(DIGITS_ONNX)
@@ -66,7 +72,7 @@ bench: models
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 clean:
-	rm -rf build benchmarks/results calibration/digits calibration/photos recipes/models/*.keras \
+	rm -rf build benchmarks/results calibration/digits calibration/photos calibration/co2 recipes/models/*.keras \
 		recipes/models/*.pt recipes/models/*.onnx
 
 # Fit the Edge TPU latency model on Coral's published figures: builds the benchmark architectures in code (random

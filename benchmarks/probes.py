@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from compiler_kit.bench import measure_latency
+from compiler_kit.compare.outputs import compare_outputs, resolve_tasks
 from compiler_kit.data import Dataset, open_dataset
 from compiler_kit.lazy import litert_interpreter
 from compiler_kit.pipeline import run_all
@@ -40,7 +41,7 @@ Perms = tuple[list[Any], list[Any]]
 def layout_perms(build_dir: Path) -> Perms:
     """The build's (input perms, output perms), from report.json's `layout` section."""
     layout = json.loads((build_dir / "report.json").read_text())["layout"]
-    return list(layout["inputs"].values()), list(layout["outputs"])
+    return list(layout["inputs"].values()), list(layout["outputs"].values())
 
 
 def verification_set(recipe: Recipe) -> Dataset:
@@ -50,12 +51,19 @@ def verification_set(recipe: Recipe) -> Dataset:
 
 
 def ckit_pass(recipe: Recipe, verify: Dataset, model: Path, perms: Perms) -> Callable[[], np.ndarray]:
-    runner = LiteRtRunner("tflite-int8", model, recipe.verify.threads, *perms)
+    """ckit's verification of one runner: outputs by name, then every output's signal and task metrics and their
+    per-sample spread (against the outputs themselves: the arithmetic is the same whatever the reference)."""
+    runner = LiteRtRunner("tflite-int8", model, recipe.verify.threads, perms[0])
 
     def run() -> np.ndarray:
         runner.prepare()  # as the bare pass makes its interpreter in every pass
         outputs, _ = run_all([runner], verify, recipe.inputs[0].name)
-        return outputs[runner.name]
+        produced = outputs[runner.name]
+        shapes = {name: y.shape[1:] for name, y in produced.items()}
+        tasks = resolve_tasks({}, shapes, channels_last=True, has_labels=verify.labels is not None)
+        compare_outputs(produced, produced, tasks, verify.labels, verify.sample_names())
+        (only,) = produced.values()
+        return only
 
     return run
 
@@ -127,7 +135,7 @@ def latency(recipe_path: Path, build_dir: Path, threads: int, warmup: int, runs:
     perms = layout_perms(build_dir)
     runners = {}
     for name, file in {"tflite-float": FLOAT_TFLITE, "tflite-int8": INT8_TFLITE}.items():
-        runner = runners[name] = LiteRtRunner(name, build_dir / file, threads, *perms)
+        runner = runners[name] = LiteRtRunner(name, build_dir / file, threads, perms[0])
         runner.prepare()
         runner.infer(feed)
     first_ms = {name: runner.last_inference_ms for name, runner in runners.items()}

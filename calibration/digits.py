@@ -12,10 +12,11 @@ Run `python -m calibration.digits [OUT_DIR]` (the Makefile does); the output is 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
+
+from calibration import main, save_npz
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "digits"
 SIDE = 16
@@ -51,14 +52,9 @@ def write_splits(out_dir: Path = DEFAULT_DIR) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for part, indices in split_indices(labels).items():
-        path = out_dir / f"{part}.npz"
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, x=images[indices], y=labels[indices])
-        tmp.replace(path)
-        paths[part] = path
+        paths[part] = save_npz(out_dir / f"{part}.npz", x=images[indices], y=labels[indices])
     return paths
 
 
 if __name__ == "__main__":
-    for part, path in write_splits(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DIR).items():
-        print(f"{part:12s} {path}")
+    main(write_splits, DEFAULT_DIR)

@@ -4,6 +4,7 @@ A gate is named `max_<name>` or `min_<name>` after what it judges: a registered 
 comparison source -> tflite-int8, or an Edge TPU figure (`ops_on_edgetpu_fraction`, `off_chip_bytes`);
 `max_latency_p50_ms` judges each named runner's median latency, `max_predicted_edgetpu_ms` each named target's
 predicted Edge TPU latency (edgetpu/latency.py: a prediction, for models nobody has run on the device yet).
+`outputs` gates judge one output's metrics (its task's and the signal metrics), named `outputs[<name>].<gate>`.
 """
 
 from __future__ import annotations
@@ -37,15 +38,17 @@ def evaluate(
     latency_p50_ms: dict[str, float],
     baseline: dict[str, float | None] | None = None,
     predicted_edgetpu_ms: dict[str, float] | None = None,
+    per_output: dict[str, dict[str, float | None]] | None = None,
 ) -> list[GateResult]:
     """`measured`: the metrics of source -> tflite-int8 and the Edge TPU figures (ops_on_edgetpu_fraction,
     off_chip_bytes); `latency_p50_ms`: median latency by runner; `baseline`: report.diff.baseline_values();
-    `predicted_edgetpu_ms`: predicted Edge TPU latency by target (none when the Edge TPU stage is off)."""
+    `predicted_edgetpu_ms`: predicted Edge TPU latency by target (none when the Edge TPU stage is off);
+    `per_output`: each output's metrics of source -> tflite-int8."""
     measured = {**measured, **_relative_to(baseline or {}, measured)}
     keyed = {"max_latency_p50_ms": latency_p50_ms, "max_predicted_edgetpu_ms": predicted_edgetpu_ms or {}}
     results = []
     for field, threshold in gates.model_dump(
-        exclude={*keyed, "max_latency_p50_above_baseline_pct", "baseline"}
+        exclude={*keyed, "max_latency_p50_above_baseline_pct", "baseline", "outputs"}
     ).items():
         if threshold is not None:
             bound, metric = field.split("_", 1)
@@ -57,6 +60,11 @@ def evaluate(
         before, now = (baseline or {}).get(f"latency_p50_ms[{runner}]"), latency_p50_ms.get(runner)
         increase = 100 * (now / before - 1) if before and now is not None else None
         results.append(_judge(f"max_latency_p50_above_baseline_pct[{runner}]", "max", threshold, increase))
+    for output, thresholds in gates.outputs.items():
+        metrics = (per_output or {}).get(output, {})
+        for gate, threshold in thresholds.items():
+            bound, metric = gate.split("_", 1)
+            results.append(_judge(f"outputs[{output}].{gate}", bound, threshold, metrics.get(metric)))
     return results
 
 

@@ -8,6 +8,7 @@ artifacts copied into the build folder atomically. The whole build holds the bui
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from collections.abc import Callable, Iterator
@@ -23,9 +24,9 @@ from compiler_kit import lazy, stage_keys
 from compiler_kit.artifacts import BuildFolder
 from compiler_kit.bench import LatencyStats, measure_latency
 from compiler_kit.cache import RETRY, Entry, StageCache, default_root, resolve_files, stage_key
-from compiler_kit.compare import compare
 from compiler_kit.compare.layers import LayerDrift, LayerDrifts, layer_drift, worst_layers
 from compiler_kit.compare.metrics import confusion
+from compiler_kit.compare.outputs import OutputTasks, compare_outputs, constant_outputs, resolve_tasks
 from compiler_kit.data import Dataset, open_dataset
 from compiler_kit.edgetpu.analysis import analyze
 from compiler_kit.edgetpu.compiler import compiler_version
@@ -33,13 +34,16 @@ from compiler_kit.edgetpu.latency import latency_section
 from compiler_kit.edgetpu.stage import EdgeTpuOutcome, edgetpu_section, outcome, require_compiler
 from compiler_kit.errors import BadInputError
 from compiler_kit.frontends import FloatModel, frontend_for
+from compiler_kit.frontends.base import ModelOutput
 from compiler_kit.frontends.onnx import ONNX2TF_LOG, ConverterFailed
 from compiler_kit.gates import DRIFT_CANDIDATE, DRIFT_REFERENCE, GateResult, evaluate, needs_labels
 from compiler_kit.quantize import Int8Quantizer
 from compiler_kit.recipe import Recipe
 from compiler_kit.report import REPORT_HTML, REPORT_JSON, REPORT_MD, build_report, leak_findings, write_reports
 from compiler_kit.report.diff import baseline_values, load_report
+from compiler_kit.report.document import degenerate_findings, sample_count_findings, speed_findings
 from compiler_kit.runners import SOURCE_RUNNERS, EdgeTpuRunner, LiteRtRunner, OnnxRuntimeRunner, Runner
+from compiler_kit.runners.xnnpack import ops_outside_xnnpack
 
 FLOAT_TFLITE, INT8_TFLITE, BUILD_LOG, OUTPUTS = "model_float.tflite", "model_int8.tflite", "build.log", "outputs.npz"
 STAGES = ("data", "convert", "quantize", "edgetpu", "verify", "latency", "report")
@@ -159,8 +163,9 @@ def _run(done: _Build) -> BuildResult:
     runners = make_runners(recipe, folder, float_model, edgetpu)
     with stage("verify", f"{len(runners)} runners on {len(verify)} samples, then float vs int8 layer by layer"):
         outputs, checked = run_verify(done, runners, verify, float_model)
+        tasks = output_tasks(recipe, outputs[runners[0].name], verify)
     with stage("latency", f"{recipe.verify.latency.warmup} warm-up + {recipe.verify.latency.runs} timed runs"):
-        latency, predicted = measure_all(done, runners, verify, checked["first_ms"], edgetpu)
+        latency, predicted, outside_xnnpack = measure_all(done, runners, verify, checked["first_ms"], edgetpu)
         if predicted is not None:
             edgetpu.section["latency"] = {**predicted, "measured_p50_ms": _p50(latency, EdgeTpuRunner.NAME)}
     with stage("report"):
@@ -169,15 +174,29 @@ def _run(done: _Build) -> BuildResult:
             edgetpu,
             checked["runners"],
             LayerDrifts([LayerDrift(**layer) for layer in checked["layers"]], checked["unmatched"]),
-            compare_stages(outputs, [runner.name for runner in runners], verify.labels),
+            compare_stages(outputs, [runner.name for runner in runners], tasks, verify),
+            tasks,
             latency,
             {"calibration": calibration, "verify": verify},
+            warnings=[
+                *degenerate_findings(constant_outputs(outputs[runners[0].name]), len(verify)),
+                *sample_count_findings(
+                    _requested_samples(recipe),
+                    {"calibration": calibration.source.length, "verify": verify.source.length},
+                ),
+                *speed_findings({n: s.as_dict() for n, s in latency.items()}, outside_xnnpack),
+            ],
         )
         report = _report(done, results)
         report["findings"] += leak_findings(shared, len(verify))
-        if verify.labels is not None:  # a classifier: show which predictions int8 changes
-            matrix = confusion(outputs[DRIFT_REFERENCE], outputs[DRIFT_CANDIDATE])
-            report["confusion"] = {"reference": DRIFT_REFERENCE, "candidate": DRIFT_CANDIDATE, **matrix}
+        if (labelled := tasks.labelled) is not None:  # a classifier: show which predictions int8 changes
+            matrix = confusion(outputs[DRIFT_REFERENCE][labelled], outputs[DRIFT_CANDIDATE][labelled])
+            report["confusion"] = {
+                "reference": DRIFT_REFERENCE,
+                "candidate": DRIFT_CANDIDATE,
+                "output": labelled,
+                **matrix,
+            }
     report["stage_seconds"] = dict(stage.seconds)
     report["cache"] = {"dir": str(done.cache.root), "stages": stage.cache}
     write_reports(report, folder)
@@ -194,11 +213,30 @@ def comparison_pairs(chain: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def compare_stages(outputs: dict[str, np.ndarray], chain: list[str], labels: np.ndarray | None) -> list[dict[str, Any]]:
+def compare_stages(
+    outputs: dict[str, dict[str, np.ndarray]], chain: list[str], tasks: OutputTasks, verify: Dataset
+) -> list[dict[str, Any]]:
+    names = verify.sample_names()
     return [
-        {"reference": ref, "candidate": cand, "metrics": compare(outputs[ref], outputs[cand], labels)}
+        {
+            "reference": ref,
+            "candidate": cand,
+            **compare_outputs(outputs[ref], outputs[cand], tasks, verify.labels, names),
+        }
         for ref, cand in comparison_pairs(chain)
     ]
+
+
+def output_tasks(recipe: Recipe, source_outputs: dict[str, np.ndarray], verify: Dataset) -> OutputTasks:
+    """Each output's task (the recipe's, or inferred from its shape); a Keras model's maps are channels-last."""
+    shapes = {name: array.shape[1:] for name, array in source_outputs.items()}
+    if unknown := sorted(set(recipe.gates.outputs) - set(shapes)):
+        raise BadInputError(
+            f"gates.outputs names output '{unknown[0]}', which the model does not have",
+            fix=f"use one of the model's outputs: {', '.join(shapes)}",
+        )
+    channels_last = recipe.source.framework == "keras"
+    return resolve_tasks(recipe.verify.task, shapes, channels_last, verify.labels is not None)
 
 
 @dataclass
@@ -210,21 +248,22 @@ class _Results:
     runners: dict[str, dict[str, object]]  # runner name -> its description
     layers: LayerDrifts
     comparisons: list[dict[str, Any]]
+    tasks: OutputTasks
     latency: dict[str, LatencyStats]
     datasets: dict[str, Dataset]
+    warnings: list[str]
 
 
 def _gates(done: _Build, results: _Results) -> list[GateResult]:
     drift = next(
-        c["metrics"]
-        for c in results.comparisons
-        if (c["reference"], c["candidate"]) == (DRIFT_REFERENCE, DRIFT_CANDIDATE)
+        c for c in results.comparisons if (c["reference"], c["candidate"]) == (DRIFT_REFERENCE, DRIFT_CANDIDATE)
     )
-    measured = {**drift, **results.edgetpu.gate_values}
+    measured = {**drift["metrics"], **results.edgetpu.gate_values}
+    per_output = {name: entry["metrics"] for name, entry in drift["outputs"].items()}
     p50 = {name: stats.p50_ms for name, stats in results.latency.items()}
     predicted = results.edgetpu.section.get("latency", {}).get("targets", {})
     predicted_ms = {target: estimate["predicted_ms"] for target, estimate in predicted.items()}
-    gates = evaluate(done.recipe.gates, measured, p50, done.baseline, predicted_ms)
+    gates = evaluate(done.recipe.gates, measured, p50, done.baseline, predicted_ms, per_output)
     section = results.edgetpu.section
     if section.get("predicted") is False and not section["compiled"]:
         gates.append(GateResult("edgetpu_compiled", 1.0, 0.0, False))  # the compiler ran and refused the model
@@ -254,7 +293,15 @@ def _report(done: _Build, results: _Results) -> dict[str, Any]:
         layers=[layer.as_dict() for layer in results.layers],
         worst_layers=[layer.name for layer in worst_layers(results.layers)],
         legalization={**float_model.legalization, "renamed": float_model.renamed},
+        tasks=results.tasks.describe(),
+        warnings=results.warnings,
     )
+
+
+def _requested_samples(recipe: Recipe) -> dict[str, int | None]:
+    """num_samples where the recipe sets it (calibration's default of 200 is a ceiling, not a request)."""
+    sections = {"calibration": recipe.calibration, "verify": recipe.verify}
+    return {name: s.num_samples if "num_samples" in s.model_fields_set else None for name, s in sections.items()}
 
 
 def _p50(latency: dict[str, LatencyStats], runner: str) -> float | None:
@@ -304,7 +351,7 @@ def convert(done: _Build) -> FloatModel:
         return {
             "signature_key": made.signature_key,
             "input_perms": made.input_perms,
-            "output_perms": made.output_perms,
+            "outputs": [dataclasses.asdict(output) for output in made.outputs],
             "intermediates": made.intermediates,
             "legalization": made.legalization,
             "renamed": made.renamed,
@@ -315,16 +362,21 @@ def convert(done: _Build) -> FloatModel:
     except ConverterFailed as failed:  # its scratch folder is gone: keep the converter's log where the user looks
         log = done.folder.write_text(ONNX2TF_LOG, failed.log)
         raise BadInputError(failed.problem, path=log, fix=failed.fix) from None
-    perms = {side: [None if p is None else tuple(p) for p in meta[side]] for side in ("input_perms", "output_perms")}
-    root = done.folder.path(FLOAT_MODEL)
+    outputs = [ModelOutput(o["name"], o["key"], _perm(o["perm"])) for o in meta["outputs"]]
     return FloatModel(
-        root,
+        done.folder.path(FLOAT_MODEL),
         meta["signature_key"],
+        input_perms=[_perm(perm) for perm in meta["input_perms"]],
+        outputs=outputs,
         intermediates=meta["intermediates"],
         legalization=meta["legalization"],
         renamed=meta["renamed"],
-        **perms,
     )
+
+
+def _perm(stored: list[int] | None) -> tuple[int, ...] | None:
+    """A permutation as the cache's JSON holds it (a list) back to the tuple the frontends made."""
+    return None if stored is None else tuple(stored)
 
 
 def quantize(done: _Build, float_model: FloatModel, calibration: Dataset) -> None:
@@ -360,17 +412,17 @@ def run_edgetpu(done: _Build) -> EdgeTpuOutcome:
 def make_runners(recipe: Recipe, folder: BuildFolder, float_model: FloatModel, edgetpu: EdgeTpuOutcome) -> list[Runner]:
     """The stage chain, in order: source, any intermediate model (torch's exported ONNX), float and int8 TFLite,
     and the compiled model on an Edge TPU when one is here."""
-    threads, perms = recipe.verify.threads, (float_model.input_perms, float_model.output_perms)
+    threads, model_io = recipe.verify.threads, (float_model.input_perms, float_model.outputs)
     intermediates = [
         OnnxRuntimeRunner(name, float_model.root / file, threads) for name, file in float_model.intermediates.items()
     ]
     return [
-        SOURCE_RUNNERS[recipe.source.framework](recipe.source, threads),
+        SOURCE_RUNNERS[recipe.source.framework](recipe.source, threads, float_model.output_names),
         *intermediates,
-        LiteRtRunner("tflite-float", folder.path(FLOAT_TFLITE), threads, *perms),
-        LiteRtRunner("tflite-int8", folder.path(INT8_TFLITE), threads, *perms),
+        LiteRtRunner("tflite-float", folder.path(FLOAT_TFLITE), threads, *model_io),
+        LiteRtRunner("tflite-int8", folder.path(INT8_TFLITE), threads, *model_io),
         *(
-            [EdgeTpuRunner(edgetpu.compiled_model, threads, recipe.edgetpu.device, *perms)]
+            [EdgeTpuRunner(edgetpu.compiled_model, threads, recipe.edgetpu.device, *model_io)]
             if edgetpu.runnable and edgetpu.compiled_model
             else []
         ),
@@ -379,15 +431,15 @@ def make_runners(recipe: Recipe, folder: BuildFolder, float_model: FloatModel, e
 
 def run_verify(
     done: _Build, runners: list[Runner], verify: Dataset, float_model: FloatModel
-) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Every runner's outputs on the verification samples, and (in the metadata) each runner's first inference
-    time and description and the per-layer drift of int8 against float."""
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
+    """Every runner's outputs on the verification samples, by runner and output name, and (in the metadata) each
+    runner's first inference time and description and the per-layer drift of int8 against float."""
     recipe, folder = done.recipe, done.folder
 
     def produce(files: Path) -> dict[str, Any]:
         done.prepare(runners)
         outputs, first_ms = run_all(runners, verify, recipe.inputs[0].name)
-        np.savez(files / OUTPUTS, **outputs)
+        np.savez(files / OUTPUTS, **_flat(outputs, float_model.output_names))
         float_tflite, int8_tflite = folder.path(FLOAT_TFLITE), folder.path(INT8_TFLITE)
         layers = layer_drift(float_tflite, int8_tflite, verify, float_model.input_perms[0], recipe.verify.threads)
         return {
@@ -401,30 +453,63 @@ def run_verify(
     inputs = stage_keys.verify_inputs(recipe, models, [runner.name for runner in runners], verify)
     entry = done.cached("verify", inputs, produce)
     with np.load(entry.files / OUTPUTS) as stored:
-        outputs = {runner.name: stored[runner.name] for runner in runners}
+        names = float_model.output_names
+        outputs = {r.name: {name: stored[f"{r.name}#{k}"] for k, name in enumerate(names)} for r in runners}
     return outputs, entry.meta
 
 
-def run_all(runners: list[Runner], verify: Dataset, input_name: str) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Feed the prepared runners the same samples; keep each one's outputs and first inference time. Outputs go
-    into arrays allocated once: a list of per-sample arrays fragments the heap as the set grows."""
-    outputs: dict[str, np.ndarray] = {}
+def _flat(outputs: dict[str, dict[str, np.ndarray]], names: list[str]) -> dict[str, np.ndarray]:
+    """One archive member per runner and output: `runner#k`, k the output's position in the source model (output
+    names may hold any character; the position is the stable key)."""
+    return {f"{runner}#{k}": by_name[name] for runner, by_name in outputs.items() for k, name in enumerate(names)}
+
+
+def run_all(
+    runners: list[Runner], verify: Dataset, input_name: str
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, float]]:
+    """Feed the prepared runners the same samples; keep each one's outputs (by output name) and first inference
+    time. The first runner's outputs are the reference every other runner's must match by name and shape. Outputs
+    go into arrays allocated once: a list of per-sample arrays fragments the heap as the set grows."""
+    outputs: dict[str, dict[str, np.ndarray]] = {}
     first_ms: dict[str, float] = {}
     for position, sample in enumerate(verify):
         for runner in runners:
-            output = runner.infer({input_name: sample})[0]
+            produced = runner.infer({input_name: sample})
             if position == 0:
-                outputs[runner.name] = np.empty((len(verify), *output.shape[1:]), dtype=output.dtype)
+                check_outputs(runner.name, produced, outputs[runners[0].name] if outputs else None)
+                outputs[runner.name] = {
+                    name: np.empty((len(verify), *y.shape[1:]), dtype=y.dtype) for name, y in produced.items()
+                }
                 first_ms[runner.name] = runner.last_inference_ms
-            outputs[runner.name][position] = output[0]
+            for name, y in produced.items():
+                outputs[runner.name][name][position] = y[0]
     return outputs, first_ms
+
+
+def check_outputs(runner: str, produced: dict[str, np.ndarray], reference: dict[str, np.ndarray] | None) -> None:
+    """A converted model must return the source model's outputs: the same names, each of the same shape."""
+    if reference is None:
+        return
+    if set(produced) != set(reference):
+        raise BadInputError(
+            f"the {runner} model's outputs ({', '.join(produced)}) are not the source model's ({', '.join(reference)})",
+            fix="report the model: the converter lost or renamed an output",
+        )
+    for name, y in produced.items():
+        if y.shape[1:] != reference[name].shape[1:]:
+            raise BadInputError(
+                f"the {runner} model's output '{name}' has shape {list(y.shape)}, the source model's "
+                f"{[1, *reference[name].shape[1:]]}",
+                fix="report the model: the converter changed the output's shape",
+            )
 
 
 def measure_all(
     done: _Build, runners: list[Runner], verify: Dataset, first_ms: dict[str, float], edgetpu: EdgeTpuOutcome
-) -> tuple[dict[str, LatencyStats], dict[str, Any] | None]:
-    """Each runner's latency on this machine, and the predicted Edge TPU latency (its CPU part is measured here
-    too, which is why it belongs to this stage)."""
+) -> tuple[dict[str, LatencyStats], dict[str, Any] | None, dict[str, dict[str, int]]]:
+    """Each runner's latency on this machine, the predicted Edge TPU latency (its CPU part is measured here too,
+    which is why it belongs to this stage), and the ops of each TFLite model XNNPACK leaves to slower kernels
+    (which explain int8 slower than float on this CPU)."""
     recipe = done.recipe
     feed = {recipe.inputs[0].name: verify.sample(int(verify.indices[0]))}
     settings = recipe.verify.latency
@@ -442,7 +527,11 @@ def measure_all(
         if prediction is not None and prediction.ops_on_edgetpu:  # nothing on the Edge TPU: no Edge TPU latency
             off_chip = None if edgetpu.section["predicted"] else edgetpu.section.get("off_chip_bytes")
             predicted = latency_section(prediction, recipe.verify.threads, off_chip)
-        return {"runners": runs, "edgetpu": predicted}
+        tflite = {"tflite-float": FLOAT_TFLITE, "tflite-int8": INT8_TFLITE}
+        threads = recipe.verify.threads
+        outside = {name: ops_outside_xnnpack(done.folder.path(file), threads) for name, file in tflite.items()}
+        return {"runners": runs, "edgetpu": predicted, "outside_xnnpack": outside}
 
     meta = done.cached("latency", stage_keys.latency_inputs(recipe, done.keys["verify"]), produce).meta
-    return {name: LatencyStats(**stats) for name, stats in meta["runners"].items()}, meta["edgetpu"]
+    latency = {name: LatencyStats(**stats) for name, stats in meta["runners"].items()}
+    return latency, meta["edgetpu"], meta["outside_xnnpack"]

@@ -231,14 +231,69 @@ class Latency(_Section):
     runs: PositiveInt = Field(100, le=100_000, description="Timed runs.")
 
 
+TaskKind = Literal["classification", "map", "sequence", "detection", "regression", "embedding"]
+
+
+class OutputTask(_Section):
+    """What one model output computes, so verification judges it with the metrics of its task. Without an entry
+    the kind is inferred from the output's shape (a vector: classification; steps x classes: sequence; a map with
+    spatial axes: map; a single value: regression) and the report says which it chose.
+
+    classification: top-1/top-5 agreement, accuracy with labels. map: per-pixel agreement and IoU (argmax over the
+    channel axis, or `threshold` on a single-channel map). sequence: per-step agreement; with `ctc_blank`, greedy
+    CTC decoding, exact match and edit distance. detection: boxes decoded by `decoder` (built-ins `anchor_free`, a
+    (4+C, N) or (N, 4+C) cx,cy,w,h + class scores output; `boxes_scores`, this output's (N, 4) x1,y1,x2,y2 boxes
+    with the class scores of `scores_output`; or a "package.module:function" taking one sample's outputs by name
+    and returning boxes, scores and classes), int8 detections matched to float ones by IoU: recall, precision.
+    regression: MAE, RMSE, maximum error and bias in `units`. embedding: cosine and nearest-neighbour agreement.
+    """
+
+    kind: TaskKind | None = Field(None, description="The task; inferred from the output's shape when absent.")
+    labels: bool | None = Field(
+        None, description="classification: the verification labels belong to this output (default: the first one)."
+    )
+    threshold: Float32 = Field(0.5, description="map: foreground above this value (single-channel maps).")
+    ctc_blank: NonNegativeInt | None = Field(None, description="sequence: the CTC blank class; decodes greedily.")
+    decoder: str = Field(
+        "anchor_free",
+        pattern=r"^(anchor_free|boxes_scores|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$",
+        description="detection: anchor_free, boxes_scores, or package.module:function.",
+    )
+    scores_output: str | None = Field(None, description="detection, boxes_scores: the output with class scores.")
+    score_threshold: float = Field(0.3, ge=0, le=1, description="detection: keep boxes scoring above this.")
+    iou_threshold: float = Field(0.5, gt=0, le=1, description="detection: IoU for NMS and for matching.")
+    units: str = Field("", max_length=32, description="regression: the output's physical units, for the report.")
+
+
 class Verify(_Section):
-    """Held-out samples every runner is fed identically; labels make accuracy measurable."""
+    """Held-out samples every runner is fed identically; labels make accuracy measurable. `task` says, per output
+    name, what the output computes (see OutputTask); every output is compared by name at every step."""
 
     data: DataSpec
     num_samples: PositiveInt | None = Field(None, description="Seeded subset; all samples when absent.")
     seed: Seed = Field(0, description="Seed of the subset draw.")
     threads: PositiveInt = Field(1, le=1024, description="CPU threads for every runner.")
     latency: Latency = Field(default_factory=Latency)
+    task: dict[str, OutputTask] = Field(
+        default_factory=dict, description="Per output name: its task and the task's settings."
+    )
+
+
+def _output_gate_names(gates: dict[str, float]) -> dict[str, float]:
+    """`min_<metric>` / `max_<metric>` of a metric some task or the generic comparison measures."""
+    from compiler_kit.compare import metric_names
+
+    known = metric_names()
+    for gate in gates:
+        bound, _, metric = gate.partition("_")
+        if bound not in ("min", "max") or metric not in known:
+            close = difflib.get_close_matches(metric, sorted(known), n=1)
+            hint = f"; did you mean '{bound}_{close[0]}'?" if close else ""
+            raise ValueError(f"'{gate}' is not min_<metric> or max_<metric> of a known metric{hint}")
+    return gates
+
+
+OutputGates = Annotated[dict[str, Float32], AfterValidator(_output_gate_names)]
 
 
 class EdgeTpu(_Section):
@@ -292,6 +347,10 @@ class Gates(_Section):
     )
     max_latency_p50_above_baseline_pct: dict[RunnerName, float] = Field(
         default_factory=dict, description="Median latency per runner at most this % above the baseline's."
+    )
+    outputs: dict[str, OutputGates] = Field(
+        default_factory=dict,
+        description="Per output name, min_/max_ of its metrics (signal or task), e.g. {boxes: {min_recall: 0.9}}.",
     )
 
     @model_validator(mode="after")

@@ -73,7 +73,10 @@ def entry_point_file(entry_point: str, recipe_dir: Path | None) -> Path:
 
 def data_inputs(dataset: Dataset, section: Any) -> dict[str, Any]:
     """A data set by content: its files' hash and the recipe fields that select and shape its samples."""
-    fields = section.model_dump(mode="json", exclude={"data": _LOCATION, "latency": True, "threads": True})
+    # How outputs are judged (task) changes no runner's outputs: the verify stage is reused when only it changes.
+    fields = section.model_dump(
+        mode="json", exclude={"data": _LOCATION, "latency": True, "threads": True, "task": True}
+    )
     return {"sha256": dataset.sha256, **fields}
 
 

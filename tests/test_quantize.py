@@ -97,7 +97,7 @@ def test_the_uint8_model_still_classifies(per_tensor, digits_dir: Path, tmp_path
     runner.prepare()
     with np.load(digits_dir / "eval.npz") as data:
         x, y = data["x"][:50].astype(np.float32) / 255.0, data["y"][:50]
-    predictions = [int(runner.infer({"image": sample[None]})[0].argmax()) for sample in x]
+    predictions = [int(runner.infer({"image": sample[None]})["output_0"].argmax()) for sample in x]
     assert runner.describe()["input_quantization"][0]["dtype"] == "uint8"
     assert np.mean(np.array(predictions) == y) >= 0.9
 

@@ -65,7 +65,7 @@ def _build_one(
     from compiler_kit.cache import StageCache, default_root
     from compiler_kit.pipeline import build as run_build
     from compiler_kit.recipe import load_recipe
-    from compiler_kit.report import REPORT_HTML, REPORT_JSON, REPORT_MD, edgetpu_findings, terminal_summary
+    from compiler_kit.report import REPORT_HTML, REPORT_JSON, REPORT_MD, terminal_summary
 
     loaded = load_recipe(recipe)
     if compiler is not None:
@@ -74,7 +74,7 @@ def _build_one(
     cache = StageCache(cache_dir or default_root(), force=force)
     result = run_build(loaded, recipe, out, progress=(lambda _: None) if quiet else _progress, cache=cache)
     typer.echo(terminal_summary(result.report))
-    for warning in edgetpu_findings(result.report["edgetpu"]):  # never silent, gate or no gate
+    for warning in result.report["warnings"]:  # never silent, gate or no gate
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(
         f"report: {result.build_dir / REPORT_JSON}  {result.build_dir / REPORT_MD}  {result.build_dir / REPORT_HTML}"

@@ -109,6 +109,13 @@ class Dataset:
         samples' digests (to spot verification samples that leaked into calibration)."""
         return {hashlib.sha1(x.tobytes()).hexdigest() for x in self}
 
+    def sample_names(self) -> list[str]:
+        """What a reader can find each selected sample by: its image file, or `archive[index]` in an array file."""
+        files, root = self.source.files, self.spec.path
+        if root.is_dir():  # a folder of images: one file per sample
+            return [str(files[i].relative_to(root)) for i in self.indices]
+        return [f"{root.name}[{i}]" for i in self.indices]
+
     def describe(self) -> dict[str, object]:
         return {
             "path": str(self.spec.path),

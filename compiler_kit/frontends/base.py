@@ -5,6 +5,10 @@ intermediate models it made on the way (the torch frontend's `model.onnx`), whic
 converters change layouts (onnx2tf turns NCHW into NHWC), it also records, per input and output, the axis
 permutation from the source model's layout to the TF model's: runners and the quantizer apply it, so every caller
 feeds samples in the SOURCE layout.
+
+Outputs are matched by name, never by position: converters reorder them (onnx2tf's signature, the TFLite converter's
+output tensors). Each output records the source model's name, its key in the SavedModel's serving signature (which
+the TFLite model's signature keeps) and its layout permutation.
 """
 
 from __future__ import annotations
@@ -23,11 +27,18 @@ Perm = tuple[int, ...] | None
 
 
 @dataclass(frozen=True)
+class ModelOutput:
+    name: str  # the source model's name for it
+    key: str  # its key in the serving signature (SavedModel and TFLite)
+    perm: Perm  # source layout -> the converted model's layout
+
+
+@dataclass(frozen=True)
 class FloatModel:
     root: Path
     signature_key: str
     input_perms: list[Perm]
-    output_perms: list[Perm]
+    outputs: list[ModelOutput]  # in the source model's order
     intermediates: dict[str, str] = field(default_factory=dict)  # runner name -> file name under root
     legalization: dict[str, object] = field(default_factory=dict)  # compiler_kit.legalize's report section
     renamed: dict[str, str] = field(default_factory=dict)  # names ckit changed for the converter -> originals
@@ -40,12 +51,16 @@ class FloatModel:
         perm = self.input_perms[index]
         return sample if perm is None else np.ascontiguousarray(sample.transpose(perm))
 
+    @property
+    def output_names(self) -> list[str]:
+        return [output.name for output in self.outputs]
+
     def layout_report(self, inputs: list[InputSpec]) -> dict[str, object]:
         return {
             "inputs": {
                 spec.name: list(perm) if perm else None for spec, perm in zip(inputs, self.input_perms, strict=True)
             },
-            "outputs": [list(perm) if perm else None for perm in self.output_perms],
+            "outputs": {output.name: list(output.perm) if output.perm else None for output in self.outputs},
         }
 
 

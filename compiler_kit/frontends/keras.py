@@ -16,7 +16,7 @@ from typing import Any
 
 from compiler_kit import lazy
 from compiler_kit.errors import BadInputError, describe_exception
-from compiler_kit.frontends.base import DEFAULT_LEGALIZE, SAVED_MODEL, FloatModel
+from compiler_kit.frontends.base import DEFAULT_LEGALIZE, SAVED_MODEL, FloatModel, ModelOutput
 from compiler_kit.recipe import InputSpec, Legalize, Source
 
 SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -69,11 +69,6 @@ def check_inputs(model: Any, inputs: list[InputSpec], path: Path) -> None:
             path=path,
             fix="describe each model input under inputs",
         )
-    if len(model.outputs) != 1:
-        raise BadInputError(
-            f"the model has {len(model.outputs)} outputs; ckit supports single-output models for now",
-            path=path,
-        )
     for tensor, spec in zip(model_inputs, inputs, strict=True):
         if spec.name and not _TF_NAME.fullmatch(spec.name):
             raise BadInputError(
@@ -92,6 +87,16 @@ def check_inputs(model: Any, inputs: list[InputSpec], path: Path) -> None:
             )
 
 
+def keras_output_names(model: Any) -> list[str]:
+    """The model's output names, in the order it returns its outputs: its output layers' names (a model that has none,
+    or uses one layer twice, gets `output_<k>` for them)."""
+    count = len(model.outputs)
+    names = list(getattr(model, "output_names", None) or [])
+    if len(names) != count or len(set(names)) != count:
+        names = [f"output_{k}" for k in range(count)]
+    return names
+
+
 # Keras layers reach TFLite through TensorFlow's own converter, which writes the builtins the Edge TPU maps (a
 # ZeroPadding2D is a PAD, a DepthwiseConv2D a DEPTHWISE_CONV_2D): the ONNX rewrites have nothing to fix here.
 NOT_LEGALIZED = {"enabled": False, "reason": "Keras models convert without onnx2tf: no rewrite applies"}
@@ -105,10 +110,23 @@ class KerasFrontend:
         model = load_keras_model(source.path)
         check_inputs(model, inputs, source.path)
         signature = [tf.TensorSpec(spec.shape, tf.float32, name=spec.name) for spec in inputs]
+        names = keras_output_names(model)
+
+        def serve(*tensors: Any) -> dict[str, Any]:
+            """The model's outputs keyed by their Keras names: the signature (and the TFLite model's) keeps them."""
+            outputs = model(tensors[0] if len(tensors) == 1 else list(tensors), training=False)
+            if isinstance(outputs, dict):
+                return {name: outputs[name] for name in names}
+            return dict(zip(names, outputs if isinstance(outputs, list | tuple) else [outputs], strict=True))
+
         archive = lazy.keras().export.ExportArchive()
         archive.track(model)
-        archive.add_endpoint(SIGNATURE_KEY, model.call, input_signature=signature)
+        archive.add_endpoint(SIGNATURE_KEY, serve, input_signature=signature)
         archive.write_out(str(out_dir / SAVED_MODEL), verbose=False)
         return FloatModel(
-            out_dir, SIGNATURE_KEY, input_perms=[None] * len(inputs), output_perms=[None], legalization=NOT_LEGALIZED
+            out_dir,
+            SIGNATURE_KEY,
+            input_perms=[None] * len(inputs),
+            outputs=[ModelOutput(name, name, None) for name in names],
+            legalization=NOT_LEGALIZED,
         )

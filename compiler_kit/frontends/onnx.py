@@ -26,7 +26,7 @@ import numpy as np
 
 from compiler_kit import lazy
 from compiler_kit.errors import BadInputError, describe_exception, strip_ansi
-from compiler_kit.frontends.base import DEFAULT_LEGALIZE, SAVED_MODEL, FloatModel, layout_perm
+from compiler_kit.frontends.base import DEFAULT_LEGALIZE, SAVED_MODEL, FloatModel, ModelOutput, layout_perm
 from compiler_kit.frontends.onnx_names import sanitize_names
 from compiler_kit.legalize import legalize
 from compiler_kit.recipe import InputSpec, Legalize, Source
@@ -152,18 +152,34 @@ def convert_onnx(
         onnx.save(legal.model, str(out_dir / STATIC_ONNX))
         _run_onnx2tf(out_dir / STATIC_ONNX, out_dir, Path(work), _Names(legal.model, original_names))
     model_inputs, model_outputs = saved_model_shapes(out_dir / SAVED_MODEL)
-    outputs = [(original_names.get(o.name, o.name), legal.output_shapes[o.name]) for o in legal.model.graph.output]
+    outputs = []
+    for position, output in enumerate(legal.model.graph.output):
+        name, key = original_names.get(output.name, output.name), onnx2tf_output_key(position)
+        perm = _output_perm(name, legal.output_shapes[output.name], model_outputs.get(key))
+        outputs.append(ModelOutput(name, key, perm))
     return FloatModel(
         out_dir,
         SIGNATURE_KEY,
         input_perms=[layout_perm(spec.shape, shape) for spec, shape in zip(inputs, model_inputs, strict=True)],
-        output_perms=[_output_perm(name, s, m) for (name, s), m in zip(outputs, model_outputs, strict=True)],
+        outputs=outputs,
         legalization=legal.as_dict(),
         renamed=original_names,
     )
 
 
-def _output_perm(name: str, source_shape: list[int], model_shape: list[int]) -> Any:
+def onnx2tf_output_key(position: int) -> str:
+    """onnx2tf saves a Keras model whose outputs are the ONNX graph's outputs in order; TensorFlow keys the serving
+    signature's outputs `output_<position>` in that order, and orders the signature (and the TFLite model's output
+    tensors) by other rules (a two-head model came out heat map first, logits second)."""
+    return f"output_{position}"
+
+
+def _output_perm(name: str, source_shape: list[int], model_shape: list[int] | None) -> Any:
+    if model_shape is None:
+        raise BadInputError(
+            f"onnx2tf's SavedModel has no output for '{name}'",
+            fix="report the model; onnx2tf.log in the build folder shows what it converted",
+        )
     try:
         return layout_perm(source_shape, model_shape)
     except ValueError:
@@ -255,10 +271,10 @@ def _exception_message(log: str) -> str:
     return traceback_end or (errors[0] if errors else "see the log")
 
 
-def saved_model_shapes(saved_model_dir: Path) -> tuple[list[list[int]], list[list[int]]]:
-    """Input and output shapes of the SavedModel's serving signature, in signature order."""
+def saved_model_shapes(saved_model_dir: Path) -> tuple[list[list[int]], dict[str, list[int]]]:
+    """Input shapes of the SavedModel's serving signature in signature order, and output shapes by key."""
     tf = lazy.tensorflow()
     signature = tf.saved_model.load(str(saved_model_dir)).signatures[SIGNATURE_KEY]
     inputs = [spec.shape.as_list() for spec in signature.structured_input_signature[1].values()]
-    outputs = [spec.shape.as_list() for spec in signature.structured_outputs.values()]
+    outputs = {key: spec.shape.as_list() for key, spec in signature.structured_outputs.items()}
     return inputs, outputs

@@ -3,8 +3,18 @@
 Required keys (never renamed): schema_version, passed, artifacts{name: {path, sha256, bytes}}, comparisons[{reference,
 candidate, metrics}], latency{runner: {first_ms, p50_ms, p90_ms, p99_ms, mean_ms, std_ms, runs, threads}},
 gates[{name, threshold, value, passed}], tools{...}, inputs{model_sha256, recipe_sha256, datasets}.
-Added keys (same schema version, old readers unaffected): legalization{enabled, applied, max_relative_error,
-rewrites[{name, summary, status, count, nodes, max_relative_error}], renamed{new name: original name}}.
+Added in schema 1 (old readers unaffected): legalization{enabled, applied, max_relative_error, rewrites[{name,
+summary, status, count, nodes, max_relative_error}], renamed{new name: original name}}.
+
+Schema 2 (every schema 1 key kept, with its meaning):
+- comparisons[].outputs{output name: {task, metrics{signal and task metrics}, per_sample{metric, higher_is_better,
+  percentiles{p0, p1, p5, p50, p95, p100}, worst[{index, sample, value}]}}}: every output, matched by name.
+  comparisons[].metrics stays the aggregate: cosine, snr_db, max_abs_error and rmse are the worst over outputs;
+  top1_agreement and accuracy_* belong to the labelled (or first) classification output, None without one.
+- tasks{output name: {task, inferred, labels}}: what each output was judged as.
+- layout.outputs is keyed by output name (schema 1: a list in output order).
+- warnings[]: the findings also printed on stderr (the build ran, but a result must not be trusted blindly).
+- gates[] may hold `outputs[<name>].<gate>` rows (recipe gates.outputs).
 """
 
 from __future__ import annotations
@@ -17,9 +27,11 @@ from typing import Any
 from compiler_kit import __version__, lazy
 from compiler_kit.recipe import Recipe
 
-SCHEMA_VERSION = 1
-# Conversion (no quantization) should not change outputs; below this cosine the converter broke something.
+SCHEMA_VERSION = 2
+# Conversion (no quantization) should not change outputs: below this cosine AND this SNR the converter broke
+# something. Both, because either alone misleads: cosine on near-blank maps is noise, SNR on a tiny output too.
 CONVERSION_MIN_COSINE = 0.9999
+CONVERSION_MIN_SNR_DB = 60.0
 CONVERSION_STEPS = ("onnx", "tflite-float")
 TOOL_DISTRIBUTIONS = (
     "tensorflow",
@@ -41,17 +53,28 @@ def tool_versions() -> dict[str, str | None]:
 
 
 def findings(comparisons: list[dict[str, Any]]) -> list[str]:
-    """Plain statements about the drift, so the report says which step lost accuracy."""
+    """Plain statements about the drift, so the report says which step, and which output, lost accuracy."""
     notes = []
     for comparison in comparisons:
         step, metrics = f"{comparison['reference']} -> {comparison['candidate']}", comparison["metrics"]
-        if comparison["candidate"] in CONVERSION_STEPS and metrics["cosine"] < CONVERSION_MIN_COSINE:
-            notes.append(
-                f"conversion {step} is NOT lossless (cosine {metrics['cosine']:.6f} < {CONVERSION_MIN_COSINE}): "
-                "the converter changed the model (layout or an op); look there before blaming quantization"
-            )
+        if comparison["candidate"] in CONVERSION_STEPS:
+            notes += _conversion_findings(step, comparison.get("outputs") or {"": {"metrics": metrics}})
         if metrics["accuracy_drop_pp"] is not None and metrics["accuracy_drop_pp"] > 0:
             notes.append(f"{step} loses {metrics['accuracy_drop_pp']:.2f} accuracy points")
+    return notes
+
+
+def _conversion_findings(step: str, outputs: dict[str, dict[str, Any]]) -> list[str]:
+    notes = []
+    for name, entry in outputs.items():
+        cosine, snr = entry["metrics"]["cosine"], entry["metrics"]["snr_db"]
+        if cosine < CONVERSION_MIN_COSINE and snr < CONVERSION_MIN_SNR_DB:
+            which = f" output '{name}'" if len(outputs) > 1 else ""
+            notes.append(
+                f"conversion {step}{which} is NOT lossless (cosine {cosine:.6f} < {CONVERSION_MIN_COSINE}, SNR "
+                f"{snr:.1f} dB < {CONVERSION_MIN_SNR_DB:.0f}): the converter changed the model (layout or an op); "
+                "look there before blaming quantization"
+            )
     return notes
 
 
@@ -82,6 +105,46 @@ def legalization_findings(section: dict[str, Any]) -> list[str]:
     ]
 
 
+def degenerate_findings(constant: list[str], samples: int) -> list[str]:
+    return [
+        f"output '{name}' of the source model is the same for all {samples} verification samples: a degenerate model "
+        "(untrained, collapsed, or not reading its input) or data that does not vary; its drift metrics say nothing"
+        for name in constant
+    ]
+
+
+def sample_count_findings(requested: dict[str, int | None], available: dict[str, int]) -> list[str]:
+    """`requested`: num_samples the recipe set explicitly, by section; `available`: the samples its data has."""
+    return [
+        f"{section}.num_samples is {count} but the data has {available[section]} samples: all {available[section]} "
+        "are used"
+        for section, count in requested.items()
+        if count is not None and count > available[section]
+    ]
+
+
+# int8 slower than float on this CPU by more than this factor AND this many milliseconds is worth explaining: below
+# either, it is timing noise (a model of a few microseconds varies by more than 20%).
+INT8_SLOWER_FACTOR, INT8_SLOWER_MS = 1.2, 0.05
+
+
+def speed_findings(latency: dict[str, Any], outside_xnnpack: dict[str, dict[str, int]]) -> list[str]:
+    """int8 slower than float here: usually XNNPACK, LiteRT's fast CPU kernels, left int8 ops to slower ones."""
+    float_ms, int8_ms = (latency.get(name, {}).get("p50_ms") for name in ("tflite-float", "tflite-int8"))
+    if not float_ms or not int8_ms or int8_ms <= max(INT8_SLOWER_FACTOR * float_ms, float_ms + INT8_SLOWER_MS):
+        return []
+    slower = f"int8 is {int8_ms / float_ms:.1f}x slower than float on this CPU (p50 {int8_ms:.3f} vs {float_ms:.3f} ms)"
+    left = outside_xnnpack.get("tflite-int8") or {}
+    if not left:
+        return [f"{slower}, although XNNPACK runs every int8 op: look at the threads and the machine's load"]
+    ops = ", ".join(f"{count} x {op}" for op, count in left.items())
+    float_ops = ", ".join(f"{count} x {op}" for op, count in (outside_xnnpack.get("tflite-float") or {}).items())
+    return [
+        f"{slower}: XNNPACK, LiteRT's fast CPU kernels, leaves these int8 ops to slower ones: {ops} (float model: "
+        f"{float_ops or 'none'}). On a device these kernels run only the ops the Edge TPU leaves to its CPU"
+    ]
+
+
 def leak_findings(shared: int, verify_samples: int) -> list[str]:
     if not shared:
         return []
@@ -107,8 +170,12 @@ def build_report(
     layers: list[dict[str, Any]],
     worst_layers: list[str],
     legalization: dict[str, Any],
+    tasks: dict[str, Any],
+    warnings: list[str],
 ) -> dict[str, Any]:
-    """The report document; the pipeline adds `stage_seconds` last, once every stage but this one has run."""
+    """The report document; the pipeline adds `stage_seconds` last, once every stage but this one has run.
+    `warnings`: what the build found that must not pass unnoticed (also findings, and printed on stderr)."""
+    warnings = warnings + edgetpu_findings(edgetpu)
     return {
         "schema_version": SCHEMA_VERSION,
         "name": recipe.name,
@@ -125,8 +192,10 @@ def build_report(
         "quantization": recipe.quantization.model_dump(),
         "artifacts": artifacts,
         "runners": runners,
+        "tasks": tasks,
         "comparisons": comparisons,
-        "findings": findings(comparisons) + legalization_findings(legalization) + edgetpu_findings(edgetpu),
+        "findings": findings(comparisons) + legalization_findings(legalization) + warnings,
+        "warnings": warnings,
         "latency": latency,
         "legalization": legalization,
         "edgetpu": edgetpu,

@@ -22,6 +22,7 @@ from compiler_kit.report.tables import (
     gates_table,
     latency_table,
     legalization_table,
+    outputs_table,
     worst_layers_table,
 )
 
@@ -224,6 +225,7 @@ def html(report: dict[str, Any]) -> str:
         _section(
             "Stage-by-stage drift (verification set)",
             _table(drift_table(report)),
+            _table(outputs) if (outputs := outputs_table(report))[1] else "",
             _drift_plot(report),
             f"<ul>{findings}</ul>" if findings else "",
         ),

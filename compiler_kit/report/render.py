@@ -15,6 +15,7 @@ from compiler_kit.report.tables import (
     gates_table,
     latency_table,
     legalization_table,
+    outputs_table,
     worst_layers_table,
 )
 
@@ -93,6 +94,11 @@ def markdown(report: dict[str, Any]) -> str:
         f"# ckit build `{report['name']}`: {verdict(report)}",
         _overview(report),
         "## Accuracy and drift (verification set)\n\n" + _markdown_table(drift_table(report)),
+        *(
+            ["### Outputs by task (source -> tflite-int8)\n\n" + _markdown_table(table)]
+            if (table := outputs_table(report))[1]
+            else []
+        ),
         *(["\n".join(f"- {note}" for note in report["findings"])] if report["findings"] else []),
         *(
             ["### Layers that lose the most\n\n" + _markdown_table(worst_layers_table(report))]
@@ -112,7 +118,10 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def terminal_summary(report: dict[str, Any]) -> str:
-    parts = [text_table(drift_table(report)), *(f"note: {note}" for note in report["findings"])]
+    parts = [text_table(drift_table(report))]
+    if (outputs := outputs_table(report))[1]:
+        parts += ["", text_table(outputs)]
+    parts += [f"note: {note}" for note in report["findings"]]
     parts += ["", text_table(latency_table(report)), "", edgetpu_summary(report)]
     if latency := report["edgetpu"].get("latency"):
         parts += [edgetpu_latency_caption(latency), text_table(edgetpu_latency_table(latency))]

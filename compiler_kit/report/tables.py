@@ -48,6 +48,46 @@ def drift_table(report: dict[str, Any]) -> Table:
     return headers, rows
 
 
+# The signal metrics every output has; an output's row shows its task's metrics beside them.
+_SIGNAL = ("cosine", "snr_db", "max_abs_error", "rmse")
+
+
+def drift_outputs(report: dict[str, Any]) -> dict[str, Any]:
+    """Per output, the source -> tflite-int8 comparison (a schema 1 report has none)."""
+    drift = next(
+        (c for c in report["comparisons"] if (c["reference"], c["candidate"]) == ("source", "tflite-int8")), {}
+    )
+    return drift.get("outputs") or {}
+
+
+def outputs_table(report: dict[str, Any]) -> Table:
+    """Each output judged by its task (source -> tflite-int8), with the spread over samples and the worst ones."""
+    headers = ["output", "task", "task metrics", "SNR dB", "per sample", "p5", "p50", "worst samples"]
+    tasks = report.get("tasks") or {}
+    rows = []
+    for name, entry in drift_outputs(report).items():
+        metrics, spread = entry["metrics"], entry["per_sample"]
+        shown = ", ".join(
+            f"{key} {_g(value)}" for key, value in metrics.items() if key not in _SIGNAL and value is not None
+        )
+        inferred = " (inferred)" if tasks.get(name, {}).get("inferred") else ""
+        p5, p50 = (_g(spread["percentiles"][key]) for key in ("p5", "p50"))
+        row = [name, entry["task"] + inferred, shown, _num(metrics["snr_db"], 1), spread["metric"]]
+        rows.append([*row, p5, p50, _worst(spread)])
+    return headers, rows
+
+
+def _worst(spread: dict[str, Any], shown: int = 3) -> str:
+    """The worst samples that are worse than the best one (a set where every sample agrees has none to name)."""
+    best = spread["percentiles"]["p100" if spread["higher_is_better"] else "p0"]
+    worse = [w for w in spread["worst"][:shown] if w["value"] is None or w["value"] != best]
+    return ", ".join(f"{w['sample'] or w['index']}: {_g(w['value'])}" for w in worse) or "-"
+
+
+def _g(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
 def latency_table(report: dict[str, Any]) -> Table:
     headers = [
         "runner",

@@ -12,11 +12,12 @@ from compiler_kit.runners.litert import LiteRtRunner
 from compiler_kit.runners.onnxruntime import OnnxRuntimeRunner
 from compiler_kit.runners.torch import TorchRunner
 
-# The runner that executes a source model in its own framework, by the recipe's source.framework.
-SOURCE_RUNNERS: dict[str, Callable[[Source, int], Runner]] = {
-    "keras": lambda source, threads: KerasRunner("source", source.path, threads),
-    "onnx": lambda source, threads: OnnxRuntimeRunner("source", source.path, threads),
-    "torch": lambda source, threads: TorchRunner("source", source, threads),
+# The runner that executes a source model in its own framework, by the recipe's source.framework; given the output
+# names the conversion found (a torch module's outputs have none of their own).
+SOURCE_RUNNERS: dict[str, Callable[[Source, int, list[str]], Runner]] = {
+    "keras": lambda source, threads, _: KerasRunner("source", source.path, threads),
+    "onnx": lambda source, threads, _: OnnxRuntimeRunner("source", source.path, threads),
+    "torch": lambda source, threads, names: TorchRunner("source", source, threads, names),
 }
 
 __all__ = [

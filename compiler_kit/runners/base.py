@@ -1,13 +1,20 @@
 """The runner contract: one artifact on one backend, fed the same samples as every other runner.
 
-`prepare()` once; `infer({input name: array in the SOURCE layout})` -> the model's outputs in model order, as
-float arrays (an int8 runner dequantizes); `last_inference_ms` is the time of the last inference alone (no
-data conversion). Runners execute; they never compare.
+`prepare()` once; `infer({input name: array in the SOURCE layout})` -> `{output name: float array}` in the source
+model's layout, keyed by the SOURCE model's output names whatever the converter called them (an int8 runner
+dequantizes); `last_inference_ms` is the time of the last inference alone. Runners execute; they never compare.
+
+As in Polygraphy's runner template, the public methods live here once and a backend writes only the `*_impl`
+hooks: `stage_impl` turns the feed into the backend's own inputs (untimed), `infer_impl` runs the model (timed,
+here, the same way for every backend) and `fetch_impl` turns the backend's outputs back into float arrays in
+`output_names` order (untimed).
 """
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
+from typing import Any
 
 import numpy as np
 
@@ -17,12 +24,30 @@ class Runner(ABC):
         self.name = name
         self.threads = threads
         self.last_inference_ms = float("nan")
+        self.output_names: list[str] = []  # known once prepared
+
+    def prepare(self) -> None:
+        self.output_names = self.prepare_impl()
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        staged = self.stage_impl(feed)
+        start = time.perf_counter()
+        raw = self.infer_impl(staged)
+        self.last_inference_ms = (time.perf_counter() - start) * 1e3
+        return dict(zip(self.output_names, self.fetch_impl(raw), strict=True))
 
     @abstractmethod
-    def prepare(self) -> None: ...
+    def prepare_impl(self) -> list[str]:
+        """Load the model; return its output names (the source model's names) in the order fetch_impl returns."""
 
     @abstractmethod
-    def infer(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]: ...
+    def stage_impl(self, feed: dict[str, np.ndarray]) -> Any: ...
+
+    @abstractmethod
+    def infer_impl(self, staged: Any) -> Any: ...
+
+    @abstractmethod
+    def fetch_impl(self, raw: Any) -> list[np.ndarray]: ...
 
     @abstractmethod
     def describe(self) -> dict[str, object]:

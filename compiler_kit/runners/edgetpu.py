@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from compiler_kit.edgetpu.runtime import LIBRARY, load_edgetpu_delegate, runtime_version
-from compiler_kit.frontends.base import Perm
+from compiler_kit.frontends.base import ModelOutput, Perm
 from compiler_kit.runners.litert import LiteRtRunner
 
 
@@ -24,10 +24,10 @@ class EdgeTpuRunner(LiteRtRunner):
         threads: int,
         device: str = "",
         input_perms: list[Perm] | None = None,
-        output_perms: list[Perm] | None = None,
+        outputs: list[ModelOutput] | None = None,
         name: str = NAME,
     ) -> None:
-        super().__init__(name, model_path, threads, input_perms, output_perms)
+        super().__init__(name, model_path, threads, input_perms, outputs)
         self.device = device  # "", ":N", "usb", "usb:N", "pci", "pci:N"
 
     def _delegates(self) -> list[Any]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from compiler_kit import lazy
-from compiler_kit.frontends.keras import load_keras_model
+from compiler_kit.frontends.keras import keras_output_names, load_keras_model
 from compiler_kit.runners.base import Runner
 
 
@@ -19,17 +18,22 @@ class KerasRunner(Runner):
         self.model_path = model_path
         self.model: Any = None
 
-    def prepare(self) -> None:
+    def prepare_impl(self) -> list[str]:
         lazy.tensorflow(threads=self.threads)
         self.model = load_keras_model(self.model_path)
+        return keras_output_names(self.model)
 
-    def infer(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def stage_impl(self, feed: dict[str, np.ndarray]) -> Any:
         arrays = list(feed.values())
-        inputs = arrays[0] if len(arrays) == 1 else arrays
-        start = time.perf_counter()
-        outputs = self.model(inputs, training=False)
-        self.last_inference_ms = (time.perf_counter() - start) * 1e3
-        outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
+        return arrays[0] if len(arrays) == 1 else arrays
+
+    def infer_impl(self, staged: Any) -> Any:
+        return self.model(staged, training=False)
+
+    def fetch_impl(self, raw: Any) -> list[np.ndarray]:
+        if isinstance(raw, dict):  # a model built with a dict of outputs
+            raw = [raw[name] for name in self.output_names]
+        outputs = raw if isinstance(raw, list | tuple) else [raw]
         return [np.asarray(output, dtype=np.float32) for output in outputs]
 
     def describe(self) -> dict[str, object]:

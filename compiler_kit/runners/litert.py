@@ -3,12 +3,13 @@
 Integer I/O is hidden from callers: inputs are quantized and outputs dequantized with the model's own scale and
 zero point, so an int8 model takes and returns the same float arrays as its float twin. Layout too: inputs arrive
 in the source model's layout and outputs leave in it, whatever the converter did (onnx2tf makes NCHW NHWC).
+Outputs are found through the model's signature, by the key the conversion recorded for each source output: the
+order of the interpreter's output tensors is the converter's, not the source model's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 
 from compiler_kit import lazy
 from compiler_kit.errors import BadInputError, describe_exception
-from compiler_kit.frontends.base import Perm
+from compiler_kit.frontends.base import ModelOutput, Perm
 from compiler_kit.runners.base import Runner
 
 
@@ -82,16 +83,16 @@ class LiteRtRunner(Runner):
         model_path: Path,
         threads: int,
         input_perms: list[Perm] | None = None,
-        output_perms: list[Perm] | None = None,
+        outputs: list[ModelOutput] | None = None,
     ) -> None:
         super().__init__(name, threads)
         self.model_path = model_path
         self.input_perms = input_perms or []
-        self.output_perms = output_perms or []
+        self.model_outputs = outputs  # None: the model's own signature keys and order, no permutation
         self.interpreter: Any = None
         self.runtime = ""
 
-    def prepare(self) -> None:
+    def prepare_impl(self) -> list[str]:
         interpreter_class, self.runtime = lazy.litert_interpreter()
         with self._runtime_errors():
             self.interpreter = interpreter_class(
@@ -101,25 +102,47 @@ class LiteRtRunner(Runner):
             )
             self.interpreter.allocate_tensors()
         self.inputs = self.interpreter.get_input_details()
-        self.outputs = self.interpreter.get_output_details()
+        by_key = self._signature_outputs()
+        outputs = self.model_outputs or [ModelOutput(key, key, None) for key in by_key]
+        if missing := [output.key for output in outputs if output.key not in by_key]:
+            raise BadInputError(
+                f"the {self.name} model has no output {missing[0]} (it has {', '.join(by_key)})",
+                path=self.model_path,
+                fix="build again with --force: the model does not belong to this build",
+            )
+        self.outputs = [by_key[output.key] for output in outputs]
+        self._output_perms = [output.perm for output in outputs]
         self._encoders = [TensorCodec.of(detail) for detail in self.inputs]
         self._decoders = [TensorCodec.of(detail) for detail in self.outputs]
+        return [output.name for output in outputs]
+
+    def _signature_outputs(self) -> dict[str, dict[str, Any]]:
+        """Output tensor details by signature key (a model without a signature: by tensor name)."""
+        if self.interpreter.get_signature_list():
+            runner = self.interpreter.get_signature_runner()
+            details = runner.get_output_details()
+            tensors = {detail["index"]: detail for detail in self.interpreter.get_output_details()}
+            return {key: tensors[detail["index"]] for key, detail in details.items()}
+        return {detail["name"]: detail for detail in self.interpreter.get_output_details()}
 
     def _delegates(self) -> list[Any]:
         """External delegates to run with; none here (the CPU), an accelerator's runner supplies its own."""
         return []
 
-    def infer(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def stage_impl(self, feed: dict[str, np.ndarray]) -> None:
         # Inputs are matched by position: converters rename tensors (e.g. serving_default_image:0).
         interpreter = self.interpreter
         for index, (codec, x) in enumerate(zip(self._encoders, feed.values(), strict=True)):
             interpreter.set_tensor(codec.index, codec.encode(_permuted(x, self.input_perms, index)))
-        start = time.perf_counter()
+
+    def infer_impl(self, staged: None) -> None:
         with self._runtime_errors():
-            interpreter.invoke()
-        self.last_inference_ms = (time.perf_counter() - start) * 1e3
+            self.interpreter.invoke()
+
+    def fetch_impl(self, raw: None) -> list[np.ndarray]:
+        get_tensor = self.interpreter.get_tensor
         return [
-            _permuted(codec.decode(interpreter.get_tensor(codec.index)), self.output_perms, index, inverse=True)
+            _permuted(codec.decode(get_tensor(codec.index)), self._output_perms, index, inverse=True)
             for index, codec in enumerate(self._decoders)
         ]
 

@@ -3,13 +3,14 @@ torch recipes (the exported file, so the report can tell export drift from conve
 
 from __future__ import annotations
 
-import time
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from compiler_kit import lazy
+from compiler_kit.errors import BadInputError
 from compiler_kit.runners.base import Runner
 
 
@@ -19,23 +20,43 @@ class OnnxRuntimeRunner(Runner):
         self.model_path = model_path
         self.session: Any = None
 
-    def prepare(self) -> None:
+    def prepare_impl(self) -> list[str]:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        self.session = onnxruntime.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(self.model_path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own Fail, InvalidGraph, NotImplemented... per cause
+            raise BadInputError(
+                f"onnxruntime cannot load the {self.name} model: {_reason(exc)}",
+                path=self.model_path,
+                fix="export the model at an opset this onnxruntime supports (its message names the limit), with ops "
+                "it implements",
+            ) from None
         self.input_names = [value.name for value in self.session.get_inputs()]
+        return [value.name for value in self.session.get_outputs()]
 
-    def infer(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        # Matched by position, as in every runner: the recipe's names need not be the file's.
-        named = dict(zip(self.input_names, feed.values(), strict=True))
-        start = time.perf_counter()
-        outputs = self.session.run(None, named)
-        self.last_inference_ms = (time.perf_counter() - start) * 1e3
-        return [np.asarray(output, dtype=np.float32) for output in outputs]
+    def stage_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # Inputs by position, as in every runner: the recipe's input name need not be the file's.
+        return dict(zip(self.input_names, feed.values(), strict=True))
+
+    def infer_impl(self, staged: dict[str, np.ndarray]) -> list[Any]:
+        return self.session.run(None, staged)
+
+    def fetch_impl(self, raw: list[Any]) -> list[np.ndarray]:
+        return [np.asarray(output, dtype=np.float32) for output in raw]
 
     def describe(self) -> dict[str, object]:
         return {"runtime": "onnxruntime", "version": lazy.version("onnxruntime")}
+
+
+def _reason(exc: Exception) -> str:
+    """onnxruntime's own reason: the last two sentences of its one-line message (the first ones are a C++
+    function signature)."""
+    sentences = re.split(r"(?<=\.)\s+", str(exc).strip())
+    return " ".join(sentences[-2:])[-400:]

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import flatbuffers
-import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 
 from compiler_kit.edgetpu import statuses
 from compiler_kit.edgetpu.analysis import EdgeTpuPrediction, analyze
 from compiler_kit.errors import EXIT_BAD_INPUT, BadInputError
+from tests.keras_tflite import keras_tflite
 
 # from_keras_model with int8 model I/O warns that no input statistics were given: the calibration data sets them.
 pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs:UserWarning")
@@ -31,21 +30,6 @@ def kinds(prediction: EdgeTpuPrediction) -> list[str]:
 # --- models built for these tests: tiny Keras graphs, full-integer int8 (TFLITE_BUILTINS_INT8 only) ---
 
 
-def _convert(model: Any, shape: list[int], path: Path, *, quantize: bool = True, io_type: str = "int8") -> Path:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if quantize:
-        rng = np.random.default_rng(0)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([rng.random(shape, dtype=np.float32)] for _ in range(8))
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = converter.inference_output_type = tf.as_dtype(io_type)
-    path.write_bytes(converter.convert())
-    return path
-
-
 ModelMaker = Callable[..., Path]
 
 
@@ -60,7 +44,7 @@ def make_model(tmp_path_factory: pytest.TempPathFactory) -> ModelMaker:
 
         keras.utils.set_random_seed(0)
         inputs = keras.Input(tuple(shape[1:]), batch_size=None if dynamic_batch else shape[0])
-        return _convert(keras.Model(inputs, layers(inputs)), shape, folder / f"{name}.tflite", **kw)
+        return keras_tflite(keras.Model(inputs, layers(inputs)), shape, folder / f"{name}.tflite", **kw)
 
     return make
 

@@ -73,6 +73,9 @@ def recording_interpreter(made: dict[str, Any]) -> type:
         def get_output_details(self) -> list[Any]:
             return []
 
+        def get_signature_list(self) -> dict[str, Any]:
+            return {}
+
     return Interpreter
 
 

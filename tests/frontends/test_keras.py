@@ -36,13 +36,34 @@ def test_a_shape_the_model_does_not_take_is_named(keras_model_path: Path) -> Non
         check_inputs(model, [wrong], keras_model_path)
 
 
-def test_a_multi_output_model_is_refused(tmp_path: Path) -> None:
+def test_a_multi_output_model_keeps_its_outputs_by_name(tmp_path: Path) -> None:
+    """Two heads, declared in the order (b, a): TFLite's signature and its output tensors need not keep that order,
+    and the runners must still return each head under its own name, with the source model's values."""
     import keras
 
+    from compiler_kit.quantize import Int8Quantizer
+    from compiler_kit.recipe import Quantization
+    from compiler_kit.runners import KerasRunner, LiteRtRunner
+
     inputs = keras.Input((4,), name="x")
-    model = keras.Model(inputs, [keras.layers.Dense(2)(inputs), keras.layers.Dense(3)(inputs)])
-    with pytest.raises(BadInputError, match="2 outputs"):
-        check_inputs(model, [InputSpec(name="x", shape=[1, 4])], tmp_path / "m.keras")
+    heads = [keras.layers.Dense(2, name="b_scores")(inputs), keras.layers.Dense(3, name="a_box")(inputs)]
+    keras.Model(inputs, heads).save(tmp_path / "two.keras")
+    spec = InputSpec(name="x", shape=[1, 4])
+    (tmp_path / "converted").mkdir()
+    float_model = frontend_for("keras").convert(
+        Source(framework="keras", path=tmp_path / "two.keras"), [spec], tmp_path / "converted"
+    )
+    assert float_model.output_names == ["b_scores", "a_box"]
+    (tmp_path / "float.tflite").write_bytes(Int8Quantizer(Quantization()).float_tflite(float_model))
+    tflite = LiteRtRunner("tflite-float", tmp_path / "float.tflite", 1, float_model.input_perms, float_model.outputs)
+    source = KerasRunner("source", tmp_path / "two.keras", 1)
+    for runner in (tflite, source):
+        runner.prepare()
+    x = {"x": np.random.default_rng(0).random((1, 4), dtype=np.float32)}
+    converted, reference = tflite.infer(x), source.infer(x)
+    assert list(converted) == list(reference) == ["b_scores", "a_box"]
+    for name in reference:
+        np.testing.assert_allclose(converted[name], reference[name], atol=1e-5)
 
 
 def test_a_folder_is_not_a_model_file(tmp_path: Path) -> None:

@@ -108,7 +108,8 @@ def test_the_digits_model_converts_to_an_nhwc_saved_model(digits_onnx_float: Flo
 
     assert (digits_onnx_float.saved_model_dir / "saved_model.pb").is_file()
     assert digits_onnx_float.input_perms == [(0, 2, 3, 1)]
-    assert digits_onnx_float.output_perms == [None]  # (1, 10) logits need no permutation
+    [logits] = digits_onnx_float.outputs
+    assert logits.perm is None and logits.key == "output_0"  # (1, 10) logits need no permutation
     static = onnx.load(str(digits_onnx_float.root / STATIC_ONNX))
     assert dims(graph_inputs(static)[0]) == [1, 1, 16, 16]
     assert not isinstance(dims(graph_inputs(onnx.load(str(torch_models["onnx"])))[0])[0], int)  # source untouched
@@ -182,7 +183,7 @@ def test_conversion_never_touches_the_network(tmp_path: Path, monkeypatch: pytes
     rgb = InputSpec(name="image", shape=[1, 3, 32, 32], layout="NCHW")
     float_model = convert_onnx(path, [rgb], out)
     assert (float_model.saved_model_dir / "saved_model.pb").is_file()
-    assert float_model.input_perms == [(0, 2, 3, 1)] and float_model.output_perms == [(0, 2, 3, 1)]
+    assert float_model.input_perms == [(0, 2, 3, 1)] and [o.perm for o in float_model.outputs] == [(0, 2, 3, 1)]
 
 
 LOGS = Path(__file__).resolve().parent / "logs"

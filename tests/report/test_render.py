@@ -48,7 +48,7 @@ def test_report_json_on_disk_is_the_report(built, on_disk):
 
 def test_schema_version_and_verdict(on_disk):
     assert type(on_disk["schema_version"]) is int
-    assert on_disk["schema_version"] == SCHEMA_VERSION == 1
+    assert on_disk["schema_version"] == SCHEMA_VERSION == 2
     assert type(on_disk["passed"]) is bool
     assert on_disk["passed"] is True
     assert on_disk["passed"] == all(gate["passed"] for gate in on_disk["gates"])
@@ -173,11 +173,13 @@ def test_terminal_summary(built):
         assert runner in summary
 
 
-def comparison(candidate: str, cosine: float, drop: float | None = 0.0) -> dict:
+def comparison(candidate: str, cosine: float, drop: float | None = 0.0, snr_db: float = 30.0) -> dict:
+    signal = {"cosine": cosine, "snr_db": snr_db}
     return {
         "reference": "source",
         "candidate": candidate,
-        "metrics": {"cosine": cosine, "accuracy_drop_pp": drop},
+        "metrics": {**signal, "accuracy_drop_pp": drop},
+        "outputs": {"logits": {"metrics": signal}},
     }
 
 
@@ -191,6 +193,37 @@ def test_findings_flag_a_lossy_conversion():
 def test_findings_say_nothing_for_a_lossless_conversion():
     assert findings([comparison("tflite-float", 1.0)]) == []
     assert findings([comparison("tflite-float", CONVERSION_MIN_COSINE)]) == []
+
+
+def test_findings_do_not_blame_conversion_when_the_error_is_far_below_the_signal():
+    """A near-blank map: cosine between two round-off noise vectors is low, but SNR says the error is nothing."""
+    assert findings([comparison("tflite-float", 0.83, snr_db=105.0)]) == []
+
+
+def test_findings_name_the_output_that_changed_in_a_multi_output_model():
+    step = comparison("tflite-float", 1.0, snr_db=150.0)
+    step["outputs"]["boxes"] = {"metrics": {"cosine": -0.155, "snr_db": -3.0}}
+    [note] = findings([step])
+    assert "output 'boxes'" in note and "-0.155000" in note and "logits" not in note
+
+
+def test_degenerate_sample_count_and_speed_findings() -> None:
+    from compiler_kit.report.document import degenerate_findings, sample_count_findings, speed_findings
+
+    [note] = degenerate_findings(["heat"], 8)
+    assert "'heat'" in note and "all 8" in note
+    assert sample_count_findings({"calibration": None, "verify": 500}, {"calibration": 10, "verify": 360}) == [
+        "verify.num_samples is 500 but the data has 360 samples: all 360 are used"
+    ]
+    assert sample_count_findings({"calibration": 100, "verify": 360}, {"calibration": 1000, "verify": 360}) == []
+    latency = {"tflite-float": {"p50_ms": 1.0}, "tflite-int8": {"p50_ms": 3.5}}
+    [slow] = speed_findings(latency, {"tflite-int8": {"HARD_SWISH": 19, "SOFTMAX": 1}, "tflite-float": {}})
+    assert "3.5x slower" in slow and "19 x HARD_SWISH, 1 x SOFTMAX (float model: none)" in slow
+    [unexplained] = speed_findings(latency, {"tflite-int8": {}})
+    assert "XNNPACK runs every int8 op" in unexplained
+    assert speed_findings({**latency, "tflite-int8": {"p50_ms": 1.1}}, {}) == []  # within timing noise
+    tiny = {"tflite-float": {"p50_ms": 0.004}, "tflite-int8": {"p50_ms": 0.006}}
+    assert speed_findings(tiny, {}) == []  # 1.5x, but 2 microseconds
 
 
 def test_findings_do_not_blame_conversion_for_quantization_drift():

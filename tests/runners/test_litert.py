@@ -65,8 +65,8 @@ def test_prepare_and_infer_one_sample(built, eval_x):
     assert np.isnan(runner.last_inference_ms)
     runner.prepare()
     outputs = runner.infer({"image": eval_x[:1]})
-    assert len(outputs) == 1
-    logits = outputs[0]
+    assert list(outputs) == ["output_0"]  # without the build's names, the model's own signature key
+    logits = outputs["output_0"]
     assert logits.dtype == np.float32
     assert logits.shape == (1, 10)
     assert np.isfinite(logits).all()
@@ -100,8 +100,10 @@ def test_int8_agrees_with_keras_in_top1(int8_runner, keras_model_path, eval_x):
     int8_top1, keras_top1 = [], []
     for sample in eval_x:
         feed = {"image": sample[None]}
-        int8_top1.append(int(int8_runner.infer(feed)[0].argmax()))
-        keras_top1.append(int(keras_runner.infer(feed)[0].argmax()))
+        (int8_logits,) = int8_runner.infer(feed).values()
+        (keras_logits,) = keras_runner.infer(feed).values()
+        int8_top1.append(int(int8_logits.argmax()))
+        keras_top1.append(int(keras_logits.argmax()))
     agreement = np.mean(np.array(int8_top1) == np.array(keras_top1))
     assert agreement >= 0.95
     assert len(set(keras_top1)) >= 5  # a real classifier, not a constant answer

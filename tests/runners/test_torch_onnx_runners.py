@@ -26,7 +26,7 @@ def samples(digits_dir: Path) -> list[np.ndarray]:
 def _run(runner, samples: list[np.ndarray]) -> np.ndarray:
     outputs = []
     for sample in samples:
-        (logits,) = runner.infer({"image": sample})
+        (logits,) = runner.infer({"image": sample}).values()
         assert runner.last_inference_ms > 0
         outputs.append(logits)
     return np.concatenate(outputs)
@@ -42,7 +42,7 @@ def onnx_logits(torch_models: dict[str, Path], samples: list[np.ndarray]) -> np.
 
 def test_torch_and_onnxruntime_give_the_same_logits(torch_models, samples, onnx_logits: np.ndarray) -> None:
     source = Source(framework="torch", entry_point=TORCH_ENTRY_POINT, weights=torch_models["weights"])
-    runner = TorchRunner("source", source, threads=1)
+    runner = TorchRunner("source", source, threads=1, output_names=["logits"])
     runner.prepare()
     torch_logits = _run(runner, samples)
     assert runner.describe()["runtime"] == "torch" and runner.describe()["version"]
@@ -62,10 +62,28 @@ def test_litert_takes_nchw_samples_for_the_nhwc_float_model(
         path,
         threads=1,
         input_perms=digits_onnx_float.input_perms,
-        output_perms=digits_onnx_float.output_perms,
+        outputs=digits_onnx_float.outputs,
     )
     runner.prepare()
     assert list(runner.inputs[0]["shape"]) == [1, 16, 16, 1]  # the model itself is NHWC
     np.testing.assert_allclose(_run(runner, samples), onnx_logits, atol=1e-4)
     assert runner.describe()["runtime"] in {"ai-edge-litert", "tflite-runtime"}
     assert runner.describe()["input_quantization"] == [{"dtype": "float32", "scale": 0.0, "zero_point": 0}]
+
+
+def test_an_onnx_file_onnxruntime_cannot_load_is_bad_input_naming_its_reason(tmp_path: Path) -> None:
+    """An opset newer than onnxruntime supports (onnx's default when no opset is given) names the limit."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from compiler_kit.errors import BadInputError
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]))
+    model.opset_import[0].version = 99
+    model.ir_version = 10
+    onnx.save(model, str(tmp_path / "future.onnx"))
+    with pytest.raises(BadInputError, match=r"cannot load the source model: .*opset") as raised:
+        OnnxRuntimeRunner("source", tmp_path / "future.onnx", threads=1).prepare()
+    assert str(raised.value).startswith(f"{tmp_path / 'future.onnx'}: ")
