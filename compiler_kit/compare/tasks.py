@@ -585,7 +585,10 @@ def per_sample_summary(result: TaskMetrics, sample_names: list[str] | None = Non
     values = np.asarray(result.per_sample, dtype=np.float64)
     if sample_names is not None and len(sample_names) != len(values):
         raise ValueError(f"{len(sample_names)} sample names for {len(values)} samples")
-    percentiles = {f"p{q}": _json(np.percentile(values, q)) if values.size else None for q in PERCENTILES}
+    found = np.percentile(values, PERCENTILES) if values.size else [None] * len(PERCENTILES)  # one sort for all
+    percentiles = {
+        f"p{q}": None if value is None else _json(value) for q, value in zip(PERCENTILES, found, strict=True)
+    }
     key = values if result.higher_is_better else -values
     order = np.argsort(np.where(np.isnan(key), -np.inf, key), kind="stable")[: max(worst, 0)]
     return {

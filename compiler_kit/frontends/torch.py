@@ -51,6 +51,19 @@ def runnable(model: Any) -> Any:
     return model.eval()
 
 
+def named_outputs(outputs: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """A module's return value as (name, tensor) pairs, in the order the ONNX exporter flattens it (torch's pytree
+    order: depth first through tuples, lists and dicts in insertion order). Names: a dict's keys (joined by '.'
+    when nested), `output_<k>` for the k-th item of a tuple or list, `output` for a lone tensor."""
+    if isinstance(outputs, dict):
+        items = [(f"{prefix}{key}", value) for key, value in outputs.items()]
+    elif isinstance(outputs, list | tuple):
+        items = [(f"{prefix}output_{k}" if not prefix else f"{prefix}{k}", value) for k, value in enumerate(outputs)]
+    else:
+        return [(prefix.rstrip(".") or "output", outputs)]
+    return [pair for name, value in items for pair in named_outputs(value, f"{name}.")]
+
+
 def module_from_entry_point(entry_point: str, recipe_dir: Path | None) -> Any:
     import torch
 
@@ -221,11 +234,14 @@ def export_onnx(model: Any, inputs: list[InputSpec], path: Path, log_path: Path)
     log = io.StringIO()
     try:
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            with torch.no_grad():  # the outputs' names: the runners name the module's outputs the same way
+                output_names = [name for name, _ in named_outputs(runnable(model)(*examples))]
             torch.onnx.export(
                 model if scripted or isinstance(model, torch.export.ExportedProgram) else model.eval(),
                 examples,
                 str(path),
                 input_names=names,
+                output_names=output_names,
                 dynamo=not scripted,
                 external_data=False,  # one self-contained file; edge models are far below protobuf's 2 GB
             )

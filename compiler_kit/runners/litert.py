@@ -9,8 +9,6 @@ order of the interpreter's output tensors is the converter's, not the source mod
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,13 +92,15 @@ class LiteRtRunner(Runner):
 
     def prepare_impl(self) -> list[str]:
         interpreter_class, self.runtime = lazy.litert_interpreter()
-        with self._runtime_errors():
+        try:
             self.interpreter = interpreter_class(
                 model_path=str(self.model_path),
                 num_threads=self.threads,
                 experimental_delegates=self._delegates() or None,
             )
             self.interpreter.allocate_tensors()
+        except RuntimeError as exc:
+            raise self._refused(exc) from None
         self.inputs = self.interpreter.get_input_details()
         by_key = self._signature_outputs()
         outputs = self.model_outputs or [ModelOutput(key, key, None) for key in by_key]
@@ -136,8 +136,10 @@ class LiteRtRunner(Runner):
             interpreter.set_tensor(codec.index, codec.encode(_permuted(x, self.input_perms, index)))
 
     def infer_impl(self, staged: None) -> None:
-        with self._runtime_errors():
+        try:
             self.interpreter.invoke()
+        except RuntimeError as exc:
+            raise self._refused(exc) from None
 
     def fetch_impl(self, raw: None) -> list[np.ndarray]:
         get_tensor = self.interpreter.get_tensor
@@ -146,19 +148,15 @@ class LiteRtRunner(Runner):
             for index, codec in enumerate(self._decoders)
         ]
 
-    @contextlib.contextmanager
-    def _runtime_errors(self) -> Iterator[None]:
+    def _refused(self, exc: RuntimeError) -> BadInputError:
         """LiteRT refuses some models it was given (XNNPACK "failed to prepare" on a tensor whose int8 scale is
         absurd, e.g. a max-pool padded with -3.4e38): that is the model, not ckit."""
-        try:
-            yield
-        except RuntimeError as exc:
-            raise BadInputError(
-                f"LiteRT cannot run the {self.name} model ({describe_exception(exc, last_line=True)})",
-                path=self.model_path,
-                fix="keep legalize.enabled on for ONNX and torch models (it removes the -inf padding that breaks "
-                "int8 ranges); the report's edgetpu section and build.log name the ops",
-            ) from None
+        return BadInputError(
+            f"LiteRT cannot run the {self.name} model ({describe_exception(exc, last_line=True)})",
+            path=self.model_path,
+            fix="keep legalize.enabled on for ONNX and torch models (it removes the -inf padding that breaks "
+            "int8 ranges); the report's edgetpu section and build.log name the ops",
+        )
 
     def describe(self) -> dict[str, object]:
         return {

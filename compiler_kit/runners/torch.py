@@ -1,7 +1,7 @@
 """The PyTorch model itself: the float reference of the drift report for torch sources.
 
-A torch module's outputs have no names. They are named after the ONNX file the torch frontend exported, in the
-order the exporter flattens them (tensors of nested tuples, lists and dicts, depth first), as `_leaves` does here.
+A torch module's outputs are named as the torch frontend named them in the ONNX file it exported (a dict's keys,
+`output_<k>` of a tuple: frontends.torch.named_outputs), in the order the exporter flattens them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from compiler_kit import lazy
-from compiler_kit.frontends.torch import load_torch_model, runnable
+from compiler_kit.frontends.torch import load_torch_model, named_outputs, runnable
 from compiler_kit.recipe import Source
 from compiler_kit.runners.base import Runner
 
@@ -42,17 +42,7 @@ class TorchRunner(Runner):
             return self.model(*staged)
 
     def fetch_impl(self, raw: Any) -> list[np.ndarray]:
-        return [output.detach().numpy().astype(np.float32) for output in _leaves(raw)]
+        return [output.detach().numpy().astype(np.float32) for _, output in named_outputs(raw)]
 
     def describe(self) -> dict[str, object]:
         return {"runtime": "torch", "version": lazy.version("torch")}
-
-
-def _leaves(outputs: Any) -> list[Any]:
-    """The tensors of a module's return value in the exporter's order (torch's pytree order, without its private
-    module): depth first through tuples, lists and dicts (in insertion order)."""
-    if isinstance(outputs, dict):
-        outputs = list(outputs.values())
-    if isinstance(outputs, list | tuple):
-        return [leaf for output in outputs for leaf in _leaves(output)]
-    return [outputs]

@@ -158,3 +158,19 @@ def test_names_that_match_no_output_are_bad_input(data, tmp_path: Path) -> None:
 def test_a_gate_on_an_unknown_metric_is_refused_with_a_suggestion(data, tmp_path: Path) -> None:
     recipe = write_recipe(tmp_path, two_heads(tmp_path / "two.onnx"), data, gates={"outputs": {"heat": {"min_iuo": 1}}})
     assert_bad_input(ckit("build", str(recipe)), "gates.outputs.heat", "did you mean 'min_iou'?")
+
+
+def test_a_torch_module_returning_a_dict_verifies_each_output_by_name(data, tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, tmp_path / "unused.onnx", data)
+    text = yaml.safe_load(recipe.read_text())
+    text["source"] = {"framework": "torch", "entry_point": "tests.cli.torch_two_heads:build_model"}
+    recipe.write_text(yaml.safe_dump(text, sort_keys=False))
+    result = ckit("build", str(recipe))
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "build" / "report.json").read_text())
+    chain = [c for c in report["comparisons"] if c["reference"] == "source"]
+    assert [c["candidate"] for c in chain] == ["onnx", "tflite-float", "tflite-int8"]
+    for comparison in chain[:2]:  # export and conversion: lossless for each head
+        for name, entry in comparison["outputs"].items():
+            assert entry["metrics"]["snr_db"] > 60, (comparison["candidate"], name)
+    assert report["tasks"]["mask"]["task"] == "map" and report["tasks"]["scores"]["task"] == "classification"

@@ -231,3 +231,14 @@ def test_a_shape_the_model_cannot_take_is_named(tmp_path: Path) -> None:
     assert "\x1b[" not in message  # no terminal colour codes from the exporter
     assert "channels" in message  # the real reason (the first conv takes 1 channel), not the exporter's preamble
     assert not (tmp_path / "model.onnx").exists()
+
+
+def test_outputs_are_named_by_dict_keys_tuple_positions_or_output() -> None:
+    from compiler_kit.frontends.torch import named_outputs
+
+    assert [name for name, _ in named_outputs("t")] == ["output"]
+    assert [name for name, _ in named_outputs(("a", "b"))] == ["output_0", "output_1"]
+    nested = {"boxes": "b", "heads": {"cls": "c", "mask": ("m0", "m1")}}
+    assert named_outputs(nested) == [
+        ("boxes", "b"), ("heads.cls", "c"), ("heads.mask.0", "m0"), ("heads.mask.1", "m1")
+    ]  # fmt: skip
