@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from compiler_kit.compare.tasks import LOWER_IS_BETTER, NOT_JUDGED, TASK_METRIC_NAMES
 from compiler_kit.errors import BadInputError
 from compiler_kit.gates import DRIFT_CANDIDATE, DRIFT_REFERENCE
 from compiler_kit.report.document import SCHEMA_VERSION
@@ -39,6 +40,8 @@ EDGETPU: tuple[tuple[str, Kind, Better], ...] = (
     ("predicted_ms[pcie]", "ms", "lower"),
 )
 ARTIFACTS = ("float_tflite", "int8_tflite")
+# Schema 2 only added keys to schema 1 (report/document.py): a production baseline built before it still reads.
+READABLE_SCHEMA_VERSIONS = (1, SCHEMA_VERSION)
 WORSE = "▼"
 
 
@@ -63,9 +66,10 @@ def load_report(path: Path | str) -> dict[str, Any]:
         raise BadInputError(
             "not a ckit report (no schema_version)", path=path, fix="pass the report.json that `ckit build` wrote"
         )
-    if report["schema_version"] != SCHEMA_VERSION:
+    if report["schema_version"] not in READABLE_SCHEMA_VERSIONS:
         raise BadInputError(
-            f"report schema_version {report['schema_version']!r}, this ckit reads schema_version {SCHEMA_VERSION}",
+            f"report schema_version {report['schema_version']!r}, this ckit reads schema_version "
+            f"{' and '.join(map(str, READABLE_SCHEMA_VERSIONS))}",
             path=path,
             fix="rebuild it with this ckit (`ckit build RECIPE`), then compare again",
         )
@@ -213,6 +217,7 @@ def diff_reports(old: dict[str, Any], new: dict[str, Any], *, allow_other_model:
                 changes.append(
                     Change(f"comparisons.{pair[0]}->{pair[1]}.{metric}", f"{step} {metric}", kind, better, *values)
                 )
+    changes += _output_changes(old, new)
     for runner in runners:
         for stat, better in LATENCY:
             values = old_latency[runner].get(stat), new_latency[runner].get(stat)
@@ -231,6 +236,34 @@ def diff_reports(old: dict[str, Any], new: dict[str, Any], *, allow_other_model:
     only_new = [f"comparison {a} -> {b}" for a, b in new_pairs if (a, b) not in old_pairs]
     only_new += [f"runner {runner}" for runner in new_latency if runner not in old_latency]
     return ReportDiff(old_name, new_name, old.get("created_utc"), new.get("created_utc"), changes, only_old, only_new)
+
+
+def _output_changes(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
+    """Each output's task metrics of source -> tflite-int8 that both reports measured (schema 2)."""
+    old_outputs, new_outputs = _drift_outputs(old), _drift_outputs(new)
+    changes = []
+    for name, entry in old_outputs.items():
+        if name not in new_outputs:
+            continue
+        for metric in TASK_METRIC_NAMES.get(entry["task"], ()):
+            values = entry["metrics"].get(metric), new_outputs[name]["metrics"].get(metric)
+            if metric not in NOT_JUDGED and None not in values:
+                better: Better = "lower" if metric in LOWER_IS_BETTER else "higher"
+                key = f"outputs.{name}.{metric}"
+                changes.append(Change(key, f"output {name} {metric}", "ratio", better, *values))
+    return changes
+
+
+def _drift_outputs(report: dict[str, Any]) -> dict[str, Any]:
+    drift = next(
+        (
+            c
+            for c in report.get("comparisons") or []
+            if (c["reference"], c["candidate"]) == (DRIFT_REFERENCE, DRIFT_CANDIDATE)
+        ),
+        {},
+    )
+    return drift.get("outputs") or {}
 
 
 def baseline_values(baseline: dict[str, Any]) -> dict[str, float | None]:

@@ -161,6 +161,28 @@ def test_load_report_refuses_what_is_not_a_report(report, tmp_path: Path):
     assert "fix: rebuild it with this ckit" in message
 
 
+def test_each_output_task_metric_is_compared_by_name(report):
+    worse = copy.deepcopy(report)
+    drift = next(c for c in worse["comparisons"] if (c["reference"], c["candidate"]) == INT8)
+    (name, entry), *_ = drift["outputs"].items()
+    entry["metrics"]["top5_agreement"] -= 0.1
+    changes = by_key(diff_reports(report, worse))
+    top5 = changes[f"outputs.{name}.top5_agreement"]
+    assert top5.delta == pytest.approx(-0.1) and top5.worse
+    assert f"outputs.{name}.accuracy_reference" not in changes  # the reference's own accuracy is judged nowhere
+
+
+def test_a_schema_1_report_still_reads_as_a_baseline(report, tmp_path: Path):
+    """Schema 2 only added keys: a production report built before it is compared on what both have."""
+    old = {key: value for key, value in report.items() if key not in ("tasks", "warnings")}
+    old["comparisons"] = [{k: v for k, v in c.items() if k != "outputs"} for c in report["comparisons"]]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({**old, "schema_version": 1}))
+    changes = by_key(diff_reports(load_report(path), report))
+    assert "comparisons.source->tflite-int8.snr_db" in changes
+    assert not [key for key in changes if key.startswith("outputs.")]
+
+
 def test_load_report_takes_a_build_folder(built, report):
     assert load_report(built.build_dir) == report == json.loads(json.dumps(built.report))
 
