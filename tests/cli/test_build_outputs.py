@@ -174,3 +174,10 @@ def test_a_torch_module_returning_a_dict_verifies_each_output_by_name(data, tmp_
         for name, entry in comparison["outputs"].items():
             assert entry["metrics"]["snr_db"] > 60, (comparison["candidate"], name)
     assert report["tasks"]["mask"]["task"] == "map" and report["tasks"]["scores"]["task"] == "classification"
+
+
+def test_a_task_that_does_not_fit_its_output_is_bad_input(data, tmp_path: Path) -> None:
+    model = two_heads(tmp_path / "two.onnx")
+    decoder = {"heat": {"kind": "detection", "decoder": "no_such_package.boxes:decode"}}
+    recipe = write_recipe(tmp_path, model, data, verify={"task": decoder})
+    assert_bad_input(ckit("build", str(recipe)), "verify.task.heat (detection)", "no_such_package.boxes:decode")
