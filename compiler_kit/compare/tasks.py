@@ -592,7 +592,9 @@ def per_sample_summary(result: TaskMetrics, sample_names: list[str] | None = Non
     values = np.asarray(result.per_sample, dtype=np.float64)
     if sample_names is not None and len(sample_names) != len(values):
         raise ValueError(f"{len(sample_names)} sample names for {len(values)} samples")
-    found = np.percentile(values, PERCENTILES) if values.size else [None] * len(PERCENTILES)  # one sort for all
+    # One sort for all; each percentile is a value some sample has (inverted CDF): interpolating between the 0s and
+    # 1s of an agreement would report a p5 of 0.35 that no sample scored.
+    found = np.percentile(values, PERCENTILES, method="inverted_cdf") if values.size else [None] * len(PERCENTILES)
     percentiles = {
         f"p{q}": None if value is None else _json(value) for q, value in zip(PERCENTILES, found, strict=True)
     }

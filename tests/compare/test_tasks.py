@@ -480,7 +480,9 @@ def test_per_sample_summary_lists_the_worst_first_ties_by_index():
     assert summary["percentiles"]["p0"] == 0.2
     assert summary["percentiles"]["p50"] == 0.5
     assert summary["percentiles"]["p100"] == 1.0
-    assert summary["percentiles"]["p95"] == pytest.approx(0.98)  # linear between 0.9 and 1.0
+    assert summary["percentiles"]["p95"] == 1.0  # a value a sample has, not one between 0.9 and 1.0
+    agreement = per_sample_summary(_result([1.0] * 19 + [0.0]))["percentiles"]
+    assert agreement["p1"] == 0.0 and agreement["p5"] == 0.0 and agreement["p50"] == 1.0  # not an interpolated 0.35
     assert list(summary["percentiles"]) == ["p0", "p1", "p5", "p50", "p95", "p100"]
 
 
