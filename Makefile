@@ -14,6 +14,8 @@ DIGITS_ONNX := recipes/models/digits.onnx
 MOBILENET := recipes/models/mobilenet_v2.pt
 CO2 := calibration/co2/eval.npz
 CO2_MODEL := recipes/models/co2_forecast.keras
+SCENES := calibration/digit_scenes/eval.npz
+DETECTOR := recipes/models/digit_detector.onnx
 DIGITS_RECIPES := recipes/digits_keras.yaml recipes/digits_torch.yaml recipes/digits_onnx.yaml
 
 .PHONY: setup data models demo recipes browser test lint bench clean edgetpu-fit corpus
@@ -26,16 +28,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --disable-pip-version-check --quiet -e ".[dev]"
 	@touch $@
 
-data: $(DIGITS) $(PHOTOS) $(CO2)
+data: $(DIGITS) $(PHOTOS) $(CO2) $(SCENES)
 $(DIGITS): calibration/digits.py | $(STAMP)
 	$(PY) -m calibration.digits
 $(PHOTOS): calibration/photos.py | $(STAMP)
 	$(PY) -m calibration.photos
 $(CO2): calibration/co2.py | $(STAMP)
 	$(PY) -m calibration.co2
+# the scenes reuse the digits example's split (calibration/digits.py), so a change to it makes new scenes
+$(SCENES): calibration/digit_scenes.py calibration/digits.py | $(STAMP)
+	$(PY) -m calibration.digit_scenes
 
 # Example models, trained or initialised in seconds from packaged data (nothing is downloaded).
-models: $(KERAS_MODEL) $(TORCH_MODEL) $(DIGITS_ONNX) $(MOBILENET) $(CO2_MODEL)
+models: $(KERAS_MODEL) $(TORCH_MODEL) $(DIGITS_ONNX) $(MOBILENET) $(CO2_MODEL) $(DETECTOR)
 $(KERAS_MODEL): recipes/models/digits_keras.py $(DIGITS) | $(STAMP)
 	$(PY) -m recipes.models.digits_keras
 # one run writes both the state_dict and the ONNX example's model
@@ -45,6 +50,8 @@ $(MOBILENET): recipes/models/mobilenet_v2.py $(PHOTOS) | $(STAMP)
 	$(PY) -m recipes.models.mobilenet_v2
 $(CO2_MODEL): recipes/models/co2_forecast.py $(CO2) | $(STAMP)
 	$(PY) -m recipes.models.co2_forecast
+$(DETECTOR): recipes/models/digit_detector.py $(SCENES) | $(STAMP)
+	$(PY) -m recipes.models.digit_detector
 
 # The Keras, PyTorch and ONNX digits examples (about a minute); `make recipes` adds MobileNetV2 (about 1.5 min).
 demo: $(KERAS_MODEL) $(TORCH_MODEL) $(DIGITS_ONNX)
@@ -72,7 +79,7 @@ bench: models
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 clean:
-	rm -rf build benchmarks/results calibration/digits calibration/photos calibration/co2 recipes/models/*.keras \
+	rm -rf build benchmarks/results calibration/digits calibration/photos calibration/co2 calibration/digit_scenes recipes/models/*.keras \
 		recipes/models/*.pt recipes/models/*.onnx
 
 # Fit the Edge TPU latency model on Coral's published figures: builds the benchmark architectures in code (random
