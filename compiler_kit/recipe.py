@@ -36,7 +36,7 @@ from pydantic import (
     model_validator,
 )
 
-from compiler_kit.errors import BadInputError, describe_exception
+from compiler_kit.errors import BadInputError
 from compiler_kit.legalize.rewrites import REWRITES
 
 RunnerName = Literal["source", "onnx", "tflite-float", "tflite-int8", "edgetpu"]
@@ -302,6 +302,13 @@ class EdgeTpu(_Section):
     The remaining keys are the compiler's own options (edgetpu_compiler 16.0)."""
 
     compile: Literal["auto", "required", "off"] = Field("auto", description="auto | required | off.")
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _off_as_yaml_reads_it(cls, value: object) -> object:
+        """YAML 1.1 reads a plain `off` as the boolean false; the README and `ckit init` write `compile: off`."""
+        return "off" if value is False else value
+
     compiler: RecipePath | None = Field(
         None, description="Path of edgetpu_compiler; default $CKIT_EDGETPU_COMPILER, then PATH."
     )
@@ -433,18 +440,21 @@ def _read_text(path: Path) -> str:
 def _parse_yaml(text: str, path: Path) -> tuple[Any, yaml.Node | None]:
     """The data (safe types only: no tag constructs a Python object) and the node tree that locates lines."""
     try:
-        _check_structure(text, path)
+        tagged = _check_structure(text, path)
         loader = yaml.SafeLoader(text)
         try:
             tree = loader.get_single_node()
+            _refuse_duplicate_keys(tree, path)
             return (loader.construct_document(tree) if tree is not None else None), tree
         finally:
             loader.dispose()
-    except _CONSTRUCTOR_ERRORS as exc:
+    except _CONSTRUCTOR_ERRORS:
+        where = f"{path}:{tagged[0][0]}" if tagged else str(path)
+        value = f" ({tagged[0][1]})" if tagged else ""
         raise BadInputError(
-            f"a YAML value cannot be read ({describe_exception(exc)})",
-            path=path,
-            fix="check values with explicit tags (!!int, !!float, !!bool, !!timestamp) and very long numbers",
+            f"a YAML value with an explicit tag cannot be read{value}",
+            path=where,
+            fix="drop the tag (e.g. `!!timestamp`) or give a value of that type; very long integers cannot be read",
         ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -456,16 +466,48 @@ def _parse_yaml(text: str, path: Path) -> tuple[Any, yaml.Node | None]:
         raise BadInputError(f"YAML syntax error: {problem}", path=where, fix="fix the YAML at that line") from None
 
 
+def _refuse_duplicate_keys(root: yaml.Node | None, path: Path) -> None:
+    """YAML lets a later key silently replace an earlier one; in a recipe that hides an edit, so both lines are
+    named. Walked without recursion, each node once: aliases can make the tree a graph with cycles."""
+    pending, seen = [root], set()
+    while pending:
+        node = pending.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            _check_keys(node, path)
+            pending += [value for _, value in node.value]
+        elif isinstance(node, yaml.SequenceNode):
+            pending += node.value
+
+
+def _check_keys(node: yaml.MappingNode, path: Path) -> None:
+    first_line: dict[str, int] = {}
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode):
+            continue
+        line = key.start_mark.line + 1
+        if key.value in first_line:
+            raise BadInputError(
+                f"key '{key.value}' is given twice (lines {first_line[key.value]} and {line})",
+                path=f"{path}:{line}",
+                fix="keep one of them",
+            )
+        first_line[key.value] = line
+
+
 # PyYAML's constructors fail with plain Python errors on a malformed tagged scalar ('!!timestamp x', '!!bool x',
 # '!!float') or an integer longer than Python converts (4300 digits).
 _CONSTRUCTOR_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError)
 
 
-def _check_structure(text: str, path: Path) -> None:
+def _check_structure(text: str, path: Path) -> list[tuple[int, str]]:
     """Refuse what would crash the node builder or the validator, from the parser's events (which do not
     recurse): nesting deeper than MAX_NESTING, and escapes of unpaired UTF-16 surrogates, which no file name,
-    regular expression or JSON report can hold."""
-    depth = 0
+    regular expression or JSON report can hold. Returns the explicitly tagged scalars (line, `tag value`): the
+    ones a constructor may fail on."""
+    depth, tagged = 0, []
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
@@ -474,14 +516,21 @@ def _check_structure(text: str, path: Path) -> None:
                 raise BadInputError(f"nested more than {MAX_NESTING} levels deep", path=where, fix="flatten it")
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
-        elif isinstance(event, yaml.ScalarEvent) and not event.value.isascii():
-            try:
-                event.value.encode("utf-8")
-            except UnicodeEncodeError:
-                where = f"{path}:{event.start_mark.line + 1}"
-                raise BadInputError(
-                    "a string holds an unpaired surrogate escape (\\uD800-\\uDFFF)", path=where, fix="remove it"
-                ) from None
+        elif isinstance(event, yaml.ScalarEvent):
+            if event.tag and not any(event.implicit):
+                tagged.append((event.start_mark.line + 1, f"{event.tag.replace(_YAML_TAG, '!!')} {event.value}"[:80]))
+            if not event.value.isascii():
+                try:
+                    event.value.encode("utf-8")
+                except UnicodeEncodeError:
+                    where = f"{path}:{event.start_mark.line + 1}"
+                    raise BadInputError(
+                        "a string holds an unpaired surrogate escape (\\uD800-\\uDFFF)", path=where, fix="remove it"
+                    ) from None
+    return tagged
+
+
+_YAML_TAG = "tag:yaml.org,2002:"
 
 
 def _describe(error: Any, path: Path, tree: yaml.Node | None) -> str:

@@ -375,3 +375,30 @@ def test_recipe_is_frozen(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="frozen"):
         recipe.name = "other"  # type: ignore[misc]
     assert isinstance(recipe, Recipe)
+
+
+# --- what YAML accepts silently or reads its own way ----------------------------------------------------------
+
+
+def test_a_key_given_twice_names_both_lines(tmp_path: Path) -> None:
+    message = bad_input(write(tmp_path, RECIPE, ("  threads: 1\n", "  threads: 1\n  seed: 4\n  threads: 2\n")))
+    first, second = line_of(RECIPE, "threads: 1"), line_of(RECIPE, "threads: 1") + 2
+    assert message.startswith(f"{tmp_path / 'recipe.yaml'}:{second}: key 'threads' is given twice")
+    assert f"(lines {first} and {second})" in message and "fix: keep one of them" in message
+
+
+def test_the_same_key_in_two_sections_is_not_a_duplicate(tmp_path: Path) -> None:
+    assert load_recipe(write(tmp_path)).calibration.data.samples_key == "x"  # samples_key in two data sections
+
+
+def test_compile_off_written_plainly_is_off(tmp_path: Path) -> None:
+    """YAML 1.1 reads a bare `off` as false; the README and `ckit init` write it that way."""
+    recipe = load_recipe(write(tmp_path, RECIPE, ("gates:\n", "edgetpu:\n  compile: off\ngates:\n")))
+    assert recipe.edgetpu.compile == "off"
+    assert "compile" in bad_input(write(tmp_path, RECIPE, ("gates:\n", "edgetpu:\n  compile: on\ngates:\n")))
+
+
+def test_a_tagged_value_that_cannot_be_read_names_its_line_and_tag(tmp_path: Path) -> None:
+    message = bad_input(write(tmp_path, RECIPE, ("  seed: 0\n", "  seed: !!timestamp x\n")))
+    assert message.startswith(f"{tmp_path / 'recipe.yaml'}:{line_of(RECIPE, 'seed: 0')}: a YAML value with an explicit")
+    assert "(!!timestamp x)" in message and "AttributeError" not in message and "fix: drop the tag" in message
