@@ -11,6 +11,7 @@ member's header is read before its data, since NumPy allocates whatever a header
 
 from __future__ import annotations
 
+import errno
 import math
 import zipfile
 from collections.abc import Callable
@@ -51,7 +52,7 @@ class RawSource:
 def open_source(spec: DataSpec, preprocess: Preprocess) -> RawSource:
     path = spec.path
     if not path.exists():
-        raise BadInputError("data set not found", path=path, fix="check the data path in the recipe")
+        raise _missing(path)
     fmt = spec.format if spec.format != "auto" else _detect_format(path)
     return _READERS[fmt](spec, preprocess)
 
@@ -68,9 +69,35 @@ def _detect_format(path: Path) -> str:
     )
 
 
+def _missing(path: Path) -> BadInputError:
+    """Not there, or a symbolic link that cannot be followed (to nothing, or round in a loop)."""
+    if not path.is_symlink():
+        return BadInputError("data set not found", path=path, fix="check data.path in the recipe (relative to it)")
+    fix = "point the link at the data"
+    try:
+        path.resolve(strict=True)
+    except FileNotFoundError:
+        return BadInputError("is a symbolic link to nothing", path=path, fix=fix)
+    except (RuntimeError, OSError) as exc:  # a loop: RuntimeError up to Python 3.12, OSError ELOOP after
+        if isinstance(exc, RuntimeError) or exc.errno == errno.ELOOP:
+            return BadInputError("is a symbolic link that loops", path=path, fix=fix)
+        return BadInputError(f"is a symbolic link that cannot be followed ({exc.strerror})", path=path, fix=fix)
+    return BadInputError("data set not found", path=path, fix="check data.path in the recipe (relative to it)")
+
+
 def _load_array(path: Path, what: str, **kwargs: object) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False, **kwargs)
+    except ValueError as exc:
+        if "pickled" not in str(exc):
+            raise BadInputError(f"cannot read {what} as a NumPy file: {exc}", path=path) from None
+        # numpy takes whatever is neither an .npy header nor a zip for a pickle, which is never loaded here
+        raise BadInputError(
+            f"cannot read {what}: the file is neither an .npy array nor an .npz archive (truncated, another format, "
+            "or a pickle)",
+            path=path,
+            fix="write the data with numpy.save (.npy) or numpy.savez (.npz)",
+        ) from None
     except _NUMPY_READ_ERRORS as exc:
         raise BadInputError(f"cannot read {what} as a NumPy file: {exc}", path=path) from None
 

@@ -161,7 +161,7 @@ def test_npz_of_objects_is_bad_input(tmp_path: Path) -> None:
 def test_garbage_file_is_bad_input(tmp_path: Path) -> None:
     path = tmp_path / "set.npz"
     path.write_bytes(b"this is not numpy")
-    with pytest.raises(BadInputError, match="cannot read the archive as a NumPy file"):
+    with pytest.raises(BadInputError, match=r"cannot read the archive: the file is neither an \.npy array nor an \.npz"):
         open_source(spec(path), Preprocess())
 
 
@@ -357,4 +357,24 @@ def test_missing_data_path(tmp_path: Path) -> None:
     path = tmp_path / "missing.npz"
     with pytest.raises(BadInputError, match="data set not found") as caught:
         open_source(spec(path), Preprocess())
-    assert str(caught.value) == f"{path}: data set not found\n  fix: check the data path in the recipe"
+    assert str(caught.value) == f"{path}: data set not found\n  fix: check data.path in the recipe (relative to it)"
+
+
+def test_symbolic_links_that_loop_or_lead_nowhere_say_so(tmp_path: Path) -> None:
+    (tmp_path / "a.npz").symlink_to(tmp_path / "b.npz")
+    (tmp_path / "b.npz").symlink_to(tmp_path / "a.npz")
+    (tmp_path / "gone.npz").symlink_to(tmp_path / "deleted.npz")
+    for name, problem in (("a.npz", "is a symbolic link that loops"), ("gone.npz", "is a symbolic link to nothing")):
+        with pytest.raises(BadInputError) as caught:
+            open_source(spec(tmp_path / name), Preprocess())
+        assert str(caught.value).startswith(f"{tmp_path / name}: {problem}\n  fix: point the link at the data")
+
+
+def test_random_bytes_named_npz_are_not_called_pickled_data(tmp_path: Path) -> None:
+    path = tmp_path / "samples.npz"
+    path.write_bytes(np.random.default_rng(0).bytes(300))
+    with pytest.raises(BadInputError) as caught:
+        open_source(spec(path), Preprocess())
+    message = str(caught.value)
+    assert "neither an .npy array nor an .npz archive" in message and "pickled" not in message
+    assert "fix: write the data with numpy.save (.npy) or numpy.savez (.npz)" in message
