@@ -161,7 +161,9 @@ def test_npz_of_objects_is_bad_input(tmp_path: Path) -> None:
 def test_garbage_file_is_bad_input(tmp_path: Path) -> None:
     path = tmp_path / "set.npz"
     path.write_bytes(b"this is not numpy")
-    with pytest.raises(BadInputError, match=r"cannot read the archive: the file is neither an \.npy array nor an \.npz"):
+    with pytest.raises(
+        BadInputError, match=r"cannot read the archive: the file is neither an \.npy array nor an \.npz"
+    ):
         open_source(spec(path), Preprocess())
 
 
