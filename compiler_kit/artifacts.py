@@ -14,6 +14,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -30,6 +31,9 @@ def sha256_file(path: Path) -> str:
 
 
 LOCK = ".ckit.lock"
+# A build of a CI model takes minutes (the corpus's largest: 4); one holding a folder for an hour is stuck, and a
+# job that waits for it forever helps nobody.
+LOCK_TIMEOUT_S, LOCK_POLL_S = 3600.0, 0.5
 
 
 def _umask() -> int:
@@ -74,21 +78,31 @@ class BuildFolder:
         return self.root / name
 
     @contextlib.contextmanager
-    def locked(self, on_wait: Callable[[str], None]) -> Iterator[None]:
-        """Hold the folder's lock for the block; `on_wait` hears why, when another build holds it."""
+    def locked(self, on_wait: Callable[[str], None], timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+        """Hold the folder's lock for the block; `on_wait` hears why, when another build holds it. A build that
+        still holds it after `timeout_s` is taken for stuck: bad input naming its process, not a wait forever."""
         fd = os.open(self.path(LOCK), os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not _try_lock(fd):
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
                 on_wait(f"waiting for another build of {self.root} (pid {holder}) to finish ...")
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._wait_for_lock(fd, holder, timeout_s)
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
             yield
         finally:
             os.close(fd)  # releases the lock
+
+    def _wait_for_lock(self, fd: int, holder: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not _try_lock(fd):
+            if time.monotonic() > deadline:
+                raise BadInputError(
+                    f"another build (pid {holder}) has held this build folder for more than {timeout_s:.0f} s",
+                    path=self.root,
+                    fix="wait for it or stop it, or build into another folder (--out)",
+                )
+            time.sleep(LOCK_POLL_S)
 
     def remove_leftovers(self, names: tuple[str, ...]) -> None:
         """Temporary files of builds that were killed, and `names` (the last build's reports and log: a report
@@ -144,3 +158,11 @@ class BuildFolder:
         """The report's entry for one artifact file."""
         path = self.path(name)
         return {"path": str(path), "sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True

@@ -233,3 +233,20 @@ def test_the_lock_of_a_killed_build_is_free_at_once(tmp_path: Path):
     with BuildFolder(tmp_path).locked(heard.append):
         pass
     assert heard == []
+
+
+def test_a_build_that_holds_the_folder_too_long_is_named_not_waited_for_forever(tmp_path: Path):
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(tmp_path), "60"], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == b"locked"
+        with pytest.raises(BadInputError) as caught, BuildFolder(tmp_path).locked(lambda _: None, timeout_s=1.0):
+            pass
+        message = str(caught.value)
+        assert message.startswith(f"{tmp_path}: another build (pid {holder.pid}) has held this build folder")
+        assert "fix: wait for it or stop it, or build into another folder (--out)" in message
+    finally:
+        holder.kill()
+        holder.wait()
