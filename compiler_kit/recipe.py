@@ -410,7 +410,11 @@ def load_recipe(path: Path) -> Recipe:
     """Read and validate a recipe; every problem becomes a `BadInputError` naming the file and line."""
     data, tree = _parse_yaml(_read_text(path), path)
     if not isinstance(data, dict):
-        raise BadInputError("a recipe must be a YAML mapping of sections (name, source, inputs, ...)", path=path)
+        raise BadInputError(
+            "a recipe must be a YAML mapping of sections (name, source, inputs, ...)",
+            path=path,
+            fix="start from `ckit init MODEL` or recipes/digits_keras.yaml",
+        )
     try:
         return Recipe.model_validate(data, context={"base_dir": path.resolve().parent})
     except ValidationError as exc:
@@ -418,7 +422,9 @@ def load_recipe(path: Path) -> Recipe:
         lines = [_describe(error, path, tree) for error in errors[:MAX_ERRORS_SHOWN]]
         if len(errors) > MAX_ERRORS_SHOWN:
             lines.append(f"  ... and {len(errors) - MAX_ERRORS_SHOWN} more")
-        raise BadInputError("invalid recipe\n" + "\n".join(lines)) from None
+        raise BadInputError(
+            "invalid recipe\n" + "\n".join(lines), fix="correct the keys named above; `ckit schema` lists every key"
+        ) from None
 
 
 def _read_text(path: Path) -> str:
@@ -428,13 +434,18 @@ def _read_text(path: Path) -> str:
     except FileNotFoundError:
         raise BadInputError("recipe file not found", path=path, fix="check the path") from None
     except OSError as exc:
-        raise BadInputError(f"cannot read the recipe: {exc}", path=path) from None
+        raise BadInputError(f"cannot read the recipe: {exc}", path=path, fix=_READABLE) from None
     if len(raw) > MAX_RECIPE_BYTES:
-        raise BadInputError(f"larger than {MAX_RECIPE_BYTES} bytes: not a recipe", path=path)
+        raise BadInputError(
+            f"larger than {MAX_RECIPE_BYTES} bytes: not a recipe", path=path, fix="pass the recipe's YAML file"
+        )
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise BadInputError(f"cannot read the recipe: {exc}", path=path) from None
+        raise BadInputError(f"cannot read the recipe: {exc}", path=path, fix="save the recipe as UTF-8") from None
+
+
+_READABLE = "check the file's permissions and that it is a regular file"
 
 
 def _parse_yaml(text: str, path: Path) -> tuple[Any, yaml.Node | None]:

@@ -50,7 +50,9 @@ def _sha256(path: Path, what: str, field: str) -> str:
     except FileNotFoundError:
         raise BadInputError(f"{what} file not found", path=path, fix=f"check {field} in the recipe") from None
     except OSError as exc:
-        raise BadInputError(f"cannot read the {what} file: {exc.strerror or exc}", path=path) from None
+        raise BadInputError(
+            f"cannot read the {what} file: {exc.strerror or exc}", path=path, fix=f"check {field} and its permissions"
+        ) from None
 
 
 def entry_point_file(entry_point: str, recipe_dir: Path | None) -> Path:

@@ -179,7 +179,8 @@ def test_every_problem_is_reported_with_its_own_line(tmp_path: Path) -> None:
     assert lines[0] == "invalid recipe"
     assert f"  {path}:14: calibration.sed: unknown key; did you mean 'seed'?" in lines
     assert f"  {path}:22: verify.thread: unknown key; did you mean 'threads'?" in lines
-    assert len(lines) == 3
+    assert lines[3] == "  fix: correct the keys named above; `ckit schema` lists every key"
+    assert len(lines) == 4
 
 
 # --- YAML and file problems -----------------------------------------------------------------------------------
@@ -202,7 +203,10 @@ def test_unclosed_flow_sequence_reports_where_it_starts(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text", ["- name: a\n- name: b\n", "just a string\n", "", "# only a comment\n"])
 def test_non_mapping_yaml_is_refused(tmp_path: Path, text: str) -> None:
     path = write(tmp_path, text)
-    assert bad_input(path) == f"{path}: a recipe must be a YAML mapping of sections (name, source, inputs, ...)"
+    assert bad_input(path) == (
+        f"{path}: a recipe must be a YAML mapping of sections (name, source, inputs, ...)\n"
+        "  fix: start from `ckit init MODEL` or recipes/digits_keras.yaml"
+    )
 
 
 def test_missing_recipe_file(tmp_path: Path) -> None:

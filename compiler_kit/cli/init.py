@@ -121,13 +121,19 @@ def _onnx_facts(model: Path, path_line: str) -> ModelFacts:
     if len(inputs) != 1:
         names = ", ".join(value.name for value in inputs) or "none"
         raise BadInputError(
-            f"the ONNX model has {len(inputs)} inputs ({names}); ckit builds single-input models for now", path=model
+            f"the ONNX model has {len(inputs)} inputs ({names}); ckit builds single-input models for now",
+            path=model,
+            fix="export the model with one input (fold the others into constants)",
         )
     value = inputs[0]
     raw = dims(value)
     facts = ModelFacts("onnx", [(path_line, "")], input_name=value.name, layout=None)
     if not raw:
-        raise BadInputError(f"input {value.name!r} has no known rank in the ONNX file", path=model)
+        raise BadInputError(
+            f"input {value.name!r} has no known rank in the ONNX file",
+            path=model,
+            fix="export the model with its input's shape (e.g. torch.onnx.export with an example input)",
+        )
     shape, comments = [], []
     for axis, dim in enumerate(raw):
         fixed = isinstance(dim, int) and dim > 0
@@ -350,4 +356,6 @@ def _write_atomically(out: Path, text: str) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(out, lambda handle: handle.write(text.encode("utf-8")))
     except OSError as exc:
-        raise BadInputError(f"cannot write the recipe: {exc.strerror or exc}", path=out) from None
+        raise BadInputError(
+            f"cannot write the recipe: {exc.strerror or exc}", path=out, fix="write it elsewhere with --out"
+        ) from None

@@ -69,6 +69,9 @@ def _detect_format(path: Path) -> str:
     )
 
 
+_REWRITE = "write the data again with numpy.save / numpy.savez"
+
+
 def _missing(path: Path) -> BadInputError:
     """Not there, or a symbolic link that cannot be followed (to nothing, or round in a loop)."""
     if not path.is_symlink():
@@ -90,7 +93,7 @@ def _load_array(path: Path, what: str, **kwargs: object) -> np.ndarray:
         return np.load(path, allow_pickle=False, **kwargs)
     except ValueError as exc:
         if "pickled" not in str(exc):
-            raise BadInputError(f"cannot read {what} as a NumPy file: {exc}", path=path) from None
+            raise BadInputError(f"cannot read {what} as a NumPy file: {exc}", path=path, fix=_REWRITE) from None
         # numpy takes whatever is neither an .npy header nor a zip for a pickle, which is never loaded here
         raise BadInputError(
             f"cannot read {what}: the file is neither an .npy array nor an .npz archive (truncated, another format, "
@@ -99,13 +102,15 @@ def _load_array(path: Path, what: str, **kwargs: object) -> np.ndarray:
             fix="write the data with numpy.save (.npy) or numpy.savez (.npz)",
         ) from None
     except _NUMPY_READ_ERRORS as exc:
-        raise BadInputError(f"cannot read {what} as a NumPy file: {exc}", path=path) from None
+        raise BadInputError(f"cannot read {what} as a NumPy file: {exc}", path=path, fix=_REWRITE) from None
 
 
 def _checked_labels(labels: np.ndarray, count: int, path: Path) -> np.ndarray:
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise BadInputError(
-            f"labels must be a 1-D integer array, got shape {labels.shape} of {labels.dtype}", path=path
+            f"labels must be a 1-D integer array, got shape {labels.shape} of {labels.dtype}",
+            path=path,
+            fix="store one integer class index per sample (e.g. y.argmax(axis=1) for one-hot labels)",
         )
     if len(labels) != count:
         raise BadInputError(
@@ -135,7 +140,7 @@ def _read_npz(spec: DataSpec, _: Preprocess) -> RawSource:
             samples = archive[spec.samples_key]
             labels = archive[spec.labels_key] if spec.labels_key else None
         except _NUMPY_READ_ERRORS as exc:
-            raise BadInputError(f"cannot read the archive: {exc}", path=spec.path) from None
+            raise BadInputError(f"cannot read the archive: {exc}", path=spec.path, fix=_REWRITE) from None
     return _array_source(samples, labels, spec)
 
 
@@ -150,7 +155,7 @@ def _check_member(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> None:
             shape, _, dtype = _NPY_HEADER_READERS[version](member)
             stored = archive.zip.getinfo(name).file_size - member.tell()  # the data after the header
     except _NUMPY_READ_ERRORS as exc:
-        raise BadInputError(f"array '{key}' is not a readable .npy member: {exc}", path=path) from None
+        raise BadInputError(f"array '{key}' is not a readable .npy member: {exc}", path=path, fix=_REWRITE) from None
     declared = math.prod(shape) * dtype.itemsize
     if declared > stored:
         raise BadInputError(
@@ -190,15 +195,20 @@ def _single_array(path: Path, what: str, **kwargs: object) -> np.ndarray:
 def _array_source(samples: np.ndarray, labels: np.ndarray | None, spec: DataSpec) -> RawSource:
     if samples.ndim < 2:
         raise BadInputError(
-            f"samples must be an array of shape (count, ...), got shape {samples.shape}", path=spec.path
+            f"samples must be an array of shape (count, ...), got shape {samples.shape}",
+            path=spec.path,
+            fix="stack the samples along a first axis: (count, *one sample's shape)",
         )
     if not (np.issubdtype(samples.dtype, np.number) or samples.dtype == np.bool_):
-        raise BadInputError(f"samples must be numeric, got {samples.dtype}", path=spec.path)
+        raise BadInputError(
+            f"samples must be numeric, got {samples.dtype}", path=spec.path, fix="store the samples as numbers"
+        )
     if (elements := math.prod(samples.shape[1:])) > MAX_SAMPLE_ELEMENTS:
         raise BadInputError(
             f"each sample has shape {list(samples.shape[1:])}: {elements} elements, more than the "
             f"{MAX_SAMPLE_ELEMENTS} a model input may have",
             path=spec.path,
+            fix="check samples_key (the array of samples, not of something else) and the array's first axis",
         )
     if labels is not None:
         labels = _checked_labels(labels, len(samples), spec.labels_path or spec.path)
@@ -255,7 +265,9 @@ def _decode(path: Path, preprocess: Preprocess) -> np.ndarray:
                 image = image.resize((width, height), Image.Resampling.BILINEAR)
             pixels = np.asarray(image, dtype=np.float32)
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise BadInputError(f"cannot decode the image: {exc}", path=path) from None
+        raise BadInputError(
+            f"cannot decode the image: {exc}", path=path, fix="replace or remove the file (PNG, JPEG, BMP, ...)"
+        ) from None
     return pixels[..., None] if pixels.ndim == 2 else pixels
 
 

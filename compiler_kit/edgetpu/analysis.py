@@ -87,6 +87,7 @@ WEIGHTED_OPS = {"CONV_2D": (1, 2), "DEPTHWISE_CONV_2D": (1, 2), "FULLY_CONNECTED
 NO_FUSED_ACTIVATION = frozenset({"AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION"})
 REDUCTIONS = frozenset({"MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN"})  # "not over batch"; the axes are input 1
 SOFTMAX_MAX_ELEMENTS = 16_000
+_RECONVERT = "convert the model again (ckit build writes model_int8.tflite), or copy the file again"
 
 
 @dataclass(frozen=True)
@@ -257,7 +258,9 @@ def _load(path: Path) -> Any:  # -> schema.ModelT
     if not data:
         raise BadInputError("the file is empty", path=path, fix="convert or copy the model again")
     if len(data) < 8:
-        raise BadInputError(f"the file is truncated ({len(data)} bytes): too short for a TFLite model", path=path)
+        raise BadInputError(
+            f"the file is truncated ({len(data)} bytes): too short for a TFLite model", path=path, fix=_RECONVERT
+        )
     if data[4:8] != FILE_IDENTIFIER:
         raise BadInputError(
             "not a TFLite model: no 'TFL3' file identifier at bytes 4-8",
@@ -274,9 +277,9 @@ def _load(path: Path) -> Any:  # -> schema.ModelT
         ) from None
     # Large models keep buffers after the flatbuffer (offset/size); a cut-off file loses them.
     if any(b.offset > 1 and b.offset + b.size > len(data) for b in model.buffers or []):
-        raise BadInputError("the file is truncated: a weight buffer ends past its end", path=path)
+        raise BadInputError("the file is truncated: a weight buffer ends past its end", path=path, fix=_RECONVERT)
     if not model.subgraphs:
-        raise BadInputError("the TFLite model has no subgraph", path=path)
+        raise BadInputError("the TFLite model has no subgraph", path=path, fix=_RECONVERT)
     return model
 
 
@@ -289,7 +292,9 @@ def _read_ops(model: Any, path: Path) -> list[Op]:
     try:
         return [_read_op(model, subgraph, i, raw) for i, raw in enumerate(subgraph.operators or [])]
     except (IndexError, KeyError, TypeError, ValueError) as exc:  # an index pointing nowhere, a vector missing
-        raise BadInputError(f"the TFLite model is corrupt ({type(exc).__name__}: {exc})", path=path) from None
+        raise BadInputError(
+            f"the TFLite model is corrupt ({type(exc).__name__}: {exc})", path=path, fix=_RECONVERT
+        ) from None
 
 
 def _read_op(model: Any, subgraph: Any, index: int, raw: Any) -> Op:

@@ -377,7 +377,11 @@ def read_log(path: Path) -> CompilerOutput:
     try:
         data = read_head_and_tail(path)
     except OSError as exc:
-        raise BadInputError(f"cannot read it: {exc.strerror or exc}", path=path) from None
+        raise BadInputError(
+            f"cannot read it: {exc.strerror or exc}",
+            path=path,
+            fix="pass the compiler's NAME_edgetpu.log or its captured stdout",
+        ) from None
     if b"\x00" in data:
         raise BadInputError("a binary file, not compiler output (a .tflite model?)", path=path, fix=fix)
     result = parse_compiler_output(data.decode("utf-8", errors="replace"))

@@ -42,6 +42,7 @@ EDGETPU: tuple[tuple[str, Kind, Better], ...] = (
 ARTIFACTS = ("float_tflite", "int8_tflite")
 # Schema 2 only added keys to schema 1 (report/document.py): a production baseline built before it still reads.
 READABLE_SCHEMA_VERSIONS = (1, SCHEMA_VERSION)
+_PASS_REPORT = "pass the report.json that `ckit build` wrote (or its build folder)"
 WORSE = "▼"
 
 
@@ -59,9 +60,9 @@ def load_report(path: Path | str) -> dict[str, Any]:
             f"not JSON ({exc})", path=path, fix="pass the report.json of a ckit build, not report.md or a model"
         ) from None
     except RecursionError:  # nested deeper than Python's stack: no report is
-        raise BadInputError("not a ckit report (JSON nested too deep)", path=path) from None
+        raise BadInputError("not a ckit report (JSON nested too deep)", path=path, fix=_PASS_REPORT) from None
     except OSError as exc:
-        raise BadInputError(f"cannot read it ({exc.strerror})", path=path) from None
+        raise BadInputError(f"cannot read it ({exc.strerror})", path=path, fix=_PASS_REPORT) from None
     if not isinstance(report, dict) or "schema_version" not in report:
         raise BadInputError(
             "not a ckit report (no schema_version)", path=path, fix="pass the report.json that `ckit build` wrote"
