@@ -69,5 +69,13 @@ def check_full_integer(model_bytes: bytes) -> None:
     ]
     # With float32 model I/O only the input and output tensors themselves are float (QUANTIZE at the entry,
     # DEQUANTIZE at the exit), and those are excluded above.
+    # NaN in weights or activations is what leaves float tensors in practice: the converter keeps an op in float,
+    # rather than failing, when its input's calibration range is not finite (seen with a NaN Dense kernel).
     if inner_float:
-        raise BadInputError(f"the int8 model still has float tensors: {', '.join(inner_float[:5])}")
+        raise BadInputError(
+            f"the int8 model still has float tensors: {', '.join(inner_float[:5])}; the converter leaves an op in "
+            "float when the calibration range of its input is not finite, so NaN or Inf in the model's weights or "
+            "activations is the usual cause",
+            fix="check the source model for NaN/Inf weights (retrain or fix the checkpoint; check the export) and for "
+            "ops that overflow or divide by zero on the calibration data",
+        )

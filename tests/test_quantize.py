@@ -10,6 +10,7 @@ import pytest
 from compiler_kit import lazy
 from compiler_kit.errors import BadInputError
 from compiler_kit.frontends import FloatModel
+from compiler_kit.frontends.base import ModelOutput
 from compiler_kit.frontends.keras import KerasFrontend
 from compiler_kit.quantize import Int8Quantizer, check_full_integer
 from compiler_kit.recipe import InputSpec, Quantization, Source
@@ -111,3 +112,27 @@ def test_full_integer_check_rejects_the_float_model(built):
 
 def test_full_integer_check_accepts_the_built_int8_model(built):
     assert check_full_integer((built.build_dir / "model_int8.tflite").read_bytes()) is None
+
+
+@pytest.mark.slow
+def test_float_tensors_left_by_a_nan_weight_point_at_nan_and_inf(tmp_path: Path) -> None:
+    """The fallback when NaN reaches the quantizer (a NaN Dense kernel: the converter keeps the next layer in float
+    instead of failing). The SavedModel is exported straight from Keras, without the frontend's own checks."""
+    import keras
+
+    inputs = keras.Input((4,), name="x")
+    hidden = keras.layers.Dense(5, activation="relu", name="hidden")
+    model = keras.Model(inputs, keras.layers.Dense(3, name="head")(hidden(inputs)))
+    kernel, bias = hidden.get_weights()
+    kernel[1, 2] = np.nan
+    hidden.set_weights([kernel, bias])
+    model.export(str(tmp_path / "saved_model"), format="tf_saved_model", verbose=False)
+    float_model = FloatModel(tmp_path, "serve", input_perms=[None], outputs=[ModelOutput("output_0", "output_0", None)])
+    samples = [np.random.default_rng(seed).random((1, 4), dtype=np.float32) for seed in range(8)]
+    with pytest.raises(BadInputError) as raised:
+        Int8Quantizer(Quantization()).int8_tflite(float_model, samples)
+    message = str(raised.value)
+    assert raised.value.exit_code == 2
+    assert "the int8 model still has float tensors" in message
+    assert "NaN or Inf in the model's weights or activations is the usual cause" in message
+    assert "fix: check the source model for NaN/Inf weights" in message

@@ -19,6 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
+from compiler_kit.errors import BadInputError
 from compiler_kit.recipe import InputSpec, Legalize, Source
 
 SAVED_MODEL = "saved_model"
@@ -81,6 +82,19 @@ def _same(source_shape: list[int], model_shape: list[int]) -> bool:
     return len(source_shape) == len(model_shape) and all(
         s in (-1, m) for s, m in zip(source_shape, model_shape, strict=True)
     )
+
+
+def refuse_non_finite(names: list[str], origin: Path | str) -> None:
+    """Weights holding NaN or Inf, found by each frontend and named here: later the quantizer only sees layers it
+    could not quantize (NaN) or quantizes garbage without a word (Inf)."""
+    if names:
+        more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+        raise BadInputError(
+            f"the model's weights hold NaN or Inf: {', '.join(repr(name) for name in names[:5])}{more}",
+            path=origin,
+            fix="retrain or fix the checkpoint (a diverged training run saves NaN), then save or export it again; if "
+            "a tool exported or converted the weights, check that step",
+        )
 
 
 class Frontend(Protocol):

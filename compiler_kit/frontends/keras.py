@@ -14,9 +14,11 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from compiler_kit import lazy
 from compiler_kit.errors import BadInputError, describe_exception
-from compiler_kit.frontends.base import DEFAULT_LEGALIZE, SAVED_MODEL, FloatModel, ModelOutput
+from compiler_kit.frontends.base import DEFAULT_LEGALIZE, SAVED_MODEL, FloatModel, ModelOutput, refuse_non_finite
 from compiler_kit.recipe import InputSpec, Legalize, Source
 
 SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -45,7 +47,7 @@ def load_keras_model(path: Path) -> Any:
         )
     keras = lazy.keras()
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types (ValueError, OSError, BadZipFile, KeyError...)
         if "arbitrary code execution" in str(exc):  # safe mode refusing a Lambda layer's bytecode
             raise BadInputError(
@@ -58,6 +60,9 @@ def load_keras_model(path: Path) -> Any:
             path=path,
             fix="check the file is complete and was written by model.save() with Keras 3 or as .h5",
         ) from None
+    floats = [weight for weight in model.weights if "float" in str(weight.dtype)]
+    refuse_non_finite([w.path for w in floats if not np.isfinite(np.asarray(w.numpy())).all()], path)
+    return model
 
 
 def check_inputs(model: Any, inputs: list[InputSpec], path: Path) -> None:

@@ -26,13 +26,24 @@ import numpy as np
 
 from compiler_kit import lazy
 from compiler_kit.errors import BadInputError, describe_exception, strip_ansi
-from compiler_kit.frontends.base import DEFAULT_LEGALIZE, SAVED_MODEL, FloatModel, ModelOutput, layout_perm
+from compiler_kit.frontends.base import (
+    DEFAULT_LEGALIZE,
+    SAVED_MODEL,
+    FloatModel,
+    ModelOutput,
+    layout_perm,
+    refuse_non_finite,
+)
 from compiler_kit.frontends.onnx_names import sanitize_names
 from compiler_kit.legalize import legalize
 from compiler_kit.recipe import InputSpec, Legalize, Source
 
 STATIC_ONNX, ONNX2TF_LOG = "model_static.onnx", "onnx2tf.log"
 SIGNATURE_KEY = "serving_default"
+# Each conversion works in a temporary folder named after its process, `ckit-onnx2tf-<pid>-<random>`, so that the
+# next conversion can tell a killed build's folder from a running one's (older names, without a pid, are left alone).
+WORK_PREFIX = "ckit-onnx2tf-"
+_WORK_DIR_NAME = re.compile(rf"{WORK_PREFIX}(\d+)-[^-]+")
 TIMEOUT_S = 1800
 # onnx2tf 1.29.24 loads this file from the working directory whenever every input is 4-D with 3 channels (after
 # its layout change) and downloads it when absent, even without quantization. We never use onnx2tf's own int8
@@ -60,7 +71,9 @@ def load_onnx(path: Path) -> Any:
             fix="check the file is complete; re-export it with torch.onnx.export or your framework's exporter",
         ) from None
     if not model.graph.node:
-        raise BadInputError("the ONNX model has no nodes (truncated or empty)", path=path)
+        raise BadInputError(
+            "the ONNX model has no nodes (truncated or empty)", path=path, fix="export or copy the model again"
+        )
     return model
 
 
@@ -81,6 +94,19 @@ def _refuse_external_data_outside(model: Any, path: Path) -> None:
             )
 
 
+def non_finite_tensors(model: Any) -> list[str]:
+    """Initializers and Constant values (subgraphs included) holding NaN or Inf, by name."""
+    from onnx import TensorProto, numpy_helper
+    from onnx.external_data_helper import _get_all_tensors
+
+    floats = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
+    return [
+        tensor.name or "(a Constant node's unnamed value)"
+        for tensor in _get_all_tensors(model)
+        if tensor.data_type in floats and not np.isfinite(numpy_helper.to_array(tensor).astype(np.float64)).all()
+    ]
+
+
 def graph_inputs(model: Any) -> list[Any]:
     initializers = {init.name for init in model.graph.initializer}
     return [value for value in model.graph.input if value.name not in initializers]
@@ -95,7 +121,11 @@ def fix_input_shapes(model: Any, inputs: list[InputSpec], path: Path) -> None:
     """Set every input's dynamic dimensions from the recipe; contradictions name the input and dimension."""
     values = graph_inputs(model)
     if len(values) != len(inputs):
-        raise BadInputError(f"the model has {len(values)} inputs, the recipe describes {len(inputs)}", path=path)
+        raise BadInputError(
+            f"the model has {len(values)} inputs, the recipe describes {len(inputs)}",
+            path=path,
+            fix="describe each model input under inputs (ckit init MODEL writes them)",
+        )
     for value, spec in zip(values, inputs, strict=True):
         shape = dims(value)
         if len(shape) != len(spec.shape):
@@ -144,9 +174,10 @@ def convert_onnx(
     import onnx
 
     model = load_onnx(onnx_path)
+    refuse_non_finite(non_finite_tensors(model), onnx_path)
     fix_input_shapes(model, inputs, onnx_path)
     original_names = sanitize_names(model)
-    with tempfile.TemporaryDirectory(prefix="ckit-onnx2tf-") as work:
+    with work_dir() as work:
         model = simplify(model, Path(work))
         legal = legalize(model, frozenset(settings.skip), settings.enabled)
         onnx.save(legal.model, str(out_dir / STATIC_ONNX))
@@ -165,6 +196,31 @@ def convert_onnx(
         legalization=legal.as_dict(),
         renamed=original_names,
     )
+
+
+def work_dir() -> tempfile.TemporaryDirectory[str]:
+    """A fresh scratch folder named after this process, once those of killed conversions are gone."""
+    remove_orphaned_work_dirs(Path(tempfile.gettempdir()))
+    return tempfile.TemporaryDirectory(prefix=f"{WORK_PREFIX}{os.getpid()}-")
+
+
+def remove_orphaned_work_dirs(temp_dir: Path) -> None:
+    """Remove the scratch folders of conversions whose process is gone: SIGKILL skips TemporaryDirectory's cleanup
+    and leaves onnx2tf's output behind (MBs each). A live process's folder stays, so concurrent builds are safe."""
+    for folder in temp_dir.glob(f"{WORK_PREFIX}*"):
+        owner = _WORK_DIR_NAME.fullmatch(folder.name)
+        if owner and not _process_alive(int(owner.group(1))):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user's
+        return True
+    return True
 
 
 def onnx2tf_output_key(position: int) -> str:
@@ -233,7 +289,11 @@ def _run_onnx2tf(static_onnx: Path, out_dir: Path, work: Path, names: _Names) ->
     try:
         done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        raise BadInputError(f"onnx2tf did not finish within {TIMEOUT_S} s", path=static_onnx) from None
+        raise BadInputError(
+            f"onnx2tf did not finish within {TIMEOUT_S} s",
+            path=static_onnx,
+            fix="report the model (onnx2tf is stuck on it); legalize.skip may avoid the construct it is stuck on",
+        ) from None
     log = strip_ansi(done.stdout + done.stderr)
     saved = work / "out"
     if done.returncode != 0 or not (saved / "saved_model.pb").exists():

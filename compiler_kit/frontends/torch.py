@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from compiler_kit.errors import BadInputError, describe_exception
-from compiler_kit.frontends.base import DEFAULT_LEGALIZE, FloatModel
+from compiler_kit.frontends.base import DEFAULT_LEGALIZE, FloatModel, refuse_non_finite
 from compiler_kit.frontends.onnx import convert_onnx
 from compiler_kit.recipe import InputSpec, Legalize, Source
 
@@ -31,15 +31,45 @@ EXPORTED_ONNX, EXPORT_LOG = "model.onnx", "torch_export.log"
 _FORCE_WEIGHTS_ONLY, _FORCE_NO_WEIGHTS_ONLY = "TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 
 
+_SAVE_AGAIN = "save it again with torch.save (a state_dict), torch.jit.save or torch.export.save"
+_SAVE_STATE_DICT = (
+    "save the module's state_dict alone: torch.save(model.state_dict(), path) (from a training checkpoint, save its "
+    "state_dict entry, e.g. checkpoint['model'])"
+)
+_MATCHING_WEIGHTS = "give the weights saved from this module (source.entry_point builds it with the same arguments?)"
+
+
 def load_torch_model(source: Source) -> Any:
-    """The model as the recipe names it: an nn.Module, a ScriptModule or an ExportedProgram."""
+    """The model as the recipe names it: an nn.Module, a ScriptModule or an ExportedProgram, with finite weights."""
     if source.entry_point:
         module = module_from_entry_point(source.entry_point, source.recipe_dir)
         if source.weights:
             load_weights(module, source.weights)
+        refuse_non_finite(_non_finite(_named_tensors(module)), source.weights or f"entry point '{source.entry_point}'")
         return module
     assert source.path is not None
-    return load_torch_file(source.path)
+    model = load_torch_file(source.path)
+    refuse_non_finite(_non_finite(_named_tensors(model)), source.path)
+    return model
+
+
+def _named_tensors(model: Any) -> dict[str, Any]:
+    """Parameters and buffers by name, plus an ExportedProgram's lifted constants (tensors its code creates)."""
+    import torch
+
+    if isinstance(model, torch.export.ExportedProgram):
+        return {**model.state_dict, **model.constants}
+    return model.state_dict()
+
+
+def _non_finite(tensors: dict[str, Any]) -> list[str]:
+    import torch
+
+    return [
+        name
+        for name, value in tensors.items()
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
 
 
 def runnable(model: Any) -> Any:
@@ -101,10 +131,13 @@ def _safe_load(path: Path) -> Any:
             raise BadInputError(
                 "not a readable PyTorch file (neither a torch.save archive nor a pickle torch.load reads safely)",
                 path=path,
+                fix=_SAVE_AGAIN,
             ) from None
         raise _unsafe_pickle(path) from None
     except Exception as exc:
-        raise BadInputError(f"not a readable PyTorch file ({describe_exception(exc)})", path=path) from None
+        raise BadInputError(
+            f"not a readable PyTorch file ({describe_exception(exc)})", path=path, fix=_SAVE_AGAIN
+        ) from None
 
 
 def _unsafe_pickle(path: Path) -> BadInputError:
@@ -121,20 +154,56 @@ def load_weights(module: Any, path: Path) -> None:
         raise BadInputError("weights file not found", path=path, fix="check source.weights in the recipe")
     state = _safe_load(path)
     if not isinstance(state, dict):
-        raise BadInputError(f"the weights file holds a {type(state).__name__}, not a state_dict", path=path)
+        raise BadInputError(
+            f"the weights file holds a {type(state).__name__}, not a state_dict", path=path, fix=_SAVE_STATE_DICT
+        )
     expected = module.state_dict()
+    _refuse_non_tensors(state, expected, path)
+    _refuse_other_shapes(state, expected, path)
+    # strict=False lets torch decide what may be absent (BatchNorm fills in num_batches_tracked when the state_dict
+    # has no version for it: a plain dict, or torch < 0.4.1); what it still reports is refused, as strict=True would.
+    result = module.load_state_dict(state, strict=False)
+    if result.missing_keys:
+        raise BadInputError(
+            f"the weights do not match the module: key '{result.missing_keys[0]}' is missing",
+            path=path,
+            fix=_MATCHING_WEIGHTS,
+        )
+    if result.unexpected_keys:
+        raise BadInputError(
+            f"the weights do not match the module: unexpected key '{result.unexpected_keys[0]}'",
+            path=path,
+            fix=_MATCHING_WEIGHTS,
+        )
+
+
+def _refuse_non_tensors(state: dict[Any, Any], expected: dict[str, Any], path: Path) -> None:
+    """load_state_dict copies only tensors into parameters and buffers; the one entry that may hold any value is a
+    module's extra state (get_extra_state), which the module's own state_dict has as a non-tensor too."""
+    import torch
+
+    extra_state = {key for key, value in expected.items() if not isinstance(value, torch.Tensor)}
+    odd = [key for key, value in state.items() if not isinstance(value, torch.Tensor) and key not in extra_state]
+    if odd:
+        listed = ", ".join(f"'{key}' ({type(state[key]).__name__})" for key in odd[:5])
+        raise BadInputError(
+            f"the weights file holds values that are not tensors: {listed}",
+            path=path,
+            fix=_SAVE_STATE_DICT,
+        )
+
+
+def _refuse_other_shapes(state: dict[Any, Any], expected: dict[str, Any], path: Path) -> None:
+    import torch
+
     for key, tensor in expected.items():
-        if key not in state:
-            raise BadInputError(f"the weights do not match the module: key '{key}' is missing", path=path)
-        if tuple(state[key].shape) != tuple(tensor.shape):
+        if isinstance(tensor, torch.Tensor) and key in state and state[key].shape != tensor.shape:
             raise BadInputError(
                 f"the weights do not match the module: '{key}' has shape {list(state[key].shape)} in the file "
                 f"and {list(tensor.shape)} in the module",
                 path=path,
+                fix=_MATCHING_WEIGHTS,
             )
-    if unexpected := [key for key in state if key not in expected]:
-        raise BadInputError(f"the weights do not match the module: unexpected key '{unexpected[0]}'", path=path)
-    module.load_state_dict(state)
 
 
 def load_torch_file(path: Path) -> Any:

@@ -70,3 +70,23 @@ def test_a_folder_is_not_a_model_file(tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match="model file not found") as raised:
         load_keras_model(tmp_path)
     assert raised.value.exit_code == 2
+
+
+def test_nan_and_inf_weights_are_named_with_the_file(tmp_path: Path) -> None:
+    import keras
+
+    inputs = keras.Input((4,), name="x")
+    hidden = keras.layers.Dense(5, name="hidden")
+    model = keras.Model(inputs, keras.layers.Dense(3, name="head")(hidden(inputs)))
+    kernel, bias = hidden.get_weights()
+    kernel[1, 2], bias[0] = np.nan, -np.inf
+    hidden.set_weights([kernel, bias])
+    model.save(tmp_path / "diverged.keras")
+    with pytest.raises(BadInputError) as raised:
+        load_keras_model(tmp_path / "diverged.keras")
+    assert raised.value.exit_code == 2
+    message = str(raised.value)
+    assert (
+        f"{tmp_path / 'diverged.keras'}: the model's weights hold NaN or Inf: 'hidden/kernel', 'hidden/bias'" in message
+    )
+    assert "fix: retrain or fix the checkpoint" in message

@@ -3,6 +3,10 @@ NHWC, offline, an unconvertible op named)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +16,14 @@ from compiler_kit.errors import BadInputError
 from compiler_kit.frontends.base import FloatModel, layout_perm
 from compiler_kit.frontends.onnx import (
     STATIC_ONNX,
+    WORK_PREFIX,
     ConverterFailed,
     convert_onnx,
     dims,
     fix_input_shapes,
     graph_inputs,
     load_onnx,
+    remove_orphaned_work_dirs,
 )
 from compiler_kit.recipe import InputSpec
 
@@ -91,6 +97,40 @@ def test_a_different_number_of_inputs_is_refused(torch_models) -> None:
         fix_input_shapes(model, [IMAGE, InputSpec(name="extra", shape=[1, 4])], torch_models["onnx"])
 
 
+def _nan_initializer_model(path: Path) -> Path:
+    """y = x @ weight + bias with one NaN in the weight and an Inf in a Constant node's value."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.ones((4, 2), dtype=np.float32)
+    weight[1, 0] = np.nan
+    nodes = [
+        helper.make_node("Constant", [], ["bias"], value=numpy_helper.from_array(np.array([0.0, np.inf], np.float32))),
+        helper.make_node("MatMul", ["x", "fc.weight"], ["h"]),
+        helper.make_node("Add", ["h", "bias"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "nan",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+        initializer=[numpy_helper.from_array(weight, "fc.weight")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_nan_and_inf_weights_are_named_with_the_file(tmp_path: Path) -> None:
+    path = _nan_initializer_model(tmp_path / "nan.onnx")
+    with pytest.raises(BadInputError) as raised:
+        convert_onnx(path, [InputSpec(name="x", shape=[1, 4])], tmp_path)
+    message = str(raised.value)
+    assert raised.value.exit_code == 2
+    assert f"{path}: the model's weights hold NaN or Inf: 'fc.weight', " in message
+    assert "Constant" in message and "fix: retrain or fix the checkpoint" in message
+    assert not (tmp_path / STATIC_ONNX).exists()  # refused before any conversion
+
+
 def test_layout_perm() -> None:
     assert layout_perm([1, 1, 16, 16], [1, 1, 16, 16]) is None
     assert layout_perm([1, 3, 32, 24], [1, 32, 24, 3]) == (0, 2, 3, 1)
@@ -156,6 +196,73 @@ def test_an_op_onnx2tf_cannot_convert_is_named_with_its_node(tmp_path: Path) -> 
         convert_onnx(model, [InputSpec(name="x", shape=[1, 8])], out)
     assert raised.value.exit_code == 2
     assert "FancyOp" in raised.value.log and not (out / "saved_model").exists()  # the build keeps the log
+
+
+# --- scratch folders a killed conversion leaves behind ---
+
+
+def _dead_pid() -> int:
+    """The PID of a real process that has ended (and been reaped): no process has it now."""
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    return done.pid
+
+
+def _planted_folder(temp_dir: Path, pid: int) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{pid}-", dir=temp_dir))
+    (folder / "out").mkdir()  # as onnx2tf leaves it: files inside
+    (folder / "out" / "saved_model.pb").write_bytes(b"x" * 1024)
+    return folder
+
+
+def test_only_scratch_folders_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    dead, own = _planted_folder(tmp_path, _dead_pid()), _planted_folder(tmp_path, os.getpid())
+    older = tmp_path / f"{WORK_PREFIX}k3x_9a2b"  # a name from before folders carried a PID: whose, nobody knows
+    unrelated = tmp_path / "ckit-compiler-version-1234-abc"
+    for folder in (older, unrelated):
+        folder.mkdir()
+    remove_orphaned_work_dirs(tmp_path)
+    assert not dead.exists()
+    assert own.is_dir() and (own / "out" / "saved_model.pb").is_file()
+    assert older.is_dir() and unrelated.is_dir()
+
+
+def test_a_running_build_keeps_its_scratch_folder_until_it_is_killed(tmp_path: Path) -> None:
+    """Another build, really running: its scratch folder (from the function convert_onnx takes it from) is not
+    touched until that process is killed (SIGKILL skips its own cleanup)."""
+    code = (
+        "import time\n"
+        "from compiler_kit.frontends.onnx import work_dir\n"
+        "folder = work_dir()\n"
+        "print(folder.name, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    other = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmp_path)}
+    )
+    try:
+        folder = Path(other.stdout.readline().strip())
+        assert folder.parent == tmp_path and folder.name.startswith(f"{WORK_PREFIX}{other.pid}-")
+        remove_orphaned_work_dirs(tmp_path)
+        assert folder.is_dir()
+    finally:
+        other.kill()
+        other.wait()
+        other.stdout.close()
+    remove_orphaned_work_dirs(tmp_path)
+    assert not folder.exists()
+
+
+def test_a_conversion_removes_dead_builds_folders_and_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """convert_onnx cleans up at its start and after itself, even when onnx2tf fails."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    _planted_folder(tmp_path / "tmp", _dead_pid())
+    own = _planted_folder(tmp_path / "tmp", os.getpid())
+    (tmp_path / "out").mkdir()
+    with pytest.raises(ConverterFailed):
+        convert_onnx(_fancy_model(tmp_path / "fancy.onnx"), [InputSpec(name="x", shape=[1, 8])], tmp_path / "out")
+    assert sorted((tmp_path / "tmp").iterdir()) == [own]
 
 
 def test_conversion_never_touches_the_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

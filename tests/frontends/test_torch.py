@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from compiler_kit.errors import BadInputError
 from compiler_kit.frontends.torch import (
@@ -141,6 +142,183 @@ def test_a_weights_file_holding_something_else_than_a_state_dict(tmp_path: Path)
     path = tmp_path / "list.pt"
     torch.save([torch.zeros(2)], path)
     _bad_input(lambda: load_torch_model(_entry_point_source(TORCH_ENTRY_POINT, path)), "holds a list, not a state_dict")
+
+
+class StatefulNet(torch.nn.Module):
+    """A BatchNorm (with its int64 num_batches_tracked buffer) and extra state: the entries of a state_dict that are
+    not float parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 3)
+        self.bn = torch.nn.BatchNorm2d(2)
+        self.scale = 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x)) * self.scale
+
+    def get_extra_state(self) -> dict[str, float]:
+        return {"scale": self.scale}
+
+    def set_extra_state(self, state: dict[str, float]) -> None:
+        self.scale = state["scale"]
+
+
+STATEFUL_ENTRY_POINT = "tests.frontends.test_torch:StatefulNet"
+
+
+def test_weights_without_num_batches_tracked_and_with_extra_state_load_as_torch_loads_them(tmp_path: Path) -> None:
+    """torch's load_state_dict fills in a missing num_batches_tracked when the state_dict carries no BatchNorm
+    version (a plain dict, as converters write, or one from before torch 0.4.1) and hands extra state, any Python
+    value, to set_extra_state: ckit accepts what torch accepts."""
+    trained = StatefulNet()
+    trained.scale = 2.5
+    state = trained.state_dict()
+    del state["bn.num_batches_tracked"]
+    torch.save(dict(state), tmp_path / "converted.pt")  # a plain dict: no version metadata
+    module = load_torch_model(_entry_point_source(STATEFUL_ENTRY_POINT, tmp_path / "converted.pt"))
+    assert module.scale == 2.5 and int(module.bn.num_batches_tracked) == 0
+    torch.testing.assert_close(module.conv.weight, trained.conv.weight)
+
+
+def test_a_versioned_state_dict_without_num_batches_tracked_is_refused_as_torch_refuses_it(tmp_path: Path) -> None:
+    state = StatefulNet().state_dict()  # it says BatchNorm version 2, which has the buffer
+    del state["bn.num_batches_tracked"]
+    torch.save(state, tmp_path / "w.pt")
+    with pytest.raises(RuntimeError, match=r"Missing key.*bn\.num_batches_tracked"):
+        StatefulNet().load_state_dict(state)
+    _bad_input(
+        lambda: load_torch_model(_entry_point_source(STATEFUL_ENTRY_POINT, tmp_path / "w.pt")),
+        "key 'bn.num_batches_tracked' is missing",
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "listed"),
+    [
+        (lambda state: {**state, "bn.num_batches_tracked": 5}, "'bn.num_batches_tracked' (int)"),
+        (lambda state: {**state, "num_batches": 5}, "'num_batches' (int)"),
+        (lambda state: {"model": state, "epoch": 3}, "'model' (OrderedDict), 'epoch' (int)"),
+    ],
+    ids=["int-buffer", "extra-int", "training-checkpoint"],
+)
+def test_a_state_dict_holding_values_that_are_not_tensors_names_them(tmp_path: Path, make, listed: str) -> None:
+    path = tmp_path / "weights.pt"
+    torch.save(make(StatefulNet().state_dict()), path)
+    _bad_input(
+        lambda: load_torch_model(_entry_point_source(STATEFUL_ENTRY_POINT, path)),
+        str(path),
+        f"the weights file holds values that are not tensors: {listed}",
+        "fix: save the module's state_dict alone: torch.save(model.state_dict(), path)",
+    )
+
+
+def test_nan_and_inf_weights_are_named_with_the_weights_file(tmp_path: Path) -> None:
+    state = DigitsNet().state_dict()
+    state["features.0.weight"][0, 0, 1, 1] = float("nan")
+    state["classifier.3.bias"][4] = float("inf")
+    torch.save(state, tmp_path / "diverged.pt")
+    _bad_input(
+        lambda: load_torch_model(_entry_point_source(TORCH_ENTRY_POINT, tmp_path / "diverged.pt")),
+        f"{tmp_path / 'diverged.pt'}: the model's weights hold NaN or Inf: 'features.0.weight', 'classifier.3.bias'",
+        "fix: retrain or fix the checkpoint",
+    )
+
+
+def nan_linear() -> torch.nn.Module:
+    """An entry point whose module is NaN before any weights are loaded."""
+    module = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        module.bias[0] = float("nan")
+    return module
+
+
+def test_nan_weights_from_the_entry_point_itself_name_it() -> None:
+    entry_point = "tests.frontends.test_torch:nan_linear"
+    _bad_input(
+        lambda: load_torch_model(_entry_point_source(entry_point)),
+        f"entry point '{entry_point}': the model's weights hold NaN or Inf: 'bias'",
+    )
+
+
+class NanConstant(torch.nn.Module):
+    """Its code makes a tensor, which torch.export lifts into a constant."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.tensor([0.0, float("nan")])
+
+
+def _torchscript_with_nan_buffer(path: Path) -> str:
+    module = StatefulNet().eval()
+    module.bn.running_var[1] = float("nan")
+    torch.jit.trace(module, torch.zeros(1, 1, 8, 8)).save(str(path))
+    return "'bn.running_var'"
+
+
+def _exported_with_inf_parameter(path: Path) -> str:
+    module = StatefulNet().eval()
+    with torch.no_grad():
+        module.conv.weight[0, 0, 0, 0] = float("-inf")
+    torch.export.save(torch.export.export(module, (torch.zeros(1, 1, 8, 8),)), str(path))
+    return "'conv.weight'"
+
+
+def _exported_with_nan_constant(path: Path) -> str:
+    torch.export.save(torch.export.export(NanConstant(), (torch.zeros(2),)), str(path))
+    return "'lifted_tensor_0'"
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        ("scripted.pt", _torchscript_with_nan_buffer),
+        ("inf.pt2", _exported_with_inf_parameter),
+        ("constant.pt2", _exported_with_nan_constant),
+    ],
+    ids=["torchscript-buffer", "exported-parameter", "exported-constant"],
+)
+def test_nan_or_inf_in_a_model_file_is_named_with_the_file(tmp_path: Path, name: str, make) -> None:
+    path = tmp_path / name
+    named = make(path)
+    _bad_input(
+        lambda: load_torch_model(Source(framework="torch", path=path)),
+        f"{path}: the model's weights hold NaN or Inf: {named}",
+        "fix:",
+    )
+
+
+def _nan_first_conv(state: dict) -> dict:
+    state["features.0.weight"][3, 0, 0, 0] = float("nan")
+    return state
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda state: {**state, "features.3.bias": 5},
+            "the weights file holds values that are not tensors: 'features.3.bias' (int)",
+        ),
+        (_nan_first_conv, "the model's weights hold NaN or Inf: 'features.0.weight'"),
+    ],
+    ids=["not-a-tensor", "nan"],
+)
+def test_ckit_build_with_such_weights_exits_2_with_one_message(
+    torch_recipe: dict, tmp_path: Path, change, message: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from compiler_kit.cli import app
+
+    weights = tmp_path / "weights.pt"
+    torch.save(change(DigitsNet().state_dict()), weights)
+    recipe = {**torch_recipe, "source": {**torch_recipe["source"], "weights": str(weights)}}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({**recipe, "output": {"dir": str(tmp_path / "build")}}, sort_keys=False))
+    result = CliRunner().invoke(app, ["build", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert f"error: {weights}: {message}" in result.output and "fix: " in result.output
 
 
 # --- files ---
