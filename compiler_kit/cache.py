@@ -4,21 +4,27 @@ A key is the sha256 of a JSON document of the stage's inputs: the bytes of the f
 its resolved recipe section, the data sets' hashes, the versions of the tools it runs and the hash of ckit's own
 code, so a change to any of them is a different key and nothing stale is ever reused.
 
-Layout: `<root>/<stage>/<key>/entry.json` (the stage's metadata and the sha256 of each of its files) beside
-`<root>/<stage>/<key>/files/`. An entry is built in `<root>/tmp/<pid>-<random>/` and renamed into place whole,
-so readers see a complete entry or none, whichever of two concurrent builds finishes first; the loser's copy is
-dropped. Every file is hashed again before an entry is used: a mismatch (a disk error, a hand edit) marks the
-entry corrupt, and the stage runs again and replaces it. Staging folders of processes that died (SIGKILL) are
-removed by the next build.
+Layout: `<root>/<stage>/<key>/entry.json` (the stage's metadata, its hash and the sha256 of each of its files)
+beside `<root>/<stage>/<key>/files/`. An entry is built in `<root>/tmp/<pid>-<random>/` and renamed into place
+whole, so readers see a complete entry or none, whichever of two concurrent builds finishes first; the loser's
+copy is dropped. The files and the metadata are hashed again before an entry is used: a mismatch (a disk error, a
+hand edit) marks the entry corrupt, and the stage runs again and replaces it. Staging folders of processes that
+died (SIGKILL) are removed by the next build.
+
+A cache that cannot be written (a read-only file system, such as a CI cache restored read only; a file in the way;
+no permission) is still read: a build reuses its entries, builds the others in a temporary folder and stores
+nothing, after one warning on stderr.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +38,15 @@ ENTRY_JSON, FILES = "entry.json", "files"
 RETRY = "retry"  # metadata flag of an outcome not to reuse (a compiler killed at its timeout may finish next time)
 _FILES_PLACEHOLDER = "${files}"  # stands for the entry's files folder in stored metadata
 _CODE_ROOT = Path(__file__).resolve().parent
+_UNTOUCHABLE = (errno.EROFS, errno.EPERM, errno.EACCES)  # a read-only file system, another user's entry
+
+Warn = Callable[[str], None]
+
+
+def warn_on_stderr(message: str) -> None:
+    """Where the cache's warnings go: stderr, like every `warning:` of ckit, even with --quiet (a cache that
+    stores nothing or an entry found damaged is worth knowing about whether or not progress is shown)."""
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def default_root() -> Path:
@@ -88,34 +103,65 @@ class Lookup:
 
 
 class StageCache:
-    def __init__(self, root: Path, *, force: bool = False) -> None:
+    def __init__(self, root: Path, *, force: bool = False, warn: Warn = warn_on_stderr) -> None:
         self.root = root
         self.force = force
+        self.warn = warn
+        self.writable = True  # False once storing has failed: entries are still read, never stored or touched
+        self._tmp = root / "tmp"  # where entries are built
+        self._temporary: list[Path] = []  # what this build made and the cache could not take: gone when it ends
 
-    def prepare(self) -> None:
-        """Remove what builds that died (SIGKILL) left in the staging area."""
-        (self.root / "tmp").mkdir(parents=True, exist_ok=True)
-        for staging in (self.root / "tmp").iterdir():
+    @contextlib.contextmanager
+    def for_build(self, scratch: Path) -> Iterator[None]:
+        """The cache for one build. One that cannot be written is only read (one warning says why); the entries it
+        cannot take are built in a temporary folder in `scratch` (the build folder, whose next build removes it
+        should this one be killed) and removed when the build ends."""
+        self._prepare(scratch)
+        try:
+            yield
+        finally:
+            for path in self._temporary:
+                shutil.rmtree(path, ignore_errors=True)
+            self._temporary.clear()
+
+    def _prepare(self, scratch: Path) -> None:
+        """Find out whether entries can be stored; remove what builds that died (SIGKILL) left in the staging area."""
+        self.writable, self._tmp = True, self.root / "tmp"
+        try:
+            _check_writable(self._tmp)
+        except OSError as exc:
+            self._stop_storing(self._tmp, exc)
+            self._tmp = Path(tempfile.mkdtemp(dir=scratch, prefix=".ckit-cache.", suffix=".tmp"))
+            self._temporary.append(self._tmp)
+            return
+        for staging in self._tmp.iterdir():
             if not _owner_alive(staging.name):
                 shutil.rmtree(staging, ignore_errors=True)
 
+    def _stop_storing(self, folder: Path, exc: OSError) -> None:
+        """Store nothing more in this build, and say why, once."""
+        self.writable = False
+        readable = os.path.isdir(self.root) and os.access(self.root, os.R_OK | os.X_OK)
+        then = "reusing its entries but storing no new ones" if readable else "building every stage without it"
+        self.warn(
+            f"the stage cache {self.root} cannot be written ({_why(folder, exc)}): {then}; "
+            "fix: make it a folder you can write, or set --cache-dir or CKIT_CACHE_DIR to one"
+        )
+
     def lookup(self, stage: str, key: str) -> Lookup:
         path = self.root / stage / key
-        if not path.exists():
+        if not os.path.exists(path):  # not Path.exists: a folder this user cannot read is a miss, not an error
             return Lookup("miss")
         if self.force:
             return Lookup("forced", replace=True)
-        try:
-            document = json.loads((path / ENTRY_JSON).read_text())
-            problem = _first_mismatch(path / FILES, document["files"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            problem = f"{ENTRY_JSON} unreadable ({exc})"
+        meta, problem = _verified(path)
         if problem:
             return Lookup("corrupt", problem=problem, replace=True)
-        if document["meta"].get(RETRY):
+        if meta.get(RETRY):
             return Lookup("miss", replace=True)
-        os.utime(path / ENTRY_JSON)  # its time is the entry's last use: `ckit cache prune` goes by it
-        return Lookup("hit", Entry(path, document["meta"]))
+        if self.writable:  # a cache this build does not write, it does not touch either
+            _touch(path / ENTRY_JSON)
+        return Lookup("hit", Entry(path, meta))
 
     def entries(self) -> list[StoredEntry]:
         """Every stored entry, oldest use first."""
@@ -132,42 +178,80 @@ class StageCache:
     def produce(self, stage: str, key: str, make: Callable[[Path], dict[str, Any]], replace: bool = False) -> Entry:
         """Store the entry for `key`: `make` fills a fresh files folder and returns the metadata (JSON). `replace`:
         the stored entry must make way (Lookup.replace); otherwise an entry that appeared meanwhile is another build's,
-        as good as this one, and is kept (discarding it would pull it from under that build while it copies it)."""
+        as good as this one, and is kept (discarding it would pull it from under that build while it copies it).
+        An entry the cache cannot take stays where it was built until the build ends."""
         with self._staging() as staging:
             files = staging / FILES
             files.mkdir()
-            meta = make(files)
-            return self._store(stage, key, staging, meta, replace)
+            meta = _seal(staging, stage, key, make(files))
+            if self.writable and (stored := self._store(stage, key, staging, replace)):
+                return stored
+            self._temporary.append(staging)
+            return Entry(staging, meta)
 
     @contextlib.contextmanager
     def _staging(self) -> Iterator[Path]:
-        (self.root / "tmp").mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=self.root / "tmp", prefix=f"{os.getpid()}-"))
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=self._tmp, prefix=f"{os.getpid()}-"))
         try:
             yield staging
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            if staging not in self._temporary:  # stored, or the stage failed
+                shutil.rmtree(staging, ignore_errors=True)
 
-    def _store(self, stage: str, key: str, staging: Path, meta: dict[str, Any], replace: bool) -> Entry:
-        files = staging / FILES
-        hashes = {str(p.relative_to(files)): sha256_file(p) for p in sorted(files.rglob("*")) if p.is_file()}
-        text = json.dumps({"stage": stage, "key": key, "files": hashes, "meta": meta}, indent=1, default=str)
-        (staging / ENTRY_JSON).write_text(text.replace(str(files), _FILES_PLACEHOLDER))
+    def _store(self, stage: str, key: str, staging: Path, replace: bool) -> Entry | None:
+        """Move the sealed entry into place; None when the cache cannot take it (then it takes no more)."""
         final = self.root / stage / key
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if replace and final.exists():  # corrupt, forced or retried: move it aside, the rename needs the name free
-            _discard(final, self.root / "tmp")
         try:
-            staging.rename(final)
-        except OSError:  # another build stored the same key first: keep theirs, it is as good as ours
-            if not final.exists():
-                raise
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if replace and final.exists():  # corrupt, forced or retried: move it aside, the rename needs the name free
+                _discard(final, self.root / "tmp")
+            try:
+                staging.rename(final)
+            except OSError:  # another build stored the same key first: keep theirs, it is as good as ours
+                if not final.exists():
+                    raise
+        except OSError as exc:
+            self._stop_storing(final.parent, exc)
+            return None
         return Entry(final, json.loads((final / ENTRY_JSON).read_text())["meta"])
 
 
 def resolve_files(meta: Any, files: Path) -> Any:
     """`meta` with the stored placeholder for the entry's files folder replaced by `files` (where they are now)."""
     return json.loads(json.dumps(meta).replace(_FILES_PLACEHOLDER, str(files)))
+
+
+def _seal(staging: Path, stage: str, key: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """Write the staged entry's entry.json: the hash of each file, and the metadata as stored (its paths into the
+    files folder as a placeholder, since the files move) with its own hash, so that a changed measurement fails
+    verification like a changed file. Returns the metadata as stored."""
+    files = staging / FILES
+    hashes = {str(p.relative_to(files)): sha256_file(p) for p in sorted(files.rglob("*")) if p.is_file()}
+    stored = json.loads(json.dumps(meta, default=str).replace(str(files), _FILES_PLACEHOLDER))
+    document = {"stage": stage, "key": key, "files": hashes, "meta_sha256": _meta_sha256(stored), "meta": stored}
+    (staging / ENTRY_JSON).write_text(json.dumps(document, indent=1))
+    return stored
+
+
+def _meta_sha256(meta: Any) -> str:
+    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
+
+
+def _verified(path: Path) -> tuple[dict[str, Any], str]:
+    """The entry's metadata, and what is wrong with the entry ("" when its files and metadata are as stored)."""
+    try:
+        document = json.loads((path / ENTRY_JSON).read_text())
+    except (OSError, ValueError) as exc:
+        return {}, f"{ENTRY_JSON} unreadable ({exc})"
+    if not isinstance(document, dict) or not all(isinstance(document.get(k), dict) for k in ("files", "meta")):
+        return {}, f"{ENTRY_JSON} does not describe an entry (no files and metadata objects)"
+    if document.get("meta_sha256") != _meta_sha256(document["meta"]):
+        return {}, "metadata: hash mismatch"
+    try:
+        return document["meta"], _first_mismatch(path / FILES, document["files"])
+    except OSError as exc:
+        return {}, f"files unreadable ({exc})"
 
 
 def _first_mismatch(files: Path, expected: dict[str, str]) -> str:
@@ -181,6 +265,29 @@ def _first_mismatch(files: Path, expected: dict[str, str]) -> str:
         if sha256_file(path) != sha256:
             return f"{name}: hash mismatch"
     return ""
+
+
+def _touch(path: Path) -> None:
+    """Mark the entry used now: `ckit cache prune` goes by it. A read-only file system or another user's entry
+    keeps its old time, which costs only its place in the prune order."""
+    try:
+        os.utime(path)
+    except OSError as exc:
+        if exc.errno not in _UNTOUCHABLE:
+            raise
+
+
+def _check_writable(folder: Path) -> None:
+    """Raise the OSError that storing under `folder` meets (a read-only file system, a file in the way, no
+    permission). mkdir alone proves nothing: it succeeds on a folder that exists on a read-only file system."""
+    folder.mkdir(parents=True, exist_ok=True)
+    Path(tempfile.mkdtemp(dir=folder, prefix=f"{os.getpid()}-")).rmdir()
+
+
+def _why(folder: Path, exc: OSError) -> str:
+    """What stops writing in `folder`: a file where it or a parent should be, else the system's reason."""
+    blocking = next((path for path in (folder, *folder.parents) if os.path.isfile(path)), None)
+    return f"{blocking} is a file" if blocking else f"{folder}: {exc.strerror or exc}"
 
 
 def _discard(path: Path, tmp: Path) -> None:

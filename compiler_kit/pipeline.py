@@ -111,12 +111,15 @@ class _Build:
         """The stage's entry (reused or produced now); what it holds for the build folder is installed there."""
         key = self.keys[name] = stage_key(name, inputs)
         found = self.cache.lookup(name, key)
-        if found.status == "corrupt":
-            self.stage.progress(f"  the cached {name} entry is corrupt ({found.problem}): building it again")
+        verdict = {"status": found.status, "key": key}
+        if found.status == "corrupt":  # a warning, not progress: on stderr even with --quiet, and in the report
+            where = self.cache.root / name / key
+            self.cache.warn(f"the cached {name} entry {where} is corrupt ({found.problem}): building it again")
+            verdict["problem"] = found.problem
         entry = found.entry or self.cache.produce(name, key, produce, replace=found.replace)
         for item in _INSTALLED.get(name, ()):
             self.folder.install(entry.files / item, item)
-        self.stage.cache[name] = {"status": found.status, "key": key}
+        self.stage.cache[name] = verdict
         return entry
 
     def prepare(self, runners: list[Runner]) -> None:
@@ -144,10 +147,10 @@ def build(
     cache = cache or StageCache(default_root())
     with folder.locked(progress):
         folder.remove_leftovers((BUILD_LOG, REPORT_JSON, REPORT_MD, REPORT_HTML, ONNX2TF_LOG))
-        cache.prepare()
-        stage = _Stages(progress, folder.path(BUILD_LOG))
-        done = _Build(recipe, recipe_path, folder, cache, stage, compiler, baseline)
-        return _run(done)
+        with cache.for_build(scratch=folder.root):  # after remove_leftovers, which takes its scratch for a dead build's
+            stage = _Stages(progress, folder.path(BUILD_LOG))
+            done = _Build(recipe, recipe_path, folder, cache, stage, compiler, baseline)
+            return _run(done)
 
 
 def _run(done: _Build) -> BuildResult:

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from compiler_kit.cli.errors import exits_cleanly
+from compiler_kit.errors import BadInputError
+
+if TYPE_CHECKING:  # imported late at run time: `ckit cache` starts fast
+    from compiler_kit.cache import StageCache, StoredEntry
 
 cache_app = typer.Typer(
     name="cache",
@@ -55,8 +59,7 @@ def prune(
     """Remove the entries no build has reused for --older-than-days (a build's own use counts as one)."""
     cache = _open(cache_dir)
     old = [entry for entry in cache.entries() if _days(entry.last_used) > older_than_days]
-    for entry in old:
-        cache.remove(entry)
+    _remove(cache, old)
     typer.echo(f"removed {len(old)} entries, {_mib(sum(e.bytes for e in old))}, unused for {older_than_days:g} days")
 
 
@@ -66,9 +69,20 @@ def clear(cache_dir: CacheDir = None) -> None:
     """Remove every entry: the next build of each recipe runs every stage."""
     cache = _open(cache_dir)
     entries = cache.entries()
-    for entry in entries:
-        cache.remove(entry)
+    _remove(cache, entries)
     typer.echo(f"removed {len(entries)} entries, {_mib(sum(e.bytes for e in entries))}")
+
+
+def _remove(cache: StageCache, entries: list[StoredEntry]) -> None:
+    try:
+        for entry in entries:
+            cache.remove(entry)
+    except OSError as exc:  # a read-only file system (a CI cache restored read only), a file in the way
+        raise BadInputError(
+            f"cannot remove cache entries: {exc.strerror or exc}",
+            path=cache.root,
+            fix="run it where the cache folder and its tmp/ folder can be written (a writable mount, as their owner)",
+        ) from None
 
 
 def _days(timestamp: float) -> float:

@@ -24,6 +24,7 @@ from compiler_kit.errors import EXIT_INTERRUPTED
 from compiler_kit.pipeline import FLOAT_TFLITE, INT8_TFLITE
 from compiler_kit.quantize import check_full_integer
 from tests.conftest import WriteRecipe, build_recipe
+from tests.test_cache import read_only
 
 CACHED = ("convert", "quantize", "edgetpu", "verify", "latency")
 
@@ -119,12 +120,144 @@ def test_a_corrupted_entry_is_detected_and_built_again_never_used(
     damaged[len(damaged) // 2] ^= 0xFF
     (entry / "files" / INT8_TFLITE).write_bytes(bytes(damaged))
 
-    result = ckit("build", str(write_recipe()))
+    result = ckit("build", str(write_recipe()), "--quiet")
     assert result.exit_code == 0, result.output
-    assert f"the cached quantize entry is corrupt ({INT8_TFLITE}: hash mismatch): building it again" in result.output
+    # A warning, not progress: on stderr though --quiet silences progress, and in the report.
+    assert result.stderr == (
+        f"warning: the cached quantize entry {entry} is corrupt ({INT8_TFLITE}: hash mismatch): building it again\n"
+    )
+    report = json.loads((tmp_path / "build" / "report.json").read_text())
+    assert report["cache"]["stages"]["quantize"]["problem"] == f"{INT8_TFLITE}: hash mismatch"
     assert statuses(tmp_path / "build")["quantize"] == "corrupt"
     assert sha256_file(tmp_path / "build" / INT8_TFLITE) == good  # TFLite conversion is deterministic
     assert sha256_file(entry / "files" / INT8_TFLITE) == good
+
+
+def _edit(stage: str, change: Callable[[dict[str, Any]], object]) -> Callable[[Path], None]:
+    """Damage the cached `stage` entry: `change` edits the metadata of its entry.json, parsed, in place."""
+
+    def damage(cache: Path) -> None:
+        [entry_json] = (cache / stage).glob("*/entry.json")
+        document = json.loads(entry_json.read_text())
+        change(document["meta"])
+        entry_json.write_text(json.dumps(document, indent=1))
+
+    return damage
+
+
+def _as_list(stage: str) -> Callable[[Path], None]:
+    def damage(cache: Path) -> None:
+        [entry_json] = (cache / stage).glob("*/entry.json")
+        document = json.loads(entry_json.read_text())
+        entry_json.write_text(json.dumps({**document, "meta": list(document["meta"].values())}))
+
+    return damage
+
+
+def _truncate(stage: str) -> Callable[[Path], None]:
+    def damage(cache: Path) -> None:
+        [entry_json] = (cache / stage).glob("*/entry.json")
+        entry_json.write_text(entry_json.read_text()[:300])
+
+    return damage
+
+
+EDITED = "(metadata: hash mismatch)"
+
+
+def _rename_key(section: dict[str, Any]) -> None:
+    section["on_tpu"] = section.pop("ops_on_edgetpu")
+
+
+@pytest.mark.parametrize(
+    "stage, damage, problem",
+    [
+        ("latency", _edit("latency", lambda meta: meta["runners"]["tflite-int8"].update(p50_ms=12345.0)), EDITED),
+        ("edgetpu", _edit("edgetpu", lambda meta: meta["section"].update(ops_on_edgetpu=0)), EDITED),
+        ("edgetpu", _edit("edgetpu", lambda meta: meta["section"]["ops"][0].update(operator="RELU")), EDITED),
+        ("edgetpu", _edit("edgetpu", lambda meta: _rename_key(meta["section"])), EDITED),
+        ("edgetpu", _truncate("edgetpu"), "entry.json unreadable"),
+        ("edgetpu", _as_list("edgetpu"), "entry.json does not describe an entry"),
+    ],
+    ids=["latency-p50", "ops-on-edgetpu", "op-name", "renamed-key", "truncated-json", "meta-a-list"],
+)
+def test_damaged_metadata_is_corrupt_and_measured_again_never_reported(
+    warm_cache: Path, test_cache: Path, write_recipe: WriteRecipe, tmp_path: Path, stage: str, damage, problem: str
+) -> None:
+    shutil.copytree(warm_cache, test_cache)
+    [original] = (warm_cache / "edgetpu").glob("*/entry.json")
+    found = json.loads(original.read_text())["meta"]["section"]  # what the warm build's analysis really found
+    damage(test_cache)
+
+    result = ckit("build", str(write_recipe()), "--quiet")
+    assert result.exit_code == 0, result.output
+    [warning] = result.stderr.splitlines()  # --quiet: the warning and nothing else
+    assert warning.startswith(f"warning: the cached {stage} entry {test_cache / stage}/") and problem in warning
+    assert statuses(tmp_path / "build") == {name: "corrupt" if name == stage else "hit" for name in CACHED}
+    report = json.loads((tmp_path / "build" / "report.json").read_text())
+    assert report["latency"]["tflite-int8"]["p50_ms"] != 12345.0  # measured again, not the edited figure
+    assert report["edgetpu"]["ops_on_edgetpu"] == found["ops_on_edgetpu"] == 7
+    assert report["edgetpu"]["ops"] == found["ops"]
+    assert ckit("build", str(write_recipe())).exit_code == 0  # and the entry stored in its place is good
+    assert statuses(tmp_path / "build") == dict.fromkeys(CACHED, "hit")
+
+
+def _no_leftovers(build_dir: Path) -> bool:
+    return [p.name for p in build_dir.iterdir() if p.name.startswith(".")] == [LOCK]
+
+
+def test_a_file_where_the_cache_should_be_builds_uncached_with_one_warning(
+    write_recipe: WriteRecipe, test_cache: Path, tmp_path: Path
+) -> None:
+    test_cache.write_text("not a folder")
+    result = ckit("build", str(write_recipe()), "--quiet")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        f"warning: the stage cache {test_cache} cannot be written ({test_cache} is a file): building every stage "
+        "without it; fix: make it a folder you can write, or set --cache-dir or CKIT_CACHE_DIR to one\n"
+    )
+    assert statuses(tmp_path / "build") == dict.fromkeys(CACHED, "miss")
+    assert json.loads((tmp_path / "build" / "report.json").read_text())["passed"]
+    assert test_cache.read_text() == "not a folder" and _no_leftovers(tmp_path / "build")
+
+
+def test_a_file_in_place_of_a_stage_folder_builds_that_stage_uncached_with_one_warning(
+    warm_cache: Path, test_cache: Path, write_recipe: WriteRecipe, tmp_path: Path
+) -> None:
+    shutil.copytree(warm_cache, test_cache)
+    shutil.rmtree(test_cache / "latency")
+    (test_cache / "latency").write_text("in the way")
+    result = ckit("build", str(write_recipe()), "--quiet")
+    assert result.exit_code == 0, result.output
+    [warning] = result.stderr.splitlines()
+    assert f"({test_cache / 'latency'} is a file): reusing its entries but storing no new ones" in warning
+    assert statuses(tmp_path / "build") == {**dict.fromkeys(CACHED, "hit"), "latency": "miss"}
+    assert json.loads((tmp_path / "build" / "report.json").read_text())["latency"]["tflite-int8"]["runs"] == 20
+    assert temporary_files(tmp_path / "build", test_cache) == [] and _no_leftovers(tmp_path / "build")
+
+
+def test_a_read_only_warm_cache_is_reused_but_never_written_or_touched(
+    warm_cache: Path, test_cache: Path, write_recipe: WriteRecipe, tmp_path: Path
+) -> None:
+    """A CI cache restored read only: its entries make the build fast; what it lacks is built, not stored."""
+    shutil.copytree(warm_cache, test_cache)
+    before = {path: path.stat().st_mtime_ns for path in test_cache.rglob("*")}
+    recipe = write_recipe(_set("verify.latency.runs", 7))
+    command = [sys.executable, "-m", "compiler_kit", "build", str(recipe), "--quiet"]
+    done = subprocess.run(read_only([test_cache], command), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    [warning] = done.stderr.splitlines()
+    assert warning.startswith(f"warning: the stage cache {test_cache} cannot be written ({test_cache / 'tmp'}: ")
+    assert "Read-only file system): reusing its entries but storing no new ones" in warning
+    assert statuses(tmp_path / "build") == {**dict.fromkeys(CACHED, "hit"), "latency": "miss"}
+    assert json.loads((tmp_path / "build" / "report.json").read_text())["latency"]["tflite-int8"]["runs"] == 7
+    assert {path: path.stat().st_mtime_ns for path in test_cache.rglob("*")} == before
+    assert _no_leftovers(tmp_path / "build")
+
+    prune = [sys.executable, "-m", "compiler_kit", "cache", "prune", "--older-than-days", "0"]
+    pruned = subprocess.run(read_only([test_cache], prune), capture_output=True, text=True, timeout=120)
+    assert pruned.returncode == 2 and "Traceback" not in pruned.stderr
+    assert f"error: {test_cache}: cannot remove cache entries: Read-only file system" in pruned.stderr
 
 
 def _start(recipe: Path, *args: str) -> subprocess.Popen[str]:
