@@ -161,7 +161,7 @@ def _run(done: _Build) -> BuildResult:
         float_model = convert(done)
     with stage("quantize", f"float and int8 TFLite from {len(calibration)} calibration samples"):
         quantize(done, float_model, calibration)
-    with stage("edgetpu", f"compile with {done.compiler}" if done.compiler else "predict (static analysis)"):
+    with stage("edgetpu", _edgetpu_plan(recipe, done.compiler)):
         edgetpu = run_edgetpu(done)
     runners = make_runners(recipe, folder, float_model, edgetpu)
     with stage("verify", f"{len(runners)} runners on {len(verify)} samples, then float vs int8 layer by layer"):
@@ -204,6 +204,12 @@ def _run(done: _Build) -> BuildResult:
     report["cache"] = {"dir": str(done.cache.root), "stages": stage.cache}
     write_reports(report, folder)
     return BuildResult(report, folder.root)
+
+
+def _edgetpu_plan(recipe: Recipe, compiler: Path | None) -> str:
+    if recipe.edgetpu.compile == "off":
+        return "off (edgetpu.compile: off)"
+    return f"compile with {compiler}" if compiler else "predict (static analysis)"
 
 
 def comparison_pairs(chain: list[str]) -> list[tuple[str, str]]:
@@ -325,15 +331,19 @@ def load_baseline(recipe: Recipe) -> dict[str, float | None] | None:
         )
     values = baseline_values(report)
     if recipe.gates.max_accuracy_below_baseline_pp is not None and values["accuracy"] is None:
-        raise BadInputError("the baseline report has no int8 accuracy (built without labels)", path=path)
+        raise BadInputError(
+            "the baseline report has no int8 accuracy (built without labels)",
+            path=path,
+            fix="give the baseline build labels (verify.data.labels_key), or drop max_accuracy_below_baseline_pp",
+        )
     return values
 
 
 def open_data(recipe: Recipe) -> tuple[Dataset, Dataset, int]:
     """The calibration and verification sets, every sample checked, and how many samples they share."""
     spec, cal, ver = recipe.inputs[0], recipe.calibration, recipe.verify
-    calibration = open_dataset(cal.data, cal.preprocess, spec, cal.num_samples, cal.seed)
-    verify = open_dataset(ver.data, cal.preprocess, spec, ver.num_samples, ver.seed)
+    calibration = open_dataset(cal.data, cal.preprocess, spec, cal.num_samples, cal.seed, "calibration.data")
+    verify = open_dataset(ver.data, cal.preprocess, spec, ver.num_samples, ver.seed, "verify.data")
     if verify.labels is None and (gated := needs_labels(recipe.gates)):
         raise BadInputError(
             f"gates {', '.join(gated)} need labels, but the verification data has none",

@@ -128,9 +128,15 @@ class Dataset:
 
 
 def open_dataset(
-    spec: DataSpec, preprocess: Preprocess, input_spec: InputSpec, num_samples: int | None, seed: int
+    spec: DataSpec,
+    preprocess: Preprocess,
+    input_spec: InputSpec,
+    num_samples: int | None,
+    seed: int,
+    field: str = "data",
 ) -> Dataset:
-    source = open_source(spec, preprocess)
+    """`field`: the recipe section the data set comes from (e.g. verify.data), for messages."""
+    source = open_source(spec, preprocess, field)
     if source.length == 0:
         raise BadInputError("the data set is empty", path=spec.path, fix="point the recipe at samples")
     indices = select(source.length, num_samples, seed)

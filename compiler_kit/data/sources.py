@@ -49,10 +49,10 @@ class RawSource:
     read_many: Callable[[np.ndarray], np.ndarray] | None = None
 
 
-def open_source(spec: DataSpec, preprocess: Preprocess) -> RawSource:
+def open_source(spec: DataSpec, preprocess: Preprocess, field: str = "data") -> RawSource:
     path = spec.path
     if not path.exists():
-        raise _missing(path)
+        raise _missing(path, field)
     fmt = spec.format if spec.format != "auto" else _detect_format(path)
     return _READERS[fmt](spec, preprocess)
 
@@ -72,10 +72,13 @@ def _detect_format(path: Path) -> str:
 _REWRITE = "write the data again with numpy.save / numpy.savez"
 
 
-def _missing(path: Path) -> BadInputError:
+def _missing(path: Path, field: str) -> BadInputError:
     """Not there, or a symbolic link that cannot be followed (to nothing, or round in a loop)."""
+    not_found = BadInputError(
+        f"data set not found ({field}.path)", path=path, fix=f"check {field}.path in the recipe (relative to it)"
+    )
     if not path.is_symlink():
-        return BadInputError("data set not found", path=path, fix="check data.path in the recipe (relative to it)")
+        return not_found
     fix = "point the link at the data"
     try:
         path.resolve(strict=True)
@@ -85,7 +88,7 @@ def _missing(path: Path) -> BadInputError:
         if isinstance(exc, RuntimeError) or exc.errno == errno.ELOOP:
             return BadInputError("is a symbolic link that loops", path=path, fix=fix)
         return BadInputError(f"is a symbolic link that cannot be followed ({exc.strerror})", path=path, fix=fix)
-    return BadInputError("data set not found", path=path, fix="check data.path in the recipe (relative to it)")
+    return not_found
 
 
 def _load_array(path: Path, what: str, **kwargs: object) -> np.ndarray:

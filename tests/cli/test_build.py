@@ -179,3 +179,12 @@ def test_out_option_and_a_calibration_set_that_leaks_evaluation_samples(write_re
     report = json.loads((tmp_path / "elsewhere" / "report.json").read_text())
     assert report["gates"] == [] and report["inputs"]["datasets"]["verify"]["samples"] == 30
     assert any("also appear in the calibration data" in note for note in report["findings"])
+
+
+@pytest.mark.parametrize("section", ["calibration", "verify"])
+def test_a_missing_data_set_names_its_recipe_field(write_recipe, tmp_path: Path, section: str) -> None:
+    def edit(recipe: dict) -> None:
+        recipe[section]["data"]["path"] = str(tmp_path / "absent.npz")
+
+    result = ckit("build", str(write_recipe(edit)))
+    assert_bad_input(result, f"{tmp_path / 'absent.npz'}: data set not found ({section}.data.path)")

@@ -113,3 +113,14 @@ def test_a_model_predicted_too_slow_for_the_edge_tpu_fails_its_gate(write_recipe
     assert passed == {"max_predicted_edgetpu_ms[usb]": True, "max_predicted_edgetpu_ms[pcie]": False}
     assert "gate failed: max_predicted_edgetpu_ms[pcie]" in result.output
     assert "Edge TPU latency PREDICTED by ckit's cost model" in (recipe.parent / "build" / "report.md").read_text()
+
+
+def test_a_stage_that_is_off_says_so_instead_of_predicting(write_recipe: WriteRecipe) -> None:
+    def off(recipe: dict) -> None:
+        few_samples(recipe)
+        recipe["edgetpu"] = {"compile": "off"}
+
+    result = runner.invoke(app, ["build", str(write_recipe(off))])
+    assert result.exit_code == 0, result.output
+    assert "[4/7] edgetpu: off (edgetpu.compile: off) ..." in result.output
+    assert "predict (static analysis)" not in result.output

@@ -359,7 +359,10 @@ def test_missing_data_path(tmp_path: Path) -> None:
     path = tmp_path / "missing.npz"
     with pytest.raises(BadInputError, match="data set not found") as caught:
         open_source(spec(path), Preprocess())
-    assert str(caught.value) == f"{path}: data set not found\n  fix: check data.path in the recipe (relative to it)"
+    assert (
+        str(caught.value)
+        == f"{path}: data set not found (data.path)\n  fix: check data.path in the recipe (relative to it)"
+    )
 
 
 def test_symbolic_links_that_loop_or_lead_nowhere_say_so(tmp_path: Path) -> None:
