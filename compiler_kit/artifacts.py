@@ -52,6 +52,11 @@ def write_atomically(final: Path, fill: Callable[[BinaryIO], object]) -> Path:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts are shared like any written file
         os.replace(tmp, final)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None:  # a write to an open file names no file: say which, for the message
+            raise OSError(exc.errno, exc.strerror, str(final)) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -5,6 +5,9 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shlex
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -172,3 +175,17 @@ def frameworks_imported_by(*commands: list[str]) -> list[str]:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def in_mount_namespace(setup: str, command: list[str]) -> list[str]:
+    """`command` run after the shell `setup` (mounts) in a user and mount namespace of its own: real file systems
+    (a read-only bind mount gives EROFS even for root, a small tmpfs fills up) without privileges. Skips the test
+    where this system allows no unprivileged namespaces."""
+    wrapped = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", f'{setup} && exec "$@"', "sh"]
+    if shutil.which("unshare") is None or subprocess.run([*wrapped, "true"], capture_output=True).returncode != 0:
+        pytest.skip("no unprivileged user and mount namespaces here (unshare -rm) to mount a file system")
+    return [*wrapped, *command]
+
+
+def quoted(path: Path) -> str:
+    return shlex.quote(str(path))

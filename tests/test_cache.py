@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import shlex
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -16,6 +14,7 @@ from typing import Any
 import pytest
 
 from compiler_kit.cache import ENTRY_JSON, FILES, RETRY, StageCache, resolve_files, stage_key
+from tests.conftest import in_mount_namespace, quoted
 
 
 def _make(files: Path) -> dict:
@@ -31,14 +30,8 @@ def _make(files: Path) -> dict:
 
 
 def read_only(folders: list[Path], command: list[str]) -> list[str]:
-    """`command` run where each of `folders` is a read-only bind mount of itself: a real read-only file system
-    (EROFS, even for root, whom chmod does not stop), in a user and mount namespace of its own. Skips the test where
-    this system allows no unprivileged namespaces."""
-    mounts = " && ".join(f"mount --bind -o ro {shlex.quote(str(f))} {shlex.quote(str(f))}" for f in folders)
-    wrapped = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", f'{mounts} && exec "$@"', "sh"]
-    if shutil.which("unshare") is None or subprocess.run([*wrapped, "true"], capture_output=True).returncode != 0:
-        pytest.skip("no unprivileged user and mount namespaces here (unshare -rm) to mount a folder read only")
-    return [*wrapped, *command]
+    """`command` run where each of `folders` is a read-only bind mount of itself: a real read-only file system."""
+    return in_mount_namespace(" && ".join(f"mount --bind -o ro {quoted(f)} {quoted(f)}" for f in folders), command)
 
 
 def _edit_entry(change: Callable[[dict[str, Any]], object]) -> Callable[[Path], None]:

@@ -14,9 +14,21 @@ REPORT_JSON, REPORT_MD, REPORT_HTML = "report.json", "report.md", "report.html"
 
 
 def write_reports(report: dict[str, Any], folder: BuildFolder) -> None:
-    folder.write_text(REPORT_JSON, json.dumps(report, indent=2, allow_nan=False) + "\n")
-    folder.write_text(REPORT_MD, markdown(report))
-    folder.write_text(REPORT_HTML, html(report))
+    """All three or none: a report.json that says passed beside a missing report.html (the disk filled up between
+    them) would be a verdict nobody can read in full. Each file is written atomically; a failure removes the ones
+    already written."""
+    texts = {
+        REPORT_JSON: json.dumps(report, indent=2, allow_nan=False) + "\n",
+        REPORT_MD: markdown(report),
+        REPORT_HTML: html(report),
+    }
+    try:
+        for name, text in texts.items():
+            folder.write_text(name, text)
+    except OSError:
+        for name in texts:
+            folder.remove(name)
+        raise
 
 
 __all__ = [

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from compiler_kit import __version__
 from compiler_kit.cli import app
 from compiler_kit.errors import EXIT_INTERRUPTED
-from tests.conftest import WriteRecipe, frameworks_imported_by
+from tests.conftest import WriteRecipe, frameworks_imported_by, in_mount_namespace, quoted
 
 runner = CliRunner()
 
@@ -59,3 +59,30 @@ def test_sigterm_after_the_verdict_keeps_the_exit_code(write_recipe: WriteRecipe
     process.wait(timeout=60)
     assert process.returncode in (0, EXIT_INTERRUPTED), process.returncode
     assert (tmp_path / "build" / "report.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("size_kb", "last_stage"), [(300, "[2/7] convert"), (620, "[7/7] report")])
+def test_a_full_disk_is_one_message_and_the_reports_are_all_or_none(
+    write_recipe: WriteRecipe, tmp_path: Path, size_kb: int, last_stage: str
+) -> None:
+    """The build folder on a real, small file system (a tmpfs of `size_kb`): exit 2 with one message naming the
+    folder, no traceback, no half-written artifact, and report.json, .md and .html all present or all absent."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    out = folder / "build"
+    command = [sys.executable, "-m", "compiler_kit", "build", str(write_recipe()), "--out", str(out)]
+    listing = f"; ls -a {quoted(out)} >&2"
+    setup = f"mount -t tmpfs -o size={size_kb}k tmpfs {quoted(folder)}"
+    wrapped = in_mount_namespace(setup, ["sh", "-c", f'"$@"; code=$?{listing}; exit $code', "sh", *command])
+    done = subprocess.run(wrapped, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {out}: No space left on device"), done.stderr
+    assert "Traceback" not in done.stderr
+    progress = [line for line in done.stderr.splitlines() if line.startswith("[")]
+    assert progress[-1].startswith(last_stage)  # where the disk filled up: converting, or writing the reports
+    left = set(done.stderr.splitlines()[-20:])
+    assert not {name for name in left if name.endswith(".tmp")}
+    reports = {"report.json", "report.md", "report.html"} & left
+    assert reports in (set(), {"report.json", "report.md", "report.html"})
