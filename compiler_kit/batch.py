@@ -76,7 +76,7 @@ class BatchBuild:
             assert process.stdout is not None
             for line in process.stdout:
                 tail = [*tail[-19:], line.rstrip()]
-                if not self.quiet:
+                if not self.quiet or line.startswith("warning: "):  # warnings are never silenced, as in one build
                     self._say(f"[{recipe.stem}] {line.rstrip()}")
         with self._lock:
             self._running.discard(process)

@@ -334,3 +334,12 @@ def test_many_recipes_build_in_parallel_and_the_worst_exit_code_wins(write_recip
 def test_out_with_several_recipes_is_bad_input(write_recipe: WriteRecipe, tmp_path: Path) -> None:
     result = ckit("build", str(write_recipe()), str(write_recipe(name="b.yaml")), "--out", str(tmp_path / "x"))
     assert result.exit_code == 2 and "--out names one build folder" in result.output
+
+
+def test_quiet_parallel_builds_still_show_each_build_s_warnings(write_recipe: WriteRecipe, tmp_path: Path):
+    clamped = write_recipe(_set("verify.num_samples", 1000), name="a.yaml")  # the eval split has 360 samples
+    plain = write_recipe(_set("output.dir", str(tmp_path / "b")), name="b.yaml")
+    result = ckit("build", str(clamped), str(plain), "-j", "2", "--quiet")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if "warning: " in line]
+    assert warnings == ["[a] warning: verify.num_samples is 1000 but the data has 360 samples: all 360 are used"]
