@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -189,3 +190,14 @@ def in_mount_namespace(setup: str, command: list[str]) -> list[str]:
 
 def quoted(path: Path) -> str:
     return shlex.quote(str(path))
+
+
+def random_splits(folder: Path, shape: tuple[int, ...], counts: dict[str, int], seed: int) -> dict[str, Path]:
+    """Normal-noise samples of one input `shape` (batch 1 included), an .npz per split: data for models that need
+    no meaning in their inputs, only values that reach every op."""
+    rng = np.random.default_rng(seed)
+    paths = {}
+    for split, count in counts.items():
+        paths[split] = folder / f"{split}.npz"
+        np.savez(paths[split], x=rng.standard_normal((count, *shape[1:])).astype(np.float32))
+    return paths

@@ -16,6 +16,7 @@ import yaml
 from compiler_kit.edgetpu.analysis import analyze
 from compiler_kit.legalize.rewrites import REWRITES
 from tests.cli.test_build import ckit
+from tests.conftest import random_splits
 from tests.legalize import constructs
 
 pytestmark = pytest.mark.slow
@@ -24,13 +25,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("constructs-data")
-    rng = np.random.default_rng(0)
-    paths = {}
-    for split, count in (("calibration", 24), ("eval", 8)):
-        paths[split] = folder / f"{split}.npz"
-        np.savez(paths[split], x=rng.standard_normal((count, *constructs.SHAPE[1:])).astype(np.float32))
-    return paths
+    return random_splits(
+        tmp_path_factory.mktemp("constructs-data"), constructs.SHAPE, {"calibration": 24, "eval": 8}, seed=0
+    )
 
 
 def _recipe(source: dict[str, Any], data: dict[str, Path], folder: Path, **sections: Any) -> Path:

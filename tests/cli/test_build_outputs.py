@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests.cli.test_build import assert_bad_input, ckit
+from tests.conftest import random_splits
 
 pytestmark = pytest.mark.slow
 SHAPE = (1, 3, 8, 8)
@@ -53,13 +54,7 @@ def two_heads(path: Path, blind: bool = False) -> Path:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("two-heads-data")
-    rng = np.random.default_rng(1)
-    paths = {}
-    for split, count in (("calibration", 32), ("eval", 12)):
-        paths[split] = folder / f"{split}.npz"
-        np.savez(paths[split], x=rng.standard_normal((count, *SHAPE[1:])).astype(np.float32))
-    return paths
+    return random_splits(tmp_path_factory.mktemp("two-heads-data"), SHAPE, {"calibration": 32, "eval": 12}, seed=1)
 
 
 def write_recipe(folder: Path, model: Path, data: dict[str, Path], **sections: Any) -> Path:
