@@ -13,13 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from compiler_kit.compare.catalog import worst
 from compiler_kit.compare.metrics import METRICS
 from compiler_kit.compare.tasks import TaskSpec, evaluate_task, infer_task, per_sample_summary
 from compiler_kit.errors import BadInputError
 from compiler_kit.recipe import OutputTask
 
-# Directions of the signal metrics, for the worst over outputs.
-_LOWER_IS_WORSE = {"cosine", "snr_db"}
 _CLASSIFICATION_KEYS = ("top1_agreement", "accuracy_reference", "accuracy_candidate", "accuracy_drop_pp")
 
 
@@ -102,7 +101,7 @@ def _aggregate(outputs: dict[str, dict[str, Any]], labelled: str | None) -> dict
     aggregate: dict[str, float | None] = {}
     for metric in METRICS:
         values = [entry["metrics"][metric] for entry in outputs.values()]
-        aggregate[metric] = min(values) if metric in _LOWER_IS_WORSE else max(values)
+        aggregate[metric] = worst(metric, values)
     classifier = labelled or next((name for name, entry in outputs.items() if entry["task"] == "classification"), None)
     for key in _CLASSIFICATION_KEYS:
         aggregate[key] = outputs[classifier]["metrics"].get(key) if classifier else None

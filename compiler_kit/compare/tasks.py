@@ -41,13 +41,6 @@ TASK_METRIC_NAMES: dict[str, tuple[str, ...]] = {
     "regression": ("mae", "rmse", "max_abs_error", "bias"),
     "embedding": ("cosine", "nearest_neighbour_agreement"),
 }
-# Task metrics where lower is better, and those that are better neither way (a count, a bias, the reference's own
-# accuracy); every other one is better higher. Report diffs mark a change the bad way as worse.
-LOWER_IS_BETTER = frozenset(
-    {"accuracy_drop_pp", "samples_iou_below_0_5", "edit_distance", "normalized_edit_distance", "mae", "rmse"}
-    | {"max_abs_error"}
-)
-NOT_JUDGED = frozenset({"accuracy_reference", "bias", "detections_reference", "detections_candidate"})
 
 # Nearest-neighbour agreement compares all pairs; past this many samples it runs on a seeded subset.
 NN_SUBSET = 2000

@@ -13,24 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from compiler_kit.compare.tasks import LOWER_IS_BETTER, NOT_JUDGED, TASK_METRIC_NAMES
+from compiler_kit.compare.catalog import CATALOG, Better
+from compiler_kit.compare.catalog import Kind as MetricKind
+from compiler_kit.compare.tasks import TASK_METRIC_NAMES
 from compiler_kit.errors import BadInputError
 from compiler_kit.gates import DRIFT_CANDIDATE, DRIFT_REFERENCE
 from compiler_kit.report.document import SCHEMA_VERSION
 
 REPORT_JSON = "report.json"
 
-# How a value is shown; the direction says which way is better.
-Kind = Literal["fraction", "pp", "ratio", "db", "ms", "count", "bytes", "verdict"]
-Better = Literal["higher", "lower"]
-
-METRICS: tuple[tuple[str, Kind, Better], ...] = (
-    ("accuracy_candidate", "fraction", "higher"),
-    ("accuracy_drop_pp", "pp", "lower"),
-    ("top1_agreement", "fraction", "higher"),
-    ("cosine", "ratio", "higher"),
-    ("snr_db", "db", "higher"),
-)
+# How a value is shown: a metric's kind (compare/catalog.py), or one of the figures only a report has.
+Kind = MetricKind | Literal["ms", "bytes", "verdict"]
+# The aggregate metrics of each comparison a diff shows; how each reads and which way is better: the catalog.
+METRICS = ("accuracy_candidate", "accuracy_drop_pp", "top1_agreement", "cosine", "snr_db")
 LATENCY: tuple[tuple[str, Better], ...] = (("p50_ms", "lower"), ("p99_ms", "lower"))
 EDGETPU: tuple[tuple[str, Kind, Better], ...] = (
     ("ops_on_edgetpu", "count", "higher"),
@@ -212,12 +207,12 @@ def diff_reports(old: dict[str, Any], new: dict[str, Any], *, allow_other_model:
     changes = [Change("passed", "verdict", "verdict", "higher", old.get("passed"), new.get("passed"))]
     for pair in pairs:
         step = f"{pair[0]} -> {pair[1]}"
-        for metric, kind, better in METRICS:
+        for metric in METRICS:
             values = old_pairs[pair].get(metric), new_pairs[pair].get(metric)
+            info = CATALOG[metric]
             if values != (None, None):
-                changes.append(
-                    Change(f"comparisons.{pair[0]}->{pair[1]}.{metric}", f"{step} {metric}", kind, better, *values)
-                )
+                key = f"comparisons.{pair[0]}->{pair[1]}.{metric}"
+                changes.append(Change(key, f"{step} {metric}", info.kind, info.better, *values))
     changes += _output_changes(old, new)
     for runner in runners:
         for stat, better in LATENCY:
@@ -248,10 +243,10 @@ def _output_changes(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
             continue
         for metric in TASK_METRIC_NAMES.get(entry["task"], ()):
             values = entry["metrics"].get(metric), new_outputs[name]["metrics"].get(metric)
-            if metric not in NOT_JUDGED and None not in values:
-                better: Better = "lower" if metric in LOWER_IS_BETTER else "higher"
+            info = CATALOG[metric]
+            if info.better is not None and None not in values:
                 key = f"outputs.{name}.{metric}"
-                changes.append(Change(key, f"output {name} {metric}", "ratio", better, *values))
+                changes.append(Change(key, f"output {name} {metric}", info.kind, info.better, *values))
     return changes
 
 
@@ -305,7 +300,8 @@ def _show(kind: Kind, value: float | bool | None) -> str:
         "ratio": lambda v: f"{v:.6f}",
         "db": lambda v: f"{v:.1f} dB",
         "ms": lambda v: f"{v:.4g} ms",
-        "count": lambda v: f"{int(v)}",
+        "count": lambda v: f"{int(v)}" if float(v).is_integer() else f"{v:.4g}",
+        "units": lambda v: f"{v:.4g}",
         "bytes": lambda v: f"{int(v):,} B",
     }[kind](value)
 
@@ -317,6 +313,7 @@ def _show_delta(kind: Kind, delta: float) -> str:
         "ratio": lambda d: f"{d:+.6f}",
         "db": lambda d: f"{d:+.1f} dB",
         "ms": lambda d: f"{d:+.4g} ms",
-        "count": lambda d: f"{int(d):+d}",
+        "count": lambda d: f"{int(d):+d}" if float(d).is_integer() else f"{d:+.4g}",
+        "units": lambda d: f"{d:+.4g}",
         "bytes": lambda d: f"{int(d):+,} B",
     }[kind](delta)

@@ -123,3 +123,21 @@ def test_cosine_scores_samples_blank_in_both_relative_to_the_set_as_one():
     assert per_sample_cosine(np.asarray(reference), np.asarray(candidate)).tolist() == [1.0, 1.0, 1.0, 0.0]
     # Blank is relative: alone, the same tiny sample is the set's scale and keeps its plain cosine of -1.
     assert metric("cosine", [[1e-7, -1e-7]], [[-1e-7, 1e-7]]) == pytest.approx(-1.0)
+
+
+def test_the_catalog_describes_exactly_the_metrics_the_registries_compute() -> None:
+    """One table says how each metric reads and which way is better; it must name every metric and no other."""
+    from compiler_kit.compare.catalog import CATALOG
+    from compiler_kit.compare.tasks import TASK_METRIC_NAMES
+
+    computed = {*METRICS, *(name for names in TASK_METRIC_NAMES.values() for name in names)}
+    assert set(CATALOG) == computed
+
+
+def test_the_worst_over_outputs_follows_the_catalog() -> None:
+    from compiler_kit.compare.catalog import worst
+
+    assert worst("snr_db", [40.0, 12.5]) == 12.5  # higher is better: the lowest
+    assert worst("max_abs_error", [0.1, 3.0]) == 3.0  # lower is better: the highest
+    assert worst("bias", [0.1, -0.2]) is None  # better neither way
+    assert worst("top1_agreement", [0.9, None]) is None
