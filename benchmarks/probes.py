@@ -26,13 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from compiler_kit.bench import measure_latency
 from compiler_kit.compare.outputs import compare_outputs, resolve_tasks
 from compiler_kit.data import Dataset, open_dataset
 from compiler_kit.lazy import litert_interpreter
 from compiler_kit.pipeline import run_all
 from compiler_kit.recipe import Recipe, load_recipe
 from compiler_kit.runners import LiteRtRunner
+from compiler_kit.timing import measure_latency
 
 FLOAT_TFLITE, INT8_TFLITE = "model_float.tflite", "model_int8.tflite"
 Perms = tuple[list[Any], list[Any]]

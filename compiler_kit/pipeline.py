@@ -22,7 +22,6 @@ import numpy as np
 
 from compiler_kit import lazy, stage_keys
 from compiler_kit.artifacts import BuildFolder
-from compiler_kit.bench import LatencyStats, measure_latency
 from compiler_kit.cache import RETRY, Entry, StageCache, default_root, resolve_files, stage_key
 from compiler_kit.compare.layers import LayerDrift, LayerDrifts, layer_drift, worst_layers
 from compiler_kit.compare.metrics import confusion
@@ -44,6 +43,7 @@ from compiler_kit.report.diff import baseline_values, load_report
 from compiler_kit.report.document import degenerate_findings, sample_count_findings, speed_findings
 from compiler_kit.runners import SOURCE_RUNNERS, EdgeTpuRunner, LiteRtRunner, OnnxRuntimeRunner, Runner
 from compiler_kit.runners.xnnpack import ops_outside_xnnpack
+from compiler_kit.timing import LatencyStats, measure_latency
 
 FLOAT_TFLITE, INT8_TFLITE, BUILD_LOG, OUTPUTS = "model_float.tflite", "model_int8.tflite", "build.log", "outputs.npz"
 STAGES = ("data", "convert", "quantize", "edgetpu", "verify", "latency", "report")
@@ -149,34 +149,34 @@ def build(
         folder.remove_leftovers((BUILD_LOG, REPORT_JSON, REPORT_MD, REPORT_HTML, ONNX2TF_LOG))
         with cache.for_build(scratch=folder.root):  # after remove_leftovers, which takes its scratch for a dead build's
             stage = _Stages(progress, folder.path(BUILD_LOG))
-            done = _Build(recipe, recipe_path, folder, cache, stage, compiler, baseline)
-            return _run(done)
+            job = _Build(recipe, recipe_path, folder, cache, stage, compiler, baseline)
+            return _run(job)
 
 
-def _run(done: _Build) -> BuildResult:
-    recipe, folder, stage = done.recipe, done.folder, done.stage
+def _run(job: _Build) -> BuildResult:
+    recipe, folder, stage = job.recipe, job.folder, job.stage
     with stage("data", "open and check calibration and verification samples"):
         calibration, verify, shared = open_data(recipe)
     with stage("convert", f"{recipe.source.framework} -> float SavedModel"):
-        float_model = convert(done)
+        float_model = convert(job)
     with stage("quantize", f"float and int8 TFLite from {len(calibration)} calibration samples"):
-        quantize(done, float_model, calibration)
-    with stage("edgetpu", _edgetpu_plan(recipe, done.compiler)):
-        edgetpu = run_edgetpu(done)
+        quantize(job, float_model, calibration)
+    with stage("edgetpu", _edgetpu_plan(recipe, job.compiler)):
+        edgetpu = run_edgetpu(job)
     runners = make_runners(recipe, folder, float_model, edgetpu)
     with stage("verify", f"{len(runners)} runners on {len(verify)} samples, then float vs int8 layer by layer"):
-        outputs, checked = run_verify(done, runners, verify, float_model)
+        outputs, verified = run_verify(job, runners, verify, float_model)
         tasks = output_tasks(recipe, outputs[runners[0].name], verify)
     with stage("latency", f"{recipe.verify.latency.warmup} warm-up + {recipe.verify.latency.runs} timed runs"):
-        latency, predicted, outside_xnnpack = measure_all(done, runners, verify, checked["first_ms"], edgetpu)
+        latency, predicted, outside_xnnpack = measure_all(job, runners, verify, verified["first_ms"], edgetpu)
         if predicted is not None:
             edgetpu.section["latency"] = {**predicted, "measured_p50_ms": _p50(latency, EdgeTpuRunner.NAME)}
     with stage("report"):
         results = _Results(
             float_model,
             edgetpu,
-            checked["runners"],
-            LayerDrifts([LayerDrift(**layer) for layer in checked["layers"]], checked["unmatched"]),
+            verified["runners"],
+            LayerDrifts([LayerDrift(**layer) for layer in verified["layers"]], verified["unmatched"]),
             compare_stages(outputs, [runner.name for runner in runners], tasks, verify),
             tasks,
             latency,
@@ -190,7 +190,7 @@ def _run(done: _Build) -> BuildResult:
                 *speed_findings({n: s.as_dict() for n, s in latency.items()}, outside_xnnpack),
             ],
         )
-        report = _report(done, results)
+        report = _report(job, results)
         report["findings"] += leak_findings(shared, len(verify))
         if (labelled := tasks.labelled) is not None:  # a classifier: show which predictions int8 changes
             matrix = confusion(outputs[DRIFT_REFERENCE][labelled], outputs[DRIFT_CANDIDATE][labelled])
@@ -201,7 +201,7 @@ def _run(done: _Build) -> BuildResult:
                 **matrix,
             }
     report["stage_seconds"] = dict(stage.seconds)
-    report["cache"] = {"dir": str(done.cache.root), "stages": stage.cache}
+    report["cache"] = {"dir": str(job.cache.root), "stages": stage.cache}
     write_reports(report, folder)
     return BuildResult(report, folder.root)
 
@@ -263,7 +263,7 @@ class _Results:
     warnings: list[str]
 
 
-def _gates(done: _Build, results: _Results) -> list[GateResult]:
+def _gates(job: _Build, results: _Results) -> list[GateResult]:
     drift = next(
         c for c in results.comparisons if (c["reference"], c["candidate"]) == (DRIFT_REFERENCE, DRIFT_CANDIDATE)
     )
@@ -272,19 +272,19 @@ def _gates(done: _Build, results: _Results) -> list[GateResult]:
     p50 = {name: stats.p50_ms for name, stats in results.latency.items()}
     predicted = results.edgetpu.section.get("latency", {}).get("targets", {})
     predicted_ms = {target: estimate["predicted_ms"] for target, estimate in predicted.items()}
-    gates = evaluate(done.recipe.gates, measured, p50, done.baseline, predicted_ms, per_output)
+    gates = evaluate(job.recipe.gates, measured, p50, job.baseline, predicted_ms, per_output)
     section = results.edgetpu.section
     if section.get("predicted") is False and not section["compiled"]:
         gates.append(GateResult("edgetpu_compiled", 1.0, 0.0, False))  # the compiler ran and refused the model
     return gates
 
 
-def _report(done: _Build, results: _Results) -> dict[str, Any]:
-    folder, recipe, float_model = done.folder, done.recipe, results.float_model
+def _report(job: _Build, results: _Results) -> dict[str, Any]:
+    folder, recipe, float_model = job.folder, job.recipe, results.float_model
     compiled = results.edgetpu.compiled_model
     return build_report(
         recipe=recipe,
-        recipe_path=done.recipe_path,
+        recipe_path=job.recipe_path,
         artifacts={
             "float_tflite": folder.describe(FLOAT_TFLITE),
             "int8_tflite": folder.describe(INT8_TFLITE),
@@ -294,8 +294,8 @@ def _report(done: _Build, results: _Results) -> dict[str, Any]:
         runners=results.runners,
         comparisons=results.comparisons,
         latency={name: stats.as_dict() for name, stats in results.latency.items()},
-        gates=[gate.as_dict() for gate in _gates(done, results)],
-        model_sha256=done.model_sha256,
+        gates=[gate.as_dict() for gate in _gates(job, results)],
+        model_sha256=job.model_sha256,
         datasets={name: dataset.describe() for name, dataset in results.datasets.items()},
         layout=float_model.layout_report(recipe.inputs),
         edgetpu=results.edgetpu.section,
@@ -353,8 +353,8 @@ def open_data(recipe: Recipe) -> tuple[Dataset, Dataset, int]:
     return calibration, verify, len(calibration.digests() & verify.digests())
 
 
-def convert(done: _Build) -> FloatModel:
-    recipe = done.recipe
+def convert(job: _Build) -> FloatModel:
+    recipe = job.recipe
 
     def produce(files: Path) -> dict[str, Any]:
         lazy.tensorflow(threads=recipe.verify.threads)  # fixes TF's thread count before anything runs
@@ -371,13 +371,13 @@ def convert(done: _Build) -> FloatModel:
         }
 
     try:
-        meta = done.cached("convert", stage_keys.convert_inputs(recipe, done.model_sha256), produce).meta
+        meta = job.cached("convert", stage_keys.convert_inputs(recipe, job.model_sha256), produce).meta
     except ConverterFailed as failed:  # its scratch folder is gone: keep the converter's log where the user looks
-        log = done.folder.write_text(ONNX2TF_LOG, failed.log)
+        log = job.folder.write_text(ONNX2TF_LOG, failed.log)
         raise BadInputError(failed.problem, path=log, fix=failed.fix) from None
     outputs = [ModelOutput(o["name"], o["key"], _perm(o["perm"])) for o in meta["outputs"]]
     return FloatModel(
-        done.folder.path(FLOAT_MODEL),
+        job.folder.path(FLOAT_MODEL),
         meta["signature_key"],
         input_perms=[_perm(perm) for perm in meta["input_perms"]],
         outputs=outputs,
@@ -392,8 +392,8 @@ def _perm(stored: list[int] | None) -> tuple[int, ...] | None:
     return None if stored is None else tuple(stored)
 
 
-def quantize(done: _Build, float_model: FloatModel, calibration: Dataset) -> None:
-    recipe = done.recipe
+def quantize(job: _Build, float_model: FloatModel, calibration: Dataset) -> None:
+    recipe = job.recipe
 
     def produce(files: Path) -> dict[str, Any]:
         lazy.tensorflow(threads=recipe.verify.threads)
@@ -402,24 +402,24 @@ def quantize(done: _Build, float_model: FloatModel, calibration: Dataset) -> Non
         (files / INT8_TFLITE).write_bytes(quantizer.int8_tflite(float_model, calibration))
         return {}
 
-    done.cached("quantize", stage_keys.quantize_inputs(recipe, done.keys["convert"], calibration), produce)
+    job.cached("quantize", stage_keys.quantize_inputs(recipe, job.keys["convert"], calibration), produce)
 
 
-def run_edgetpu(done: _Build) -> EdgeTpuOutcome:
-    settings, int8_model = done.recipe.edgetpu, done.folder.path(INT8_TFLITE)
+def run_edgetpu(job: _Build) -> EdgeTpuOutcome:
+    settings, int8_model = job.recipe.edgetpu, job.folder.path(INT8_TFLITE)
     if settings.compile == "off":
         return outcome(settings, {})
-    version = compiler_version(done.compiler) if done.compiler else None
-    inputs = stage_keys.edgetpu_inputs(done.recipe, int8_model, done.compiler, version)
+    version = compiler_version(job.compiler) if job.compiler else None
+    inputs = stage_keys.edgetpu_inputs(job.recipe, int8_model, job.compiler, version)
 
     def produce(files: Path) -> dict[str, Any]:
         (files / EDGETPU).mkdir()
-        section = edgetpu_section(settings, done.compiler, int8_model, files / EDGETPU)
+        section = edgetpu_section(settings, job.compiler, int8_model, files / EDGETPU)
         killed = not section["predicted"] and section["compiler"]["exit_code"] is None  # timed out: try again
         return {"section": section, RETRY: killed}
 
-    entry = done.cached("edgetpu", inputs, produce)
-    return outcome(settings, resolve_files(entry.meta["section"], done.folder.root))
+    entry = job.cached("edgetpu", inputs, produce)
+    return outcome(settings, resolve_files(entry.meta["section"], job.folder.root))
 
 
 def make_runners(recipe: Recipe, folder: BuildFolder, float_model: FloatModel, edgetpu: EdgeTpuOutcome) -> list[Runner]:
@@ -443,14 +443,14 @@ def make_runners(recipe: Recipe, folder: BuildFolder, float_model: FloatModel, e
 
 
 def run_verify(
-    done: _Build, runners: list[Runner], verify: Dataset, float_model: FloatModel
+    job: _Build, runners: list[Runner], verify: Dataset, float_model: FloatModel
 ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
     """Every runner's outputs on the verification samples, by runner and output name, and (in the metadata) each
     runner's first inference time and description and the per-layer drift of int8 against float."""
-    recipe, folder = done.recipe, done.folder
+    recipe, folder = job.recipe, job.folder
 
     def produce(files: Path) -> dict[str, Any]:
-        done.prepare(runners)
+        job.prepare(runners)
         outputs, first_ms = run_all(runners, verify, recipe.inputs[0].name)
         np.savez(files / OUTPUTS, **_flat(outputs, float_model.output_names))
         float_tflite, int8_tflite = folder.path(FLOAT_TFLITE), folder.path(INT8_TFLITE)
@@ -462,9 +462,9 @@ def run_verify(
             "unmatched": layers.unmatched,
         }
 
-    models = [done.keys[name] for name in ("quantize", "edgetpu") if name in done.keys]
+    models = [job.keys[name] for name in ("quantize", "edgetpu") if name in job.keys]
     inputs = stage_keys.verify_inputs(recipe, models, [runner.name for runner in runners], verify)
-    entry = done.cached("verify", inputs, produce)
+    entry = job.cached("verify", inputs, produce)
     with np.load(entry.files / OUTPUTS) as stored:
         names = float_model.output_names
         outputs = {r.name: {name: stored[f"{r.name}#{k}"] for k, name in enumerate(names)} for r in runners}
@@ -518,17 +518,17 @@ def check_outputs(runner: str, produced: dict[str, np.ndarray], reference: dict[
 
 
 def measure_all(
-    done: _Build, runners: list[Runner], verify: Dataset, first_ms: dict[str, float], edgetpu: EdgeTpuOutcome
+    job: _Build, runners: list[Runner], verify: Dataset, first_ms: dict[str, float], edgetpu: EdgeTpuOutcome
 ) -> tuple[dict[str, LatencyStats], dict[str, Any] | None, dict[str, dict[str, int]]]:
     """Each runner's latency on this machine, the predicted Edge TPU latency (its CPU part is measured here too,
     which is why it belongs to this stage), and the ops of each TFLite model XNNPACK leaves to slower kernels
     (which explain int8 slower than float on this CPU)."""
-    recipe = done.recipe
+    recipe = job.recipe
     feed = {recipe.inputs[0].name: verify.sample(int(verify.indices[0]))}
     settings = recipe.verify.latency
 
     def produce(_: Path) -> dict[str, Any]:
-        done.prepare(runners)
+        job.prepare(runners)
         runs = {
             runner.name: measure_latency(
                 runner, feed, first_ms=first_ms[runner.name], warmup=settings.warmup, runs=settings.runs
@@ -536,15 +536,15 @@ def measure_all(
             for runner in runners
         }
         predicted = None
-        prediction = analyze(done.folder.path(INT8_TFLITE)) if recipe.edgetpu.compile != "off" else None
+        prediction = analyze(job.folder.path(INT8_TFLITE)) if recipe.edgetpu.compile != "off" else None
         if prediction is not None and prediction.ops_on_edgetpu:  # nothing on the Edge TPU: no Edge TPU latency
             off_chip = None if edgetpu.section["predicted"] else edgetpu.section.get("off_chip_bytes")
             predicted = latency_section(prediction, recipe.verify.threads, off_chip)
         tflite = {"tflite-float": FLOAT_TFLITE, "tflite-int8": INT8_TFLITE}
         threads = recipe.verify.threads
-        outside = {name: ops_outside_xnnpack(done.folder.path(file), threads) for name, file in tflite.items()}
+        outside = {name: ops_outside_xnnpack(job.folder.path(file), threads) for name, file in tflite.items()}
         return {"runners": runs, "edgetpu": predicted, "outside_xnnpack": outside}
 
-    meta = done.cached("latency", stage_keys.latency_inputs(recipe, done.keys["verify"]), produce).meta
+    meta = job.cached("latency", stage_keys.latency_inputs(recipe, job.keys["verify"]), produce).meta
     latency = {name: LatencyStats(**stats) for name, stats in meta["runners"].items()}
     return latency, meta["edgetpu"], meta["outside_xnnpack"]

@@ -1,4 +1,5 @@
-"""Latency of one runner on this machine: the first inference apart, then warm-up, then timed runs."""
+"""Latency of one runner on this machine (the build's latency stage): the first inference apart, then warm-up, then
+timed runs. (benchmarks/ is the suite that measures ckit itself.)"""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from compiler_kit.bench import LatencyStats, measure_latency
 from compiler_kit.runners import Runner
+from compiler_kit.timing import LatencyStats, measure_latency
 
 
 class ScriptedRunner(Runner):
