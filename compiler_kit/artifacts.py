@@ -42,6 +42,18 @@ def _umask() -> int:
     return mask
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` still runs: what a temporary folder named after its maker's pid is kept for (a killed
+    build's is removed by the next one, a running build's never)."""
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user's
+        return True
+    return True
+
+
 def write_atomically(final: Path, fill: Callable[[BinaryIO], object]) -> Path:
     """`fill` writes a temporary file beside `final` that replaces it only once complete and on disk."""
     fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")

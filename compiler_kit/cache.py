@@ -32,7 +32,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from compiler_kit.artifacts import sha256_file
+from compiler_kit.artifacts import process_alive, sha256_file
 
 ENTRY_JSON, FILES = "entry.json", "files"
 RETRY = "retry"  # metadata flag of an outcome not to reuse (a compiler killed at its timeout may finish next time)
@@ -300,12 +300,4 @@ def _discard(path: Path, tmp: Path) -> None:
 
 def _owner_alive(staging_name: str) -> bool:
     pid = staging_name.split("-", 1)[0]
-    if not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
+    return pid.isdigit() and process_alive(int(pid))

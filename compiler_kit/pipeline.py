@@ -25,7 +25,13 @@ from compiler_kit.artifacts import BuildFolder
 from compiler_kit.cache import RETRY, Entry, StageCache, default_root, resolve_files, stage_key
 from compiler_kit.compare.layers import LayerDrift, LayerDrifts, layer_drift, worst_layers
 from compiler_kit.compare.metrics import confusion
-from compiler_kit.compare.outputs import OutputTasks, compare_outputs, constant_outputs, resolve_tasks
+from compiler_kit.compare.outputs import (
+    OutputTasks,
+    compare_outputs,
+    constant_outputs,
+    refuse_unknown_outputs,
+    resolve_tasks,
+)
 from compiler_kit.data import Dataset, open_dataset
 from compiler_kit.edgetpu.analysis import analyze
 from compiler_kit.edgetpu.compiler import compiler_version
@@ -239,11 +245,7 @@ def compare_stages(
 def output_tasks(recipe: Recipe, source_outputs: dict[str, np.ndarray], verify: Dataset) -> OutputTasks:
     """Each output's task (the recipe's, or inferred from its shape); a Keras model's maps are channels-last."""
     shapes = {name: array.shape[1:] for name, array in source_outputs.items()}
-    if unknown := sorted(set(recipe.gates.outputs) - set(shapes)):
-        raise BadInputError(
-            f"gates.outputs names output '{unknown[0]}', which the model does not have",
-            fix=f"use one of the model's outputs: {', '.join(shapes)}",
-        )
+    refuse_unknown_outputs("gates.outputs", recipe.gates.outputs, list(shapes))
     channels_last = recipe.source.framework == "keras"
     return resolve_tasks(recipe.verify.task, shapes, channels_last, verify.labels is not None)
 

@@ -42,11 +42,7 @@ def resolve_tasks(
 ) -> OutputTasks:
     """The recipe's tasks by output name, each undeclared one inferred from its shape (per sample, no batch axis);
     `channels_last` says where a map's channels are (Keras models: last; ONNX and torch: first)."""
-    if unknown := sorted(set(declared) - set(shapes)):
-        raise BadInputError(
-            f"verify.task names output '{unknown[0]}', which the model does not have",
-            fix=f"use one of the model's outputs: {', '.join(shapes)}",
-        )
+    refuse_unknown_outputs("verify.task", declared, list(shapes))
     specs, inferred = {}, {}
     for name, shape in shapes.items():
         task = declared.get(name) or OutputTask()
@@ -58,6 +54,15 @@ def resolve_tasks(
     if has_labels:
         return OutputTasks(specs, inferred, _labelled_output(declared, specs))
     return OutputTasks(specs, inferred, None)
+
+
+def refuse_unknown_outputs(field: str, named: dict[str, Any], outputs: list[str]) -> None:
+    """A recipe section keyed by output name must name outputs the model has."""
+    if unknown := sorted(set(named) - set(outputs)):
+        raise BadInputError(
+            f"{field} names output '{unknown[0]}', which the model does not have",
+            fix=f"use one of the model's outputs: {', '.join(outputs)}",
+        )
 
 
 def _labelled_output(declared: dict[str, OutputTask], specs: dict[str, TaskSpec]) -> str | None:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from compiler_kit import lazy
+from compiler_kit.artifacts import process_alive
 from compiler_kit.errors import BadInputError, describe_exception, strip_ansi
 from compiler_kit.frontends.base import (
     DEFAULT_LEGALIZE,
@@ -209,18 +210,8 @@ def remove_orphaned_work_dirs(temp_dir: Path) -> None:
     and leaves onnx2tf's output behind (MBs each). A live process's folder stays, so concurrent builds are safe."""
     for folder in temp_dir.glob(f"{WORK_PREFIX}*"):
         owner = _WORK_DIR_NAME.fullmatch(folder.name)
-        if owner and not _process_alive(int(owner.group(1))):
+        if owner and not process_alive(int(owner.group(1))):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, as another user's
-        return True
-    return True
 
 
 def onnx2tf_output_key(position: int) -> str:
