@@ -72,6 +72,7 @@ test: setup browser
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # ckit against the bare work it wraps (a cold build, a warm rebuild, start-up, verification throughput and memory,
 # MobileNetV2 int8 vs float latency): a table, and JSON in benchmarks/results/. BENCH_ARGS="--only a,c --runs 5".

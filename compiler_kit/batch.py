@@ -69,7 +69,8 @@ class BatchBuild:
 
     def _build(self, recipe: Path) -> BuildOutcome:
         command = [sys.executable, "-m", "compiler_kit", "build", str(recipe), *self.options]
-        start, tail = time.perf_counter(), []
+        start = time.perf_counter()
+        tail: list[str] = []
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
             with self._lock:
                 self._running.add(process)

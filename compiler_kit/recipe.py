@@ -523,18 +523,18 @@ def _check_structure(text: str, path: Path) -> list[tuple[int, str]]:
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_NESTING:
-                where = f"{path}:{event.start_mark.line + 1}"
+                where = f"{path}:{_line(event)}"
                 raise BadInputError(f"nested more than {MAX_NESTING} levels deep", path=where, fix="flatten it")
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
         elif isinstance(event, yaml.ScalarEvent):
             if event.tag and not any(event.implicit):
-                tagged.append((event.start_mark.line + 1, f"{event.tag.replace(_YAML_TAG, '!!')} {event.value}"[:80]))
+                tagged.append((_line(event), f"{event.tag.replace(_YAML_TAG, '!!')} {event.value}"[:80]))
             if not event.value.isascii():
                 try:
                     event.value.encode("utf-8")
                 except UnicodeEncodeError:
-                    where = f"{path}:{event.start_mark.line + 1}"
+                    where = f"{path}:{_line(event)}"
                     raise BadInputError(
                         "a string holds an unpaired surrogate escape (\\uD800-\\uDFFF)", path=where, fix="remove it"
                     ) from None
@@ -542,6 +542,12 @@ def _check_structure(text: str, path: Path) -> list[tuple[int, str]]:
 
 
 _YAML_TAG = "tag:yaml.org,2002:"
+
+
+def _line(event: yaml.Event) -> int:
+    """The 1-based line an event starts on: the parser marks every event it yields."""
+    assert event.start_mark is not None
+    return event.start_mark.line + 1
 
 
 def _describe(error: Any, path: Path, tree: yaml.Node | None) -> str:

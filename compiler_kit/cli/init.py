@@ -134,10 +134,12 @@ def _onnx_facts(model: Path, path_line: str) -> ModelFacts:
             path=model,
             fix="export the model with its input's shape (e.g. torch.onnx.export with an example input)",
         )
-    shape, comments = [], []
+    shape: list[int] = []
+    comments: list[str] = []
     for axis, dim in enumerate(raw):
-        fixed = isinstance(dim, int) and dim > 0
-        shape.append(dim if fixed else 1)
+        size = dim if isinstance(dim, int) and dim > 0 else None  # None: dynamic (a name, or unknown)
+        fixed = size is not None
+        shape.append(size if size is not None else 1)
         label = f"{dim!r}" if dim else "unnamed"
         if axis == 0 and not fixed:
             comments.append(f"axis 0 ({label}) {DYNAMIC_BATCH}")

@@ -331,7 +331,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshol
 
 def _kept(sample_scores: np.ndarray, spec: TaskSpec) -> tuple[np.ndarray, np.ndarray]:
     """(sample, anchor) indices of the (samples, N) scores at or above the score threshold."""
-    return np.nonzero(sample_scores >= spec.score_threshold)
+    samples, anchors = np.nonzero(sample_scores >= spec.score_threshold)
+    return samples, anchors
 
 
 def _anchor_free(outputs: Outputs, output: str, spec: TaskSpec) -> Candidates:

@@ -17,6 +17,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -91,9 +92,11 @@ def _missing(path: Path, field: str) -> BadInputError:
     return not_found
 
 
-def _load_array(path: Path, what: str, **kwargs: object) -> np.ndarray:
+def _load_array(
+    path: Path, what: str, mmap_mode: Literal["r", "r+", "w+", "c"] | None = None
+) -> np.ndarray | np.lib.npyio.NpzFile:
     try:
-        return np.load(path, allow_pickle=False, **kwargs)
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except ValueError as exc:
         if "pickled" not in str(exc):
             raise BadInputError(f"cannot read {what} as a NumPy file: {exc}", path=path, fix=_REWRITE) from None
@@ -183,8 +186,8 @@ def _read_npy(spec: DataSpec, _: Preprocess) -> RawSource:
     return _array_source(samples, labels, spec)
 
 
-def _single_array(path: Path, what: str, **kwargs: object) -> np.ndarray:
-    array = _load_array(path, what, **kwargs)
+def _single_array(path: Path, what: str, mmap_mode: Literal["r", "r+", "w+", "c"] | None = None) -> np.ndarray:
+    array = _load_array(path, what, mmap_mode)
     if isinstance(array, np.lib.npyio.NpzFile):
         array.close()
         raise BadInputError(
@@ -253,8 +256,8 @@ def _decode(path: Path, preprocess: Preprocess) -> np.ndarray:
 
     channels = 1 if preprocess.color == "grayscale" else 3
     try:
-        with Image.open(path) as image:
-            width, height = image.size  # from the header: check it before decoding allocates the pixels
+        with Image.open(path) as opened:
+            width, height = opened.size  # from the header: check it before decoding allocates the pixels
             if width * height * channels > MAX_SAMPLE_ELEMENTS:
                 raise BadInputError(
                     f"the image is {width}x{height}x{channels}: more than the {MAX_SAMPLE_ELEMENTS} elements a "
@@ -262,7 +265,7 @@ def _decode(path: Path, preprocess: Preprocess) -> np.ndarray:
                     path=path,
                     fix="shrink or remove the image",
                 )
-            image = image.convert("L" if channels == 1 else "RGB")
+            image = opened.convert("L" if channels == 1 else "RGB")
             if preprocess.resize is not None:
                 height, width = preprocess.resize
                 image = image.resize((width, height), Image.Resampling.BILINEAR)

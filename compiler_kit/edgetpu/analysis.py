@@ -241,7 +241,11 @@ def analyze(path: Path) -> EdgeTpuPrediction:
         elif not SUPPORTED_OPS[op.operator]:
             op.reason = "in the unverified part of Coral's supported-op table: the compiler may not map it"
     unparsed = [op for op in ops if op.status == VERSION_NOT_SUPPORTED]
-    cut = _fail_whole_model(ops) if unparsed else _apply_one_subgraph_rule(ops, exempt)
+    if unparsed:
+        _fail_whole_model(ops)
+        cut = None
+    else:
+        cut = _apply_one_subgraph_rule(ops, exempt)
     prediction = EdgeTpuPrediction(path, ops, _failures(ops, cut))
     _count_parameters(prediction)
     return prediction

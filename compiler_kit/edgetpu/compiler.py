@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import io
 import os
 import re
 import shutil
@@ -162,7 +163,7 @@ def _run_in_own_group(command: list[str], timeout: float, output: Path) -> int |
     return exit_code
 
 
-def _copy_head_and_tail(source: IO[bytes], sink: IO[bytes]) -> None:
+def _copy_head_and_tail(source: io.BufferedIOBase, sink: IO[bytes]) -> None:
     """Copy `source` to `sink` until it ends: the first HEAD_BYTES as they come, then only the last TAIL_BYTES
     (kept in memory, written at the end after a note of how much was left out). Reading never stops, so a
     compiler that floods its output is not blocked on a full pipe."""

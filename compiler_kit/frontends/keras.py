@@ -112,6 +112,7 @@ class KerasFrontend:
         self, source: Source, inputs: list[InputSpec], out_dir: Path, settings: Legalize = DEFAULT_LEGALIZE
     ) -> FloatModel:
         tf = lazy.tensorflow()
+        assert source.path is not None
         model = load_keras_model(source.path)
         check_inputs(model, inputs, source.path)
         signature = [tf.TensorSpec(spec.shape, tf.float32, name=spec.name) for spec in inputs]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 
 class Graph:
@@ -61,7 +62,7 @@ class Graph:
         self._taken.add(name)
         return name
 
-    def add_constant(self, base: str, value: np.ndarray) -> str:
+    def add_constant(self, base: str, value: npt.ArrayLike) -> str:
         from onnx import numpy_helper
 
         name = self.fresh(base)

@@ -54,7 +54,7 @@ NONNEGATIVE_SEARCH_DEPTH = 16
 
 
 def rewrite(name: str, summary: str) -> Callable[[RewriteFunction], RewriteFunction]:
-    def register(apply: Callable[[Graph], list[str]]) -> Callable[[Graph], int]:
+    def register(apply: RewriteFunction) -> RewriteFunction:
         REWRITES[name] = Rewrite(name, summary, apply)
         return apply
 
@@ -376,14 +376,14 @@ def _channel_permutation(g: Graph, chain: tuple[Any, Any, Any]) -> np.ndarray | 
     running the chain on tensors holding each element's channel index and its spatial index."""
     first, middle, last = chain
     shape, out_shape = g.shape(first.input[0]), g.shape(last.output[0])
-    sizes = [g.constant(first.input[1]), g.constant(last.input[1])]
-    if shape is None or out_shape != shape or len(shape) != 4 or shape[0] != 1 or any(s is None for s in sizes):
+    target, out_target = g.constant(first.input[1]), g.constant(last.input[1])
+    if shape is None or out_shape != shape or len(shape) != 4 or shape[0] != 1 or target is None or out_target is None:
         return None
     perm = attribute(middle, "perm")
     channel = np.broadcast_to(np.arange(shape[1]).reshape(1, -1, 1, 1), shape)
     spatial = np.broadcast_to(np.arange(shape[2] * shape[3]).reshape(1, 1, shape[2], shape[3]), shape)
     try:
-        moved = [t.reshape(_reshape_target(sizes[0], shape)).transpose(perm).reshape(shape) for t in (channel, spatial)]
+        moved = [t.reshape(_reshape_target(target, shape)).transpose(perm).reshape(shape) for t in (channel, spatial)]
     except ValueError:  # a shape with 0 or -1 entries numpy cannot take: leave it to the converter
         return None
     if not np.array_equal(moved[1], spatial) or not np.all(moved[0] == moved[0][:, :, :1, :1]):
@@ -410,12 +410,16 @@ def transpose_conv_unfused(g: Graph) -> list[str]:
         weights = g.constant(node.input[1]) if node.op_type == "ConvTranspose" else None
         if weights is None or weights.ndim != 4 or weights.shape[2] * weights.shape[3] < 2:
             continue
-        g.replace(node, lambda node=node, weights=weights: _halves(g, node, weights))
+        has_bias = len(node.input) > 2 and bool(node.input[2])
+        bias = g.constant(node.input[2]) if has_bias else None
+        if has_bias and bias is None:
+            continue  # a computed bias: no [C, 1, 1] constant to add after the sum, the node stays as it is
+        g.replace(node, lambda node=node, weights=weights, bias=bias: _halves(g, node, weights, bias))
         rewritten.append(node.name)
     return rewritten
 
 
-def _halves(g: Graph, node: Any, weights: np.ndarray) -> str:
+def _halves(g: Graph, node: Any, weights: np.ndarray, bias: np.ndarray | None) -> str:
     base = node.name or "ConvTranspose"
     taps = np.zeros(weights.shape[2:], dtype=bool).reshape(-1)
     taps[: taps.size // 2] = True
@@ -426,8 +430,7 @@ def _halves(g: Graph, node: Any, weights: np.ndarray) -> str:
         for i, w in enumerate((first, weights - first))
     ]
     total = g.node("Add", parts, f"{base}_sum")
-    if len(node.input) > 2 and node.input[2]:  # the bias, per output channel: [C, 1, 1] broadcasts over NCHW
-        bias = g.constant(node.input[2])
+    if bias is not None:  # per output channel: [C, 1, 1] broadcasts over NCHW
         total = g.node("Add", [total, g.add_constant(f"{base}_bias", bias.reshape(-1, 1, 1))], f"{base}_bias")
     return total
 
@@ -443,7 +446,7 @@ def conv_padding_same(g: Graph) -> list[str]:
     for node in list(g.graph.node):
         size = _spatial(g, node) if node.op_type == "Conv" else None
         weights = g.constant(node.input[1]) if size is not None else None
-        if weights is None or weights.ndim != 4 or not _explicit(node):
+        if size is None or weights is None or weights.ndim != 4 or not _explicit(node):
             continue
         if any(d != 1 for d in attribute(node, "dilations", [1, 1])):
             continue

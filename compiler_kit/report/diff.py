@@ -251,7 +251,7 @@ def _output_changes(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
 
 
 def _drift_outputs(report: dict[str, Any]) -> dict[str, Any]:
-    drift = next(
+    drift: dict[str, Any] = next(
         (
             c
             for c in report.get("comparisons") or []

@@ -54,7 +54,7 @@ _SIGNAL = ("cosine", "snr_db", "max_abs_error", "rmse")
 
 def drift_outputs(report: dict[str, Any]) -> dict[str, Any]:
     """Per output, the source -> tflite-int8 comparison (a schema 1 report has none)."""
-    drift = next(
+    drift: dict[str, Any] = next(
         (c for c in report["comparisons"] if (c["reference"], c["candidate"]) == ("source", "tflite-int8")), {}
     )
     return drift.get("outputs") or {}

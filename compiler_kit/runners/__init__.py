@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from compiler_kit.recipe import Source
 from compiler_kit.runners.base import Runner
@@ -12,11 +13,17 @@ from compiler_kit.runners.litert import LiteRtRunner
 from compiler_kit.runners.onnxruntime import OnnxRuntimeRunner
 from compiler_kit.runners.torch import TorchRunner
 
+
+def _model_file(source: Source) -> Path:
+    assert source.path is not None  # a keras or onnx source names its file (the recipe's validator)
+    return source.path
+
+
 # The runner that executes a source model in its own framework, by the recipe's source.framework; given the output
 # names the conversion found (a torch module's outputs have none of their own).
 SOURCE_RUNNERS: dict[str, Callable[[Source, int, list[str]], Runner]] = {
-    "keras": lambda source, threads, _: KerasRunner("source", source.path, threads),
-    "onnx": lambda source, threads, _: OnnxRuntimeRunner("source", source.path, threads),
+    "keras": lambda source, threads, _: KerasRunner("source", _model_file(source), threads),
+    "onnx": lambda source, threads, _: OnnxRuntimeRunner("source", _model_file(source), threads),
     "torch": lambda source, threads, names: TorchRunner("source", source, threads, names),
 }
 
