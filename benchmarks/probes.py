@@ -7,7 +7,7 @@ BUILD_DIR is a finished `ckit build` of RECIPE: its model_float.tflite, model_in
 the layout permutations the converter introduced (so the runners take source-layout samples, as in the build).
 
 throughput: the verify stage's work for the tflite-int8 runner (compiler_kit's Dataset streamed through
-    LiteRtRunner by pipeline.run_all) against a bare LiteRT loop over the same samples, preprocessed beforehand
+    LiteRtRunner by its run_all) against a bare LiteRT loop over the same samples, preprocessed beforehand
     (set_tensor / invoke / get_tensor, quantize and dequantize by hand). Both sides include creating their
     interpreter, as a verify pass does; rounds alternate between the two, and each side's best round counts.
 latency: compiler_kit's LiteRtRunner and bench.measure_latency (what the latency stage runs) on the float and the
@@ -27,14 +27,15 @@ from typing import Any
 import numpy as np
 
 from compiler_kit.compare.outputs import compare_outputs, resolve_tasks
-from compiler_kit.data import Dataset, open_dataset
+from compiler_kit.data import Dataset
 from compiler_kit.lazy import litert_interpreter
-from compiler_kit.pipeline import run_all
 from compiler_kit.recipe import Recipe, load_recipe
 from compiler_kit.runners import LiteRtRunner
+from compiler_kit.stages.data import verification_set
+from compiler_kit.stages.quantize import FLOAT_TFLITE, INT8_TFLITE
+from compiler_kit.stages.verify import run_all
 from compiler_kit.timing import measure_latency
 
-FLOAT_TFLITE, INT8_TFLITE = "model_float.tflite", "model_int8.tflite"
 Perms = tuple[list[Any], list[Any]]
 
 
@@ -42,12 +43,6 @@ def layout_perms(build_dir: Path) -> Perms:
     """The build's (input perms, output perms), from report.json's `layout` section."""
     layout = json.loads((build_dir / "report.json").read_text())["layout"]
     return list(layout["inputs"].values()), list(layout["outputs"].values())
-
-
-def verification_set(recipe: Recipe) -> Dataset:
-    """The verification samples exactly as pipeline.open_data selects and preprocesses them."""
-    spec, cal, ver = recipe.inputs[0], recipe.calibration, recipe.verify
-    return open_dataset(ver.data, cal.preprocess, spec, ver.num_samples, ver.seed)
 
 
 def ckit_pass(recipe: Recipe, verify: Dataset, model: Path, perms: Perms) -> Callable[[], np.ndarray]:

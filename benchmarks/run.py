@@ -7,8 +7,8 @@ a  cold `ckit build recipes/digits_keras.yaml` against benchmarks/bare_keras_bui
    median of --runs each; target ckit / bare <= 1.15.
 b  warm rebuild (same recipe, same --out, same CKIT_CACHE_DIR, nothing changed) against the cold build; <= 0.10.
 c  `ckit --help` start-up (beside `python -c "import tensorflow"`); target < 0.5 s.
-d  verification throughput: the verify stage's work for tflite-int8 (Dataset + LiteRtRunner through
-   pipeline.run_all) against a bare LiteRT loop on preprocessed samples, >= 0.9 of its samples/s; and the peak RSS
+d  verification throughput: the verify stage's work for tflite-int8 (Dataset + LiteRtRunner through its
+   run_all) against a bare LiteRT loop on preprocessed samples, >= 0.9 of its samples/s; and the peak RSS
    of the whole `ckit build` with 1x and 10x the verification samples (eval split tiled), growth < 20 %.
 e  MobileNetV2 int8 against float TFLite, p50 latency at 1 and 2 threads (ckit's runner and latency loop, 20
    warm-up + 200 timed runs in 5 blocks alternating float and int8, a fresh process per thread count); target

@@ -116,7 +116,7 @@ class StageCache:
         """The cache for one build. One that cannot be written is only read (one warning says why); the entries it
         cannot take are built in a temporary folder in `scratch` (the build folder, whose next build removes it
         should this one be killed) and removed when the build ends."""
-        self._prepare(scratch)
+        self._open_staging(scratch)
         try:
             yield
         finally:
@@ -124,7 +124,7 @@ class StageCache:
                 shutil.rmtree(path, ignore_errors=True)
             self._temporary.clear()
 
-    def _prepare(self, scratch: Path) -> None:
+    def _open_staging(self, scratch: Path) -> None:
         """Find out whether entries can be stored; remove what builds that died (SIGKILL) left in the staging area."""
         self.writable, self._tmp = True, self.root / "tmp"
         try:

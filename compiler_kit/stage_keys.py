@@ -1,4 +1,5 @@
-"""What each cached stage depends on, as the inputs of its cache key (see compiler_kit.cache).
+"""The pieces the cached stages' keys are made of (each stage's `key_inputs`, in its module, puts them together;
+compiler_kit.cache hashes them).
 
 Files count by content, never by location: a model or a data set moved elsewhere keeps its keys. Each key takes
 the key of the stage before it, so a change re-runs that stage and everything downstream, nothing upstream.
@@ -7,8 +8,6 @@ the key of the stage before it, so a change re-runs that stage and everything do
 from __future__ import annotations
 
 import hashlib
-import os
-import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,14 +16,8 @@ from compiler_kit import lazy
 from compiler_kit.artifacts import sha256_file
 from compiler_kit.data import Dataset
 from compiler_kit.errors import BadInputError
-from compiler_kit.recipe import Recipe, Source
+from compiler_kit.recipe import Source
 
-# The distributions whose behaviour each stage's output depends on.
-CONVERT_TOOLS = (
-    "tensorflow", "tf-keras", "keras", "onnx", "onnx2tf", "onnxsim", "onnxscript", "onnxruntime", "torch", "numpy"
-)  # fmt: skip
-QUANTIZE_TOOLS = ("tensorflow", "ai-edge-litert")
-VERIFY_TOOLS = ("ai-edge-litert", "tensorflow", "keras", "torch", "onnxruntime", "numpy")
 _LOCATION = {"path", "labels_path"}  # data set fields that say where, not what
 
 
@@ -80,58 +73,3 @@ def data_inputs(dataset: Dataset, section: Any) -> dict[str, Any]:
         mode="json", exclude={"data": _LOCATION, "latency": True, "threads": True, "task": True}
     )
     return {"sha256": dataset.sha256, **fields}
-
-
-def convert_inputs(recipe: Recipe, source_sha256: str) -> dict[str, Any]:
-    """`source_sha256`: model_sha256(recipe.source), which the report names the model by too."""
-    source = recipe.source.model_dump(mode="json", exclude={"path", "weights"})
-    return {
-        "source": {**source, "sha256": source_sha256},
-        "inputs": [spec.model_dump(mode="json") for spec in recipe.inputs],
-        "legalize": recipe.legalize.model_dump(mode="json"),
-        "tools": tool_versions(CONVERT_TOOLS),
-    }
-
-
-def quantize_inputs(recipe: Recipe, convert_key: str, calibration: Dataset) -> dict[str, Any]:
-    return {
-        "convert": convert_key,
-        "quantization": recipe.quantization.model_dump(mode="json"),
-        "calibration": data_inputs(calibration, recipe.calibration),
-        "tools": tool_versions(QUANTIZE_TOOLS),
-    }
-
-
-def edgetpu_inputs(recipe: Recipe, int8_model: Path, compiler: Path | None, compiler_version: str | None) -> dict:
-    settings = recipe.edgetpu.model_dump(mode="json", exclude={"compiler", "device"})
-    tool = {"sha256": sha256_file(compiler), "version": compiler_version} if compiler else "static analysis"
-    return {"int8_sha256": sha256_file(int8_model), "settings": settings, "compiler": tool}
-
-
-def verify_inputs(recipe: Recipe, model_keys: list[str], runner_names: list[str], verify: Dataset) -> dict:
-    return {
-        "models": model_keys,
-        "runners": runner_names,
-        "verify": data_inputs(verify, recipe.verify),
-        "preprocess": recipe.calibration.preprocess.model_dump(mode="json"),
-        "threads": recipe.verify.threads,
-        "device": recipe.edgetpu.device,
-        "tools": tool_versions(VERIFY_TOOLS),
-    }
-
-
-def latency_inputs(recipe: Recipe, verify_key: str) -> dict[str, Any]:
-    """Timings belong to the machine that took them: another host or CPU measures again."""
-    return {
-        "verify": verify_key,
-        "latency": recipe.verify.latency.model_dump(mode="json"),
-        "machine": {"host": platform.node(), "cpu": _cpu_model(), "cores": os.cpu_count()},
-    }
-
-
-def _cpu_model() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor()
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler_kit.pipeline import FLOAT_TFLITE, INT8_TFLITE
 from compiler_kit.quantize import check_full_integer
 from compiler_kit.recipe import load_recipe
+from compiler_kit.stages.quantize import FLOAT_TFLITE, INT8_TFLITE
 from tests.conftest import SHIPPED_RECIPE
 
 

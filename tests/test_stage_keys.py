@@ -13,7 +13,8 @@ import yaml
 from compiler_kit.cache import stage_key
 from compiler_kit.errors import BadInputError
 from compiler_kit.recipe import Source, load_recipe
-from compiler_kit.stage_keys import convert_inputs, entry_point_file, model_sha256
+from compiler_kit.stage_keys import entry_point_file, model_sha256
+from compiler_kit.stages.convert import key_inputs as convert_inputs
 
 
 def _load(recipe: dict[str, Any], path: Path):

@@ -74,8 +74,7 @@ def _build_one(
     cache = StageCache(cache_dir or default_root(), force=force)
     result = run_build(loaded, recipe, out, progress=(lambda _: None) if quiet else _progress, cache=cache)
     typer.echo(terminal_summary(result.report))
-    # never silent, gate or no gate (the ignore: pipeline.py types BuildResult.report as dict[str, object])
-    for warning in result.report["warnings"]:  # type: ignore[attr-defined]
+    for warning in result.report["warnings"]:  # never silent, gate or no gate
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(
         f"report: {result.build_dir / REPORT_JSON}  {result.build_dir / REPORT_MD}  {result.build_dir / REPORT_HTML}"

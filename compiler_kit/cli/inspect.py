@@ -43,7 +43,7 @@ def inspect_model(
 
 def render(prediction: EdgeTpuPrediction, latency: dict[str, Any] | None = None) -> str:
     """The op table, the compiler-style summary, the predicted latency and the failures with their advice."""
-    from compiler_kit.edgetpu.statuses import ON_CHIP_CACHE_BYTES
+    from compiler_kit.edgetpu.hardware import ON_CHIP_CACHE_BYTES
     from compiler_kit.report.render import text_table
     from compiler_kit.report.tables import edgetpu_latency_caption, edgetpu_latency_table
 

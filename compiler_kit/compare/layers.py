@@ -35,7 +35,7 @@ import numpy as np
 from compiler_kit import lazy
 from compiler_kit.compare.metrics import SNR_CEILING_DB
 from compiler_kit.frontends.base import Perm
-from compiler_kit.runners.litert import dequantize, quantize
+from compiler_kit.runners.litert import dequantize_values, quantize_values
 
 INPUT_OP = "INPUT"  # the `op` of a layer that is a model input
 
@@ -142,7 +142,7 @@ class _Graph:
 
     def run(self, sample: np.ndarray, wanted: Iterable[int]) -> dict[int, np.ndarray]:
         detail = self.inputs[0]
-        self.interpreter.set_tensor(detail["index"], quantize(sample, detail))
+        self.interpreter.set_tensor(detail["index"], quantize_values(sample, detail))
         self.interpreter.invoke()
         return {index: self.interpreter.get_tensor(index) for index in wanted}
 
@@ -211,7 +211,7 @@ def layer_drift(
         candidate = int8_graph.run(x, int8_wanted)
         for pair in pairs:
             quantized = candidate[pair.int8_index]
-            pair.add(reference[pair.float_index], dequantize(quantized, int8_graph.tensors[pair.int8_index]))
+            pair.add(reference[pair.float_index], dequantize_values(quantized, int8_graph.tensors[pair.int8_index]))
         del sample, x, reference, candidate  # so the next sample is the only one alive
 
     snr = {pair.int8_index: pair.snr_db() for pair in pairs if pair.count}

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Literal, overload
 
 import numpy as np
 
@@ -23,10 +24,11 @@ from compiler_kit.recipe import DataSpec, InputSpec, Preprocess
 _CHANNEL_AXIS = {"NHWC": -1, "NCHW": 0}  # of one sample, batch axis removed
 _CHANNEL_SHAPE = {"NHWC": (1, 1, -1), "NCHW": (-1, 1, 1)}
 _TO_LAYOUT = {("NHWC", "NCHW"): (2, 0, 1), ("NCHW", "NHWC"): (1, 2, 0)}
-# Iteration prepares samples in blocks of at most this many float32 bytes (and _BLOCK_SAMPLES samples): one numpy
+# Iteration preprocesses samples in blocks of at most this many float32 bytes (and _BLOCK_SAMPLES samples): one numpy
 # call per step for a block instead of one per sample, while memory stays bounded however large the set is.
 _BLOCK_BYTES = 1 << 20
 _BLOCK_SAMPLES = 256
+Preprocessor = Callable[[np.ndarray], np.ndarray]  # raw sample(s) -> model input(s)
 
 
 @dataclass
@@ -55,9 +57,9 @@ class Dataset:
             yield from self._block(self.indices[start : start + size])
 
     def _block_size(self) -> int:
-        """How many samples to prepare at once: 1 (one by one) unless the source reads several samples as one
+        """How many samples to preprocess at once: 1 (one by one) unless the source reads several samples as one
         array and the preprocessing has a whole-block form."""
-        if self.source.read_many is None or self._prepare_block is None or len(self.indices) < 2:
+        if self.source.read_many is None or self._preprocess_block is None or len(self.indices) < 2:
             return 1
         sample_size = max(int(np.prod(self._shape)), self.source.read(int(self.indices[0])).size)
         return max(1, min(_BLOCK_SAMPLES, _BLOCK_BYTES // (4 * sample_size)))
@@ -65,8 +67,8 @@ class Dataset:
     def _block(self, indices: np.ndarray) -> Iterator[np.ndarray]:
         """Samples `indices` prepared and checked together (the same float32 arithmetic as `sample`). Any problem
         (a shape, a NaN) sends the block through `sample` one by one, which names the sample at fault."""
-        assert self.source.read_many is not None and self._prepare_block is not None
-        x = self._prepare_block(self.source.read_many(indices))
+        assert self.source.read_many is not None and self._preprocess_block is not None
+        x = self._preprocess_block(self.source.read_many(indices))
         if self._shape[0] != 1 or x.shape != (len(indices), *self._shape[1:]) or not _all_finite(x):
             for index in indices:
                 yield self.sample(int(index))
@@ -77,7 +79,7 @@ class Dataset:
     def sample(self, index: int) -> np.ndarray:
         """Sample `index` of the source, preprocessed; checked for shape and for NaN or Inf."""
         raw = self.source.read(index)
-        x = self._prepare(raw)
+        x = self._preprocess(raw)
         if x.shape != self._shape:
             raise BadInputError(
                 f"sample {index} has shape {list(x.shape[1:])} after preprocessing, but input "
@@ -94,15 +96,15 @@ class Dataset:
         return tuple(self.input_spec.shape)
 
     @cached_property
-    def _prepare(self) -> Callable[[np.ndarray], np.ndarray]:
-        """`prepare` for this data set, with what does not change from sample to sample worked out once."""
-        return _preparer(self.source.layout, self.input_spec, self.preprocess)
+    def _preprocess(self) -> Preprocessor:
+        """`preprocess_sample` for this data set, with what does not change from sample to sample worked out once."""
+        return _preprocessor(self.source.layout, self.input_spec, self.preprocess)
 
     @cached_property
-    def _prepare_block(self) -> Callable[[np.ndarray], np.ndarray] | None:
+    def _preprocess_block(self) -> Preprocessor | None:
         """The same for a block of raw samples (count, ...) -> (count, ...input shape[1:]); None when the
         preprocessing has no block form (per-channel mean/std)."""
-        return _preparer(self.source.layout, self.input_spec, self.preprocess, block=True)
+        return _preprocessor(self.source.layout, self.input_spec, self.preprocess, block=True)
 
     def digests(self) -> set[str]:
         """Read every selected sample once, so bad data stops the build before any conversion; return the
@@ -159,18 +161,26 @@ def select(length: int, num_samples: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(length, size=num_samples, replace=False))
 
 
-def prepare(raw: np.ndarray, stored_layout: str | None, input_spec: InputSpec, preprocess: Preprocess) -> np.ndarray:
+def preprocess_sample(
+    raw: np.ndarray, stored_layout: str | None, input_spec: InputSpec, preprocess: Preprocess
+) -> np.ndarray:
     """Raw sample -> model input of batch one: x * scale, to the input's layout, then (x - mean) / std."""
-    preparer = _preparer(stored_layout, input_spec, preprocess)
-    assert preparer is not None  # only a block has no form
-    return preparer(raw)
+    return _preprocessor(stored_layout, input_spec, preprocess)(raw)
 
 
-def _preparer(
+@overload
+def _preprocessor(
+    stored_layout: str | None, input_spec: InputSpec, preprocess: Preprocess, block: Literal[False] = False
+) -> Preprocessor: ...
+@overload
+def _preprocessor(
+    stored_layout: str | None, input_spec: InputSpec, preprocess: Preprocess, block: Literal[True]
+) -> Preprocessor | None: ...
+def _preprocessor(
     stored_layout: str | None, input_spec: InputSpec, preprocess: Preprocess, block: bool = False
-) -> Callable[[np.ndarray], np.ndarray] | None:
-    """`prepare` bound to one data set's settings, for one raw sample or (`block`) for several stacked on a first
-    axis: what does not change from sample to sample is worked out once, and the arithmetic runs in place on one
+) -> Preprocessor | None:
+    """`preprocess_sample` bound to one data set's settings, for one raw sample or (`block`) for several stacked on
+    a first axis: what does not change from sample to sample is worked out once, and the arithmetic runs in place on one
     float32 copy (per-sample lookups and temporaries cost more than a small model's inference). Per-channel
     normalization checks each sample's shape, so it has no block form (None)."""
     mean = np.asarray(preprocess.mean, dtype=np.float32)

@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 
 from compiler_kit import lazy
-from compiler_kit.edgetpu.analysis import EdgeTpuPrediction, Op
-from compiler_kit.edgetpu.statuses import PEAK_MACS_PER_SECOND
+from compiler_kit.edgetpu.analysis import EdgeTpuPrediction
+from compiler_kit.edgetpu.hardware import ARRAY_SIDE, PEAK_MACS_PER_SECOND
+from compiler_kit.edgetpu.tflite_graph import Op
 from compiler_kit.errors import BadInputError, describe_exception
 
-ARRAY_SIDE = 64  # the Edge TPU's systolic array is 64x64 MAC cells (4096 MACs x 480 MHz ~ 2e12 MAC/s = 4 TOPS)
 MATRIX_OPS = frozenset({"CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"})
 FREE_OPS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "QUANTIZE"})  # layout changes: no array work
 

@@ -26,8 +26,3 @@ ALL = (
     UNSUPPORTED_RANK,
     NOT_CONSTANT,
 )
-
-# On-chip parameter cache of the Edge TPU: parameters beyond it stream from host memory on every inference.
-ON_CHIP_CACHE_BYTES = 8 * 1024 * 1024
-# Peak throughput: 4 TOPS, i.e. 2e12 multiply-accumulates per second (one MAC = two operations).
-PEAK_MACS_PER_SECOND = 2e12

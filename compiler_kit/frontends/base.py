@@ -13,9 +13,10 @@ the TFLite model's signature keeps) and its layout permutation.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -56,6 +57,30 @@ class FloatModel:
     def output_names(self) -> list[str]:
         return [output.name for output in self.outputs]
 
+    def to_meta(self) -> dict[str, Any]:
+        """Everything but the folder, as JSON (the convert stage's cache metadata)."""
+        return {
+            "signature_key": self.signature_key,
+            "input_perms": self.input_perms,
+            "outputs": [dataclasses.asdict(output) for output in self.outputs],
+            "intermediates": self.intermediates,
+            "legalization": self.legalization,
+            "renamed": self.renamed,
+        }
+
+    @classmethod
+    def from_meta(cls, root: Path, meta: dict[str, Any]) -> FloatModel:
+        """The model in `root` that `to_meta` described (JSON holds permutations as lists)."""
+        return cls(
+            root,
+            meta["signature_key"],
+            input_perms=[_perm(perm) for perm in meta["input_perms"]],
+            outputs=[ModelOutput(o["name"], o["key"], _perm(o["perm"])) for o in meta["outputs"]],
+            intermediates=meta["intermediates"],
+            legalization=meta["legalization"],
+            renamed=meta["renamed"],
+        )
+
     def layout_report(self, inputs: list[InputSpec]) -> dict[str, object]:
         return {
             "inputs": {
@@ -63,6 +88,10 @@ class FloatModel:
             },
             "outputs": {output.name: list(output.perm) if output.perm else None for output in self.outputs},
         }
+
+
+def _perm(stored: list[int] | None) -> Perm:
+    return None if stored is None else tuple(stored)
 
 
 def layout_perm(source_shape: list[int], model_shape: list[int]) -> Perm:

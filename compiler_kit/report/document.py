@@ -47,8 +47,8 @@ TOOL_DISTRIBUTIONS = (
 
 
 def tool_versions() -> dict[str, str | None]:
-    tools = {"ckit": __version__, "python": platform.python_version()}
-    tools.update({name: lazy.version(name) for name in TOOL_DISTRIBUTIONS if lazy.version(name)})
+    tools: dict[str, str | None] = {"ckit": __version__, "python": platform.python_version()}
+    tools.update({name: version for name in TOOL_DISTRIBUTIONS if (version := lazy.version(name))})
     return tools
 
 
@@ -172,9 +172,13 @@ def build_report(
     legalization: dict[str, Any],
     tasks: dict[str, Any],
     warnings: list[str],
+    confusion: dict[str, Any] | None,
+    stage_seconds: dict[str, float],
+    cache: dict[str, Any],
 ) -> dict[str, Any]:
-    """The report document; the pipeline adds `stage_seconds` last, once every stage but this one has run.
-    `warnings`: what the build found that must not pass unnoticed (also findings, and printed on stderr)."""
+    """The report document, built once from the stages' results. `warnings`: what the build found that must not
+    pass unnoticed (also findings, and printed on stderr); `confusion`: a classifier's predictions, float against
+    int8 (None for other models); `cache`: the cache folder and each stage's verdict."""
     warnings = warnings + edgetpu_findings(edgetpu)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -204,4 +208,7 @@ def build_report(
         "gates": gates,
         "tools": tool_versions(),
         "inputs": {"model_sha256": model_sha256, "recipe_sha256": recipe.sha256(), "datasets": datasets},
+        **({"confusion": confusion} if confusion is not None else {}),
+        "stage_seconds": stage_seconds,
+        "cache": cache,
     }

@@ -22,12 +22,12 @@ from compiler_kit.frontends.base import ModelOutput, Perm
 from compiler_kit.runners.base import Runner
 
 
-def quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+def quantize_values(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     """Float -> the tensor's integer type: round(x / scale) + zero_point (half to even), saturated."""
     return TensorCodec.of(detail).encode(x)
 
 
-def dequantize(q: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+def dequantize_values(q: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     """The tensor's integer type -> float32: (q - zero_point) * scale."""
     return TensorCodec.of(detail).decode(q)
 

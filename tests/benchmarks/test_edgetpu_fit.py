@@ -17,8 +17,9 @@ import pytest
 
 from benchmarks import edgetpu_fit as fit
 from benchmarks.edgetpu_zoo import ZOO
-from compiler_kit.edgetpu.analysis import EdgeTpuPrediction, Op, Tensor
+from compiler_kit.edgetpu.analysis import EdgeTpuPrediction
 from compiler_kit.edgetpu.latency import FIT_ERRORS_PCT, FITTED, CostModel, estimate
+from compiler_kit.edgetpu.tflite_graph import Op, Tensor
 
 FACTS = Path("/work/shared/edgetpu/FACTS.md")
 COLUMNS = {"usb": 2, "pcie": 4}  # of FACTS.md's table: model | desktop CPU | + USB Accelerator | embedded | Dev Board

@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 from compiler_kit.artifacts import LOCK, sha256_file
 from compiler_kit.cli import app
 from compiler_kit.errors import EXIT_INTERRUPTED
-from compiler_kit.pipeline import FLOAT_TFLITE, INT8_TFLITE
 from compiler_kit.quantize import check_full_integer
+from compiler_kit.stages.quantize import FLOAT_TFLITE, INT8_TFLITE
 from tests.conftest import WriteRecipe, build_recipe
 from tests.test_cache import read_only
 

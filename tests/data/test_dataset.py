@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from compiler_kit.data.dataset import hash_files, open_dataset, prepare, select
+from compiler_kit.data.dataset import hash_files, open_dataset, preprocess_sample, select
 from compiler_kit.errors import BadInputError
 from compiler_kit.recipe import DataSpec, InputSpec, Preprocess
 
@@ -52,12 +52,14 @@ def test_select_takes_everything_when_none_or_too_many(length: int, num_samples:
     np.testing.assert_array_equal(select(length, num_samples, seed=3), np.arange(length))
 
 
-# --- prepare: scale, mean/std, layout -------------------------------------------------------------------------
+# --- preprocess_sample: scale, mean/std, layout -----------------------------------------------------------------------
 
 
 def test_scale_is_applied_before_mean_and_std() -> None:
     raw = np.full((2, 2, 1), 10, np.uint8)
-    x = prepare(raw, None, InputSpec(name="a", shape=[1, 2, 2, 1]), Preprocess(scale=0.1, mean=[0.5], std=[0.25]))
+    x = preprocess_sample(
+        raw, None, InputSpec(name="a", shape=[1, 2, 2, 1]), Preprocess(scale=0.1, mean=[0.5], std=[0.25])
+    )
     assert x.shape == (1, 2, 2, 1)
     assert x.dtype == np.float32
     np.testing.assert_allclose(x, 2.0, rtol=1e-6)  # (10 * 0.1 - 0.5) / 0.25; mean first would give 3.8
@@ -67,7 +69,7 @@ def test_per_channel_mean_and_std_nhwc() -> None:
     raw = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
     spec = InputSpec(name="a", shape=[1, 2, 3, 3], layout="NHWC")
     pre = Preprocess(scale=0.5, mean=[1.0, 2.0, 3.0], std=[1.0, 2.0, 4.0])
-    x = prepare(raw, "NHWC", spec, pre)
+    x = preprocess_sample(raw, "NHWC", spec, pre)
     expected = (raw.astype(np.float32) * 0.5 - np.array([1.0, 2.0, 3.0])) / np.array([1.0, 2.0, 4.0])
     np.testing.assert_allclose(x[0], expected, rtol=1e-6)
     assert x[0, 1, 2, 2] == pytest.approx((17 * 0.5 - 3.0) / 4.0)
@@ -77,7 +79,7 @@ def test_nhwc_samples_are_transposed_for_an_nchw_input() -> None:
     raw = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)  # H=2, W=3, C=4
     spec = InputSpec(name="a", shape=[1, 4, 2, 3], layout="NCHW")
     pre = Preprocess(mean=[0.0, 1.0, 2.0, 3.0], std=[1.0, 1.0, 1.0, 2.0])
-    x = prepare(raw, "NHWC", spec, pre)
+    x = preprocess_sample(raw, "NHWC", spec, pre)
     assert x.shape == (1, 4, 2, 3)
     chw = raw.transpose(2, 0, 1)
     np.testing.assert_array_equal(x[0, 0], chw[0])
@@ -89,7 +91,7 @@ def test_nhwc_samples_are_transposed_for_an_nchw_input() -> None:
 def test_nchw_samples_are_transposed_for_an_nhwc_input() -> None:
     raw = np.arange(3 * 2 * 5, dtype=np.float32).reshape(3, 2, 5)  # C=3, H=2, W=5
     spec = InputSpec(name="a", shape=[1, 2, 5, 3], layout="NHWC")
-    x = prepare(raw, "NCHW", spec, Preprocess(mean=[0.0, 0.0, 10.0]))
+    x = preprocess_sample(raw, "NCHW", spec, Preprocess(mean=[0.0, 0.0, 10.0]))
     assert x.shape == (1, 2, 5, 3)
     np.testing.assert_array_equal(x[0, ..., :2], raw.transpose(1, 2, 0)[..., :2])
     np.testing.assert_array_equal(x[0, ..., 2], raw[2] - 10.0)
@@ -98,7 +100,7 @@ def test_nchw_samples_are_transposed_for_an_nhwc_input() -> None:
 @pytest.mark.parametrize("stored", [None, "NCHW"])
 def test_no_transposition_without_a_layout_difference(stored: str | None) -> None:
     raw = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
-    x = prepare(raw, stored, InputSpec(name="a", shape=[1, 2, 3, 4], layout="NCHW"), Preprocess())
+    x = preprocess_sample(raw, stored, InputSpec(name="a", shape=[1, 2, 3, 4], layout="NCHW"), Preprocess())
     np.testing.assert_array_equal(x[0], raw)
 
 
@@ -106,15 +108,17 @@ def test_mean_std_length_mismatch_is_refused() -> None:
     raw = np.zeros((2, 2, 3), np.float32)
     spec = InputSpec(name="a", shape=[1, 2, 2, 3], layout="NHWC")
     with pytest.raises(BadInputError, match=re.escape("preprocess.mean/std have 2/1 values for 3 channels")) as caught:
-        prepare(raw, "NHWC", spec, Preprocess(mean=[0.5, 0.5]))
+        preprocess_sample(raw, "NHWC", spec, Preprocess(mean=[0.5, 0.5]))
     assert "fix: give 1 or 3 values" in str(caught.value)
     with pytest.raises(BadInputError, match=re.escape("preprocess.mean/std have 3/4 values for 3 channels")):
-        prepare(raw, "NHWC", spec, Preprocess(mean=[0.5] * 3, std=[1.0] * 4))
+        preprocess_sample(raw, "NHWC", spec, Preprocess(mean=[0.5] * 3, std=[1.0] * 4))
 
 
 def test_per_channel_mean_needs_a_layout() -> None:
     with pytest.raises(BadInputError, match=re.escape("per-channel preprocess.mean/std need a 3-D image sample")):
-        prepare(np.zeros((2, 2, 3)), None, InputSpec(name="a", shape=[1, 2, 2, 3]), Preprocess(mean=[1, 2, 3]))
+        preprocess_sample(
+            np.zeros((2, 2, 3)), None, InputSpec(name="a", shape=[1, 2, 2, 3]), Preprocess(mean=[1, 2, 3])
+        )
 
 
 # --- open_dataset on the digits -------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import flatbuffers
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 
-from compiler_kit.edgetpu import statuses
+from compiler_kit.edgetpu import hardware, statuses
 from compiler_kit.edgetpu.analysis import EdgeTpuPrediction, analyze
 from compiler_kit.errors import EXIT_BAD_INPUT, BadInputError
 from tests.keras_tflite import keras_tflite
@@ -106,7 +106,7 @@ def test_full_int8_digits_cnn_maps_entirely(built) -> None:
     assert prediction.off_chip_bytes == 0
     macs = 16 * 16 * 16 * 9 + 8 * 8 * 32 * 9 * 16 + 64 * 512 + 10 * 64
     assert prediction.macs == macs == 365_184
-    assert prediction.ideal_latency_ms == pytest.approx(macs / statuses.PEAK_MACS_PER_SECOND * 1e3)
+    assert prediction.ideal_latency_ms == pytest.approx(macs / hardware.PEAK_MACS_PER_SECOND * 1e3)
 
 
 def test_as_dict_speaks_like_the_compiler_log(built) -> None:

@@ -10,8 +10,9 @@ import pytest
 
 from compiler_kit import lazy
 from compiler_kit.edgetpu.analysis import EdgeTpuPrediction, analyze
+from compiler_kit.edgetpu.hardware import ON_CHIP_CACHE_BYTES
 from compiler_kit.edgetpu.latency import TARGETS, cpu_part_ms, cpu_submodel, estimate
-from compiler_kit.edgetpu.statuses import MORE_THAN_ONE_SUBGRAPH, ON_CHIP_CACHE_BYTES
+from compiler_kit.edgetpu.statuses import MORE_THAN_ONE_SUBGRAPH
 
 # the converter warns that nothing describes the float input's range: irrelevant for int8 input
 pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs:UserWarning")

@@ -224,3 +224,13 @@ def test_a_transpose_conv_becomes_two_summed_halves(kernel: int, bias: bool) -> 
     assert nodes == ["up"] and error < 1e-5
     assert _ops(rewritten) == Counter({"ConvTranspose": 2, "Add": 2 if bias else 1})
     assert all(len(n.input) == 2 for n in rewritten.graph.node if n.op_type == "ConvTranspose")  # no bias in them
+
+
+def test_a_transpose_conv_whose_bias_is_computed_is_left_alone() -> None:
+    """A bias made by a node (here an Identity of a constant) has no [C, 1, 1] constant to add after the sum."""
+    initializers = {"w": _weights(6, 4, 2, 2), "b0": _weights(4, seed=1)}
+    bias = helper.make_node("Identity", ["b0"], ["b"], name="bias")
+    up = helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], name="up", kernel_shape=[2, 2], strides=[2, 2])
+    model = _model([bias, up], [1, 6, 5, 7], initializers)
+    nodes, rewritten, error = _apply("transpose_conv_unfused", model)
+    assert nodes == [] and error == 0.0 and _ops(rewritten) == _ops(model)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from compiler_kit.runners import KerasRunner, LiteRtRunner
-from compiler_kit.runners.litert import dequantize, quantize
+from compiler_kit.runners.litert import dequantize_values, quantize_values
 
 INT8 = {"dtype": np.int8, "quantization": (0.05, -3)}  # represents [-6.25, 6.5]
 UINT8 = {"dtype": np.uint8, "quantization": (0.02, 128)}  # represents [-2.56, 2.54]
@@ -18,9 +18,9 @@ UINT8 = {"dtype": np.uint8, "quantization": (0.02, 128)}  # represents [-2.56, 2
 def test_round_trip_within_half_a_step(detail, low, high):
     scale = detail["quantization"][0]
     x = np.linspace(low, high, 10_001).reshape(1, -1)
-    q = quantize(x, detail)
+    q = quantize_values(x, detail)
     assert q.dtype == detail["dtype"]
-    back = dequantize(q, detail)
+    back = dequantize_values(q, detail)
     assert back.dtype == np.float32
     error = np.abs(back.astype(np.float64) - x)
     assert error.max() <= scale / 2 + 1e-6
@@ -28,23 +28,25 @@ def test_round_trip_within_half_a_step(detail, low, high):
 
 
 def test_quantize_exact_values():
-    assert quantize(np.array([0.1, 0.0, -0.15, 1.0]), INT8).tolist() == [-1, -3, -6, 17]
-    assert quantize(np.array([0.0, 0.02, -0.04, 1.0]), UINT8).tolist() == [128, 129, 126, 178]
-    assert dequantize(np.array([-3, 17, 127, -128], np.int8), INT8).tolist() == pytest.approx([0.0, 1.0, 6.5, -6.25])
-    assert dequantize(np.array([128, 0, 255], np.uint8), UINT8).tolist() == pytest.approx([0.0, -2.56, 2.54])
+    assert quantize_values(np.array([0.1, 0.0, -0.15, 1.0]), INT8).tolist() == [-1, -3, -6, 17]
+    assert quantize_values(np.array([0.0, 0.02, -0.04, 1.0]), UINT8).tolist() == [128, 129, 126, 178]
+    assert dequantize_values(np.array([-3, 17, 127, -128], np.int8), INT8).tolist() == pytest.approx(
+        [0.0, 1.0, 6.5, -6.25]
+    )
+    assert dequantize_values(np.array([128, 0, 255], np.uint8), UINT8).tolist() == pytest.approx([0.0, -2.56, 2.54])
 
 
 def test_quantize_saturates_at_the_integer_range():
     x = np.array([1e6, 7.0, -7.0, -1e6])
-    assert quantize(x, INT8).tolist() == [127, 127, -128, -128]
-    assert quantize(x, UINT8).tolist() == [255, 255, 0, 0]
+    assert quantize_values(x, INT8).tolist() == [127, 127, -128, -128]
+    assert quantize_values(x, UINT8).tolist() == [255, 255, 0, 0]
 
 
 def test_float_tensors_pass_through():
     detail = {"dtype": np.float32, "quantization": (0.0, 0)}
     x = np.array([[0.123, -4.5]], np.float64)
-    assert quantize(x, detail).dtype == np.float32
-    np.testing.assert_array_equal(dequantize(quantize(x, detail), detail), x.astype(np.float32))
+    assert quantize_values(x, detail).dtype == np.float32
+    np.testing.assert_array_equal(dequantize_values(quantize_values(x, detail), detail), x.astype(np.float32))
 
 
 @pytest.fixture(scope="module")

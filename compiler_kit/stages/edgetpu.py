@@ -1,4 +1,4 @@
-"""The build's Edge TPU stage: compile the int8 model when edgetpu_compiler is here, else predict its verdict.
+"""The edgetpu stage: compile the int8 model when edgetpu_compiler is here, else predict its verdict.
 
 Either way the report gets one section with the same keys (ops on the Edge TPU and on the CPU, subgraphs,
 on-chip and off-chip parameter bytes), marked `predicted: true` when it comes from static analysis. When a compiled
@@ -11,9 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from compiler_kit.artifacts import sha256_file
+from compiler_kit.cache import RETRY, Entry, resolve_files
 from compiler_kit.edgetpu.compiler import CompileOptions, EdgeTpuCompiler, compiler_version, find_compiler
 from compiler_kit.errors import ToolMissingError
 from compiler_kit.recipe import EdgeTpu
+from compiler_kit.stages.base import CachedStage, Job
+from compiler_kit.stages.quantize import QUANTIZE
+
+EDGETPU_FILES = "edgetpu"  # the build folder's folder of the compiler's files
 
 NO_COMPILER = (
     "edgetpu_compiler not found (it installs only on x86-64 Linux, from Coral's apt repository): "
@@ -76,6 +82,39 @@ def outcome(settings: EdgeTpu, section: dict[str, Any]) -> EdgeTpuOutcome:
     compiled = Path(models[0]) if len(models) == 1 else None
     runnable = compiled is not None and _probe_runtime(settings.device, section)
     return EdgeTpuOutcome(section, compiled, runnable, _gate_values(section))
+
+
+class EdgeTpuStage(CachedStage[EdgeTpuOutcome]):
+    name = "edgetpu"
+    installed = (EDGETPU_FILES,)
+
+    def plan(self, job: Job) -> str:
+        if job.recipe.edgetpu.compile == "off":
+            return "off (edgetpu.compile: off)"
+        return f"compile with {job.compiler}" if job.compiler else "predict (static analysis)"
+
+    def key_inputs(self, job: Job) -> dict[str, Any]:
+        settings = job.recipe.edgetpu.model_dump(mode="json", exclude={"compiler", "device"})
+        compiler = job.compiler
+        tool = (
+            {"sha256": sha256_file(compiler), "version": compiler_version(compiler)} if compiler else "static analysis"
+        )
+        return {"int8_sha256": sha256_file(job[QUANTIZE].int8_tflite), "settings": settings, "compiler": tool}
+
+    def produce(self, job: Job, files: Path) -> dict[str, Any]:
+        (files / EDGETPU_FILES).mkdir()
+        section = edgetpu_section(job.recipe.edgetpu, job.compiler, job[QUANTIZE].int8_tflite, files / EDGETPU_FILES)
+        killed = not section["predicted"] and section["compiler"]["exit_code"] is None  # timed out: try again
+        return {"section": section, RETRY: killed}
+
+    def load(self, job: Job, entry: Entry) -> EdgeTpuOutcome:
+        return outcome(job.recipe.edgetpu, resolve_files(entry.meta["section"], job.folder.root))
+
+    def run(self, job: Job) -> EdgeTpuOutcome:
+        return outcome(job.recipe.edgetpu, {}) if job.recipe.edgetpu.compile == "off" else super().run(job)
+
+
+EDGETPU = EdgeTpuStage()
 
 
 def _options(settings: EdgeTpu) -> CompileOptions:

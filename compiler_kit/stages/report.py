@@ -1,0 +1,149 @@
+"""The report stage: the stages' results compared, judged by the gates, and written as one report (JSON, Markdown
+and HTML, all or none)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+
+from compiler_kit.compare.layers import worst_layers
+from compiler_kit.compare.metrics import confusion
+from compiler_kit.compare.outputs import OutputTasks, compare_outputs, constant_outputs, resolve_tasks
+from compiler_kit.gates import DRIFT_CANDIDATE, DRIFT_REFERENCE, GateResult, evaluate
+from compiler_kit.recipe import Calibration, Recipe, Verify
+from compiler_kit.report import build_report, leak_findings, write_reports
+from compiler_kit.report.document import degenerate_findings, sample_count_findings, speed_findings
+from compiler_kit.runners import EdgeTpuRunner
+from compiler_kit.stages.base import Job, Stage
+from compiler_kit.stages.convert import CONVERT, FLOAT_MODEL
+from compiler_kit.stages.data import DATA, DataSets
+from compiler_kit.stages.edgetpu import EDGETPU, EDGETPU_FILES
+from compiler_kit.stages.latency import LATENCY
+from compiler_kit.stages.quantize import FLOAT_TFLITE, INT8_TFLITE
+from compiler_kit.stages.verify import VERIFY, Outputs
+
+Comparisons = list[dict[str, Any]]
+
+
+class ReportStage(Stage[dict[str, Any]]):
+    name = "report"
+
+    def run(self, job: Job) -> dict[str, Any]:
+        data, verified, chain = job[DATA], job[VERIFY], [runner.name for runner in job.runners]
+        source_outputs = verified.outputs[chain[0]]
+        tasks = output_tasks(job.recipe, source_outputs, data)
+        comparisons = compare_stages(verified.outputs, chain, tasks, data)
+        float_model, edgetpu, timings = job[CONVERT], job[EDGETPU], job[LATENCY]
+        section = edgetpu.section
+        if timings.edgetpu is not None:
+            section = {**section, "latency": {**timings.edgetpu, "measured_p50_ms": timings.p50_ms(EdgeTpuRunner.NAME)}}
+        latency = {name: stats.as_dict() for name, stats in timings.runners.items()}
+        report = build_report(
+            recipe=job.recipe,
+            recipe_path=job.recipe_path,
+            artifacts=_artifacts(job),
+            runners=verified.runners,
+            comparisons=comparisons,
+            latency=latency,
+            gates=[gate.as_dict() for gate in gates(job, comparisons, section)],
+            model_sha256=job.model_sha256,
+            datasets=data.describe(),
+            layout=float_model.layout_report(job.recipe.inputs),
+            edgetpu=section,
+            layers=[layer.as_dict() for layer in verified.layers],
+            worst_layers=[layer.name for layer in worst_layers(verified.layers)],
+            legalization={**float_model.legalization, "renamed": float_model.renamed},
+            tasks=tasks.describe(),
+            warnings=[
+                *degenerate_findings(constant_outputs(source_outputs), len(data.verify)),
+                *sample_count_findings(_requested_samples(job.recipe), _available_samples(data)),
+                *speed_findings(latency, timings.outside_xnnpack),
+                *leak_findings(data.shared, len(data.verify)),
+            ],
+            confusion=_confusion(verified.outputs, tasks),
+            stage_seconds=job.log.so_far(),
+            cache={"dir": str(job.cache.root), "stages": job.log.cache},
+        )
+        write_reports(report, job.folder)
+        return report
+
+
+REPORT = ReportStage()
+
+
+def output_tasks(recipe: Recipe, source_outputs: dict[str, np.ndarray], data: DataSets) -> OutputTasks:
+    """Each output's task (the recipe's, or inferred from its shape); a Keras model's maps are channels-last."""
+    shapes = {name: array.shape[1:] for name, array in source_outputs.items()}
+    channels_last = recipe.source.framework == "keras"
+    return resolve_tasks(recipe.verify.task, shapes, channels_last, data.verify.labels is not None)
+
+
+def comparison_pairs(chain: list[str]) -> list[tuple[str, str]]:
+    """Each step against the one before it and against the source, so the report says which step drifted."""
+    pairs = []
+    for step, (previous, current) in enumerate(itertools.pairwise(chain), start=1):
+        pairs.append((previous, current))
+        if step > 1:
+            pairs.append((chain[0], current))
+    return pairs
+
+
+def compare_stages(outputs: Outputs, chain: list[str], tasks: OutputTasks, data: DataSets) -> Comparisons:
+    verify = data.verify
+    names = verify.sample_names()
+    return [
+        {
+            "reference": ref,
+            "candidate": cand,
+            **compare_outputs(outputs[ref], outputs[cand], tasks, verify.labels, names),
+        }
+        for ref, cand in comparison_pairs(chain)
+    ]
+
+
+def gates(job: Job, comparisons: Comparisons, edgetpu_section: dict[str, Any]) -> list[GateResult]:
+    drift = next(c for c in comparisons if (c["reference"], c["candidate"]) == (DRIFT_REFERENCE, DRIFT_CANDIDATE))
+    outcome, timings = job[EDGETPU], job[LATENCY]
+    measured = {**drift["metrics"], **outcome.gate_values}
+    per_output = {name: entry["metrics"] for name, entry in drift["outputs"].items()}
+    p50 = {name: stats.p50_ms for name, stats in timings.runners.items()}
+    predicted = edgetpu_section.get("latency", {}).get("targets", {})
+    predicted_ms = {target: estimate["predicted_ms"] for target, estimate in predicted.items()}
+    results = evaluate(job.recipe.gates, measured, p50, job.baseline, predicted_ms, per_output)
+    if edgetpu_section.get("predicted") is False and not edgetpu_section["compiled"]:
+        results.append(GateResult("edgetpu_compiled", 1.0, 0.0, False))  # the compiler ran and refused the model
+    return results
+
+
+def _artifacts(job: Job) -> dict[str, Any]:
+    folder, compiled = job.folder, job[EDGETPU].compiled_model
+    intermediates = job[CONVERT].intermediates
+    return {
+        "float_tflite": folder.describe(FLOAT_TFLITE),
+        "int8_tflite": folder.describe(INT8_TFLITE),
+        **{name: folder.describe(f"{FLOAT_MODEL}/{file}") for name, file in intermediates.items()},
+        **({"edgetpu_tflite": folder.describe(f"{EDGETPU_FILES}/{compiled.name}")} if compiled else {}),
+    }
+
+
+def _confusion(outputs: Outputs, tasks: OutputTasks) -> dict[str, Any] | None:
+    """For a classifier: which predictions int8 changes."""
+    if (labelled := tasks.labelled) is None:
+        return None
+    matrix = confusion(outputs[DRIFT_REFERENCE][labelled], outputs[DRIFT_CANDIDATE][labelled])
+    return {"reference": DRIFT_REFERENCE, "candidate": DRIFT_CANDIDATE, "output": labelled, **matrix}
+
+
+def _requested_samples(recipe: Recipe) -> dict[str, int | None]:
+    """num_samples where the recipe sets it (calibration's default of 200 is a ceiling, not a request)."""
+    return {"calibration": _requested(recipe.calibration), "verify": _requested(recipe.verify)}
+
+
+def _requested(section: Calibration | Verify) -> int | None:
+    return section.num_samples if "num_samples" in section.model_fields_set else None
+
+
+def _available_samples(data: DataSets) -> dict[str, int]:
+    return {"calibration": data.calibration.source.length, "verify": data.verify.source.length}

@@ -1,0 +1,161 @@
+"""The verify stage: every runner of the chain on the same verification samples, and the int8 model's drift from
+the float one layer by layer.
+
+The chain, in order: the source model in its own framework, any intermediate model (torch's exported ONNX), the
+float and int8 TFLite models, and the compiled model on an Edge TPU when one is here. Outputs are kept by runner
+and by output name; the first runner's are the reference every other runner's must match by name and shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compiler_kit.cache import Entry
+from compiler_kit.compare.layers import LayerDrift, LayerDrifts, layer_drift
+from compiler_kit.data import Dataset
+from compiler_kit.errors import BadInputError
+from compiler_kit.runners import SOURCE_RUNNERS, EdgeTpuRunner, LiteRtRunner, OnnxRuntimeRunner, Runner
+from compiler_kit.stage_keys import data_inputs, tool_versions
+from compiler_kit.stages.base import CachedStage, Job
+from compiler_kit.stages.convert import CONVERT
+from compiler_kit.stages.data import DATA
+from compiler_kit.stages.edgetpu import EDGETPU
+from compiler_kit.stages.quantize import QUANTIZE
+
+OUTPUTS = "outputs.npz"
+TOOLS = ("ai-edge-litert", "tensorflow", "keras", "torch", "onnxruntime", "numpy")
+Outputs = dict[str, dict[str, np.ndarray]]  # runner name -> output name -> one array over the samples
+
+
+@dataclass(frozen=True)
+class Verified:
+    outputs: Outputs
+    first_ms: dict[str, float]  # each runner's first inference
+    runners: dict[str, dict[str, object]]  # each runner's description
+    layers: LayerDrifts
+
+    def save(self, files: Path, output_names: list[str]) -> dict[str, Any]:
+        """The outputs into the entry's files, the rest returned as its metadata."""
+        np.savez(files / OUTPUTS, **_flat(self.outputs, output_names))
+        return {
+            "first_ms": self.first_ms,
+            "runners": self.runners,
+            "layers": [layer.as_dict() for layer in self.layers],
+            "unmatched": self.layers.unmatched,
+        }
+
+    @classmethod
+    def read(cls, entry: Entry, output_names: list[str]) -> Verified:
+        meta = entry.meta
+        with np.load(entry.files / OUTPUTS) as stored:
+            outputs = {
+                runner: {name: stored[f"{runner}#{k}"] for k, name in enumerate(output_names)}
+                for runner in meta["runners"]
+            }
+        layers = LayerDrifts([LayerDrift(**layer) for layer in meta["layers"]], meta["unmatched"])
+        return cls(outputs, meta["first_ms"], meta["runners"], layers)
+
+
+class VerifyStage(CachedStage[Verified]):
+    name = "verify"
+
+    def plan(self, job: Job) -> str:
+        samples = len(job[DATA].verify)
+        return f"{len(job.runners)} runners on {samples} samples, then float vs int8 layer by layer"
+
+    def key_inputs(self, job: Job) -> dict[str, Any]:
+        recipe = job.recipe
+        return {
+            "models": [job.keys[stage.name] for stage in (QUANTIZE, EDGETPU) if stage.name in job.keys],
+            "runners": [runner.name for runner in job.runners],
+            "verify": data_inputs(job[DATA].verify, recipe.verify),
+            "preprocess": recipe.calibration.preprocess.model_dump(mode="json"),
+            "threads": recipe.verify.threads,
+            "device": recipe.edgetpu.device,
+            "tools": tool_versions(TOOLS),
+        }
+
+    def produce(self, job: Job, files: Path) -> dict[str, Any]:
+        job.prepare_runners()
+        verify, float_model, tflite = job[DATA].verify, job[CONVERT], job[QUANTIZE]
+        outputs, first_ms = run_all(job.runners, verify, job.recipe.inputs[0].name)
+        threads = job.recipe.verify.threads
+        layers = layer_drift(tflite.float_tflite, tflite.int8_tflite, verify, float_model.input_perms[0], threads)
+        described = {runner.name: runner.describe() for runner in job.runners}
+        return Verified(outputs, first_ms, described, layers).save(files, float_model.output_names)
+
+    def load(self, job: Job, entry: Entry) -> Verified:
+        return Verified.read(entry, job[CONVERT].output_names)
+
+    def run(self, job: Job) -> Verified:
+        job.runners = make_runners(job)  # before the key, which names them
+        return super().run(job)
+
+
+VERIFY = VerifyStage()
+
+
+def make_runners(job: Job) -> list[Runner]:
+    recipe, float_model, tflite, edgetpu = job.recipe, job[CONVERT], job[QUANTIZE], job[EDGETPU]
+    threads, model_io = recipe.verify.threads, (float_model.input_perms, float_model.outputs)
+    intermediates = [
+        OnnxRuntimeRunner(name, float_model.root / file, threads) for name, file in float_model.intermediates.items()
+    ]
+    return [
+        SOURCE_RUNNERS[recipe.source.framework](recipe.source, threads, float_model.output_names),
+        *intermediates,
+        LiteRtRunner("tflite-float", tflite.float_tflite, threads, *model_io),
+        LiteRtRunner("tflite-int8", tflite.int8_tflite, threads, *model_io),
+        *(
+            [EdgeTpuRunner(edgetpu.compiled_model, threads, recipe.edgetpu.device, *model_io)]
+            if edgetpu.runnable and edgetpu.compiled_model
+            else []
+        ),
+    ]
+
+
+def _flat(outputs: Outputs, names: list[str]) -> dict[str, np.ndarray]:
+    """One archive member per runner and output: `runner#k`, k the output's position in the source model (output
+    names may hold any character; the position is the stable key)."""
+    return {f"{runner}#{k}": by_name[name] for runner, by_name in outputs.items() for k, name in enumerate(names)}
+
+
+def run_all(runners: list[Runner], verify: Dataset, input_name: str) -> tuple[Outputs, dict[str, float]]:
+    """Feed the prepared runners the same samples; keep each one's outputs (by output name) and first inference
+    time. Outputs go into arrays allocated once: a list of per-sample arrays fragments the heap as the set grows."""
+    outputs: Outputs = {}
+    first_ms: dict[str, float] = {}
+    for position, sample in enumerate(verify):
+        for runner in runners:
+            produced = runner.infer({input_name: sample})
+            if position == 0:
+                check_outputs(runner.name, produced, outputs[runners[0].name] if outputs else None)
+                outputs[runner.name] = {
+                    name: np.empty((len(verify), *y.shape[1:]), dtype=y.dtype) for name, y in produced.items()
+                }
+                first_ms[runner.name] = runner.last_inference_ms
+            for name, y in produced.items():
+                outputs[runner.name][name][position] = y[0]
+    return outputs, first_ms
+
+
+def check_outputs(runner: str, produced: dict[str, np.ndarray], reference: dict[str, np.ndarray] | None) -> None:
+    """A converted model must return the source model's outputs: the same names, each of the same shape."""
+    if reference is None:
+        return
+    if set(produced) != set(reference):
+        raise BadInputError(
+            f"the {runner} model's outputs ({', '.join(produced)}) are not the source model's ({', '.join(reference)})",
+            fix="report the model: the converter lost or renamed an output",
+        )
+    for name, y in produced.items():
+        if y.shape[1:] != reference[name].shape[1:]:
+            raise BadInputError(
+                f"the {runner} model's output '{name}' has shape {list(y.shape)}, the source model's "
+                f"{[1, *reference[name].shape[1:]]}",
+                fix="report the model: the converter changed the output's shape",
+            )
