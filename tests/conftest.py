@@ -1,4 +1,9 @@
-"""Shared fixtures, built once per session: the digits splits, the trained Keras CNN and one real build."""
+"""Shared fixtures, built once per session: the digits splits, the trained Keras CNN and one real build.
+
+The fixtures that train or convert (keras_model_path, built, torch_models, digits_onnx_float, and base_recipe,
+write_recipe, torch_recipe, onnx_recipe on top of them) cost seconds to tens of seconds for the first test that
+asks for one: tests that use them are marked `slow`, so the fast tier (`pytest -m "not slow"`) never pays for them.
+"""
 
 from __future__ import annotations
 

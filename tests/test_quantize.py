@@ -16,6 +16,8 @@ from compiler_kit.quantize import Int8Quantizer, check_full_integer
 from compiler_kit.recipe import InputSpec, Quantization, Source
 from compiler_kit.runners import LiteRtRunner
 
+pytestmark = pytest.mark.slow  # every test quantizes a converted model: the trained digits CNN or a NaN-weight one
+
 CALIBRATION_SAMPLES = 50
 
 
@@ -114,7 +116,6 @@ def test_full_integer_check_accepts_the_built_int8_model(built):
     assert check_full_integer((built.build_dir / "model_int8.tflite").read_bytes()) is None
 
 
-@pytest.mark.slow
 def test_float_tensors_left_by_a_nan_weight_point_at_nan_and_inf(tmp_path: Path) -> None:
     """The fallback when NaN reaches the quantizer (a NaN Dense kernel: the converter keeps the next layer in float
     instead of failing). The SavedModel is exported straight from Keras, without the frontend's own checks."""

@@ -16,6 +16,7 @@ from compiler_kit.recipe import Recipe
 from compiler_kit.report import REPORT_JSON
 
 
+@pytest.mark.slow
 def test_a_report_becomes_a_row_and_a_table_line(built) -> None:
     report = json.loads((built.build_dir / REPORT_JSON).read_text())
     row = corpus.summarize(report)

@@ -166,6 +166,7 @@ def test_rewriting_latency_py_with_its_own_values_changes_nothing() -> None:
     assert fit.rewrite_constants(source, FITTED, FIT_ERRORS_PCT) == source
 
 
+@pytest.mark.slow
 def test_a_report_measured_on_an_edge_tpu_becomes_a_fit_row_with_its_own_model(built, tmp_path: Path) -> None:
     report = json.loads((built.build_dir / "report.json").read_text())
     report["edgetpu"]["latency"]["measured_p50_ms"] = 1.9  # as a build with a USB Accelerator attached writes it
@@ -180,6 +181,7 @@ def test_a_report_measured_on_an_edge_tpu_becomes_a_fit_row_with_its_own_model(b
     assert fit.residuals(fit.to_vector(FITTED), rows, predictions, cpu_ms).shape == (1,)
 
 
+@pytest.mark.slow
 def test_a_report_without_a_device_measurement_is_refused(built) -> None:
     with pytest.raises(SystemExit, match="no Edge TPU measurement"):
         fit.measured_rows([built.build_dir / "report.json"])

@@ -28,6 +28,7 @@ def assert_bad_input(result, *fragments: str) -> None:
         assert fragment in result.output, result.output
 
 
+@pytest.mark.slow
 def test_build_passes_and_prints_summary(write_recipe: WriteRecipe, tmp_path: Path) -> None:
     result = ckit("build", str(write_recipe()))
     assert result.exit_code == 0, result.output
@@ -38,6 +39,7 @@ def test_build_passes_and_prints_summary(write_recipe: WriteRecipe, tmp_path: Pa
     assert (tmp_path / "build" / "report.md").read_text().startswith("# ckit build")
 
 
+@pytest.mark.slow
 def test_tightened_gate_exits_3_and_still_writes_the_report(write_recipe: WriteRecipe, tmp_path: Path) -> None:
     def tighten(recipe: dict) -> None:
         recipe["gates"]["min_snr_db"] = 150.0  # int8 cannot reach this
@@ -50,6 +52,7 @@ def test_tightened_gate_exits_3_and_still_writes_the_report(write_recipe: WriteR
     assert report["passed"] is False and failed == ["min_snr_db"]
 
 
+@pytest.mark.slow
 def test_misspelled_key_exits_2_with_suggestion(write_recipe: WriteRecipe) -> None:
     def misspell(recipe: dict) -> None:
         recipe["calibration"]["num_sample"] = recipe["calibration"].pop("num_samples")
@@ -63,6 +66,7 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
     assert_bad_input(ckit("build", str(path)), "YAML syntax error", f"{path}:5:", "starts at line 4")
 
 
+@pytest.mark.slow
 def test_wrong_type_names_the_field(write_recipe: WriteRecipe) -> None:
     def wrong(recipe: dict) -> None:
         recipe["verify"]["threads"] = "two"
@@ -81,6 +85,7 @@ def _with_model(model: Path):
     return edit
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("make_model", "message"),
     [
@@ -126,6 +131,7 @@ def _with_nan(x, y):
     return x, y
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("role", "change", "message"),
     [
@@ -141,6 +147,7 @@ def test_bad_data_exits_2(write_recipe, digits_dir: Path, tmp_path: Path, role, 
     assert_bad_input(result, f"{role}_variant.npz", message)
 
 
+@pytest.mark.slow
 def test_accuracy_gate_without_labels_exits_2(write_recipe: WriteRecipe) -> None:
     def unlabel(recipe: dict) -> None:
         del recipe["verify"]["data"]["labels_key"]
@@ -148,6 +155,7 @@ def test_accuracy_gate_without_labels_exits_2(write_recipe: WriteRecipe) -> None
     assert_bad_input(ckit("build", str(write_recipe(unlabel))), "max_accuracy_drop_pp need labels")
 
 
+@pytest.mark.slow
 def test_model_input_shape_contradicting_the_recipe_exits_2(write_recipe: WriteRecipe) -> None:
     def reshape(recipe: dict) -> None:
         recipe["inputs"][0]["shape"] = [1, 16, 16, 3]
@@ -156,6 +164,7 @@ def test_model_input_shape_contradicting_the_recipe_exits_2(write_recipe: WriteR
     assert_bad_input(ckit("build", str(write_recipe(reshape))), "[16, 16, 3]")
 
 
+@pytest.mark.slow
 def test_unwritable_output_folder_exits_2(write_recipe: WriteRecipe, tmp_path: Path) -> None:
     blocker = _write(tmp_path / "a_file", b"")
 
@@ -165,6 +174,7 @@ def test_unwritable_output_folder_exits_2(write_recipe: WriteRecipe, tmp_path: P
     assert_bad_input(ckit("build", str(write_recipe(unwritable))), "cannot write the build folder")
 
 
+@pytest.mark.slow
 def test_out_option_and_a_calibration_set_that_leaks_evaluation_samples(write_recipe: WriteRecipe, tmp_path: Path):
     def leak(recipe: dict) -> None:
         recipe["gates"] = {}
@@ -181,6 +191,7 @@ def test_out_option_and_a_calibration_set_that_leaks_evaluation_samples(write_re
     assert any("also appear in the calibration data" in note for note in report["findings"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("section", ["calibration", "verify"])
 def test_a_missing_data_set_names_its_recipe_field(write_recipe, tmp_path: Path, section: str) -> None:
     def edit(recipe: dict) -> None:

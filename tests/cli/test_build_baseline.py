@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from compiler_kit.cli import app
 from tests.conftest import WriteRecipe
+
+pytestmark = pytest.mark.slow  # every test builds the trained digits model or reads the session's build
 
 runner = CliRunner()
 

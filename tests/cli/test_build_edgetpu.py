@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from compiler_kit.cli import app
 from compiler_kit.edgetpu.compiler import ENV_VAR
 from tests.conftest import WriteRecipe
+
+pytestmark = pytest.mark.slow  # every test runs `ckit build` of the trained digits model
 
 runner = CliRunner()
 

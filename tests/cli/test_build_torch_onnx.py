@@ -14,6 +14,8 @@ import yaml
 
 from tests.cli.test_build import assert_bad_input, ckit
 
+pytestmark = pytest.mark.slow  # every test needs the session's trained PyTorch model (conftest `torch_models`)
+
 CONVERSION_STEPS = [("source", "onnx"), ("onnx", "tflite-float"), ("source", "tflite-float")]
 
 

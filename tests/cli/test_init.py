@@ -81,6 +81,7 @@ def test_onnx_recipe_has_the_input_and_loads(tiny_onnx: Path) -> None:
     assert not [p.name for p in out.parent.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_real_digits_models_give_recipes_that_load(
     torch_models: dict[str, Path], keras_model_path: Path, digits_dir: Path, tmp_path: Path
 ) -> None:
@@ -99,6 +100,7 @@ def test_real_digits_models_give_recipes_that_load(
         assert recipe.verify.data.labels_key == "y"
 
 
+@pytest.mark.slow
 def test_state_dict_gets_an_entry_point_template(torch_models: dict[str, Path], tmp_path: Path) -> None:
     weights = tmp_path / "weights" / "digits_torch.pt"
     weights.parent.mkdir()
@@ -158,6 +160,7 @@ def test_keras_h5_config_is_read_and_an_unreadable_file_gets_a_todo(tmp_path: Pa
     assert "not readable from the file" in out.read_text() and "inputs[0]" in result.output
 
 
+@pytest.mark.slow
 def test_init_imports_no_framework_beyond_onnx(keras_model_path: Path, tiny_onnx: Path, tmp_path: Path) -> None:
     keras_run = ["init", str(keras_model_path), "-o", str(tmp_path / "k.yaml")]
     assert frameworks_imported_by(["init", "--help"], keras_run) == []  # Keras config read without TensorFlow

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from compiler_kit.cli import app
@@ -14,6 +15,7 @@ from tests.conftest import frameworks_imported_by
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_table_lists_every_op_and_the_predicted_verdict(built) -> None:
     result = runner.invoke(app, ["inspect", str(built.build_dir / "model_int8.tflite")])
     assert result.exit_code == 0, result.output
@@ -29,6 +31,7 @@ def test_table_lists_every_op_and_the_predicted_verdict(built) -> None:
     assert "target (PREDICTED)" in result.output and "\nusb " in result.output and "\npcie " in result.output
 
 
+@pytest.mark.slow
 def test_float_model_shows_failure_and_advice(built) -> None:
     result = runner.invoke(app, ["inspect", str(built.build_dir / "model_float.tflite")])
     assert result.exit_code == 0, result.output
@@ -37,6 +40,7 @@ def test_float_model_shows_failure_and_advice(built) -> None:
     assert "reason: tensor" in result.output
 
 
+@pytest.mark.slow
 def test_json_is_the_prediction(built) -> None:
     result = runner.invoke(app, ["inspect", str(built.build_dir / "model_int8.tflite"), "--json"])
     assert result.exit_code == 0, result.output
@@ -65,5 +69,6 @@ def test_bad_files_exit_2_with_one_message(tmp_path: Path) -> None:
         assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_inspect_never_imports_a_framework(built) -> None:
     assert frameworks_imported_by(["inspect", str(built.build_dir / "model_int8.tflite")]) == []

@@ -14,6 +14,8 @@ from compiler_kit.cli import app
 from compiler_kit.report import REPORT_JSON, SCHEMA_VERSION
 from compiler_kit.report.diff import WORSE
 
+pytestmark = pytest.mark.slow  # every test reads the session's real build (conftest `built`)
+
 runner = CliRunner()
 INT8 = ("source", "tflite-int8")
 

@@ -35,6 +35,7 @@ def layers(built, digits_dir: Path):
     return layer_drift(*models(built), eval_samples(digits_dir))
 
 
+@pytest.mark.slow
 def test_every_int8_activation_is_matched_in_execution_order(built, layers):
     assert layers.unmatched == []
     ops = [layer.op for layer in layers]
@@ -46,6 +47,7 @@ def test_every_int8_activation_is_matched_in_execution_order(built, layers):
     assert [layer.name for layer in layers[1:]] == produced
 
 
+@pytest.mark.slow
 def test_snrs_are_finite_and_plausible(layers):
     for layer in layers:
         assert np.isfinite([layer.snr_db, layer.rmse, layer.max_abs_error, layer.error_steps]).all(), layer
@@ -57,6 +59,7 @@ def test_snrs_are_finite_and_plausible(layers):
         assert layer.snr_db < 80 and layer.error_steps < 2, layer
 
 
+@pytest.mark.slow
 def test_final_layer_agrees_with_the_reports_float_to_int8_snr(built, layers):
     (report_snr,) = [
         c["metrics"]["snr_db"]
@@ -66,6 +69,7 @@ def test_final_layer_agrees_with_the_reports_float_to_int8_snr(built, layers):
     assert layers[-1].snr_db == pytest.approx(report_snr, abs=3.0)
 
 
+@pytest.mark.slow
 def test_input_quantization_is_under_one_step(layers):
     first = layers[0]
     assert first.op == INPUT_OP and first.inherited_snr_db is None and first.added_db is None
@@ -73,6 +77,7 @@ def test_input_quantization_is_under_one_step(layers):
     assert first.max_abs_error <= first.scale / 2 + 1e-6  # rounding to the nearest step
 
 
+@pytest.mark.slow
 def test_inherited_and_added_drift(layers):
     for previous, layer in itertools.pairwise(layers):  # a chain: each op reads the previous output
         assert layer.inherited_snr_db == previous.snr_db
@@ -81,6 +86,7 @@ def test_inherited_and_added_drift(layers):
     assert reshape.added_db == pytest.approx(0.0, abs=1e-9)  # moving int8 values around adds nothing
 
 
+@pytest.mark.slow
 def test_matching_falls_back_to_the_producing_op_when_names_differ(built):
     float_model, int8_model = models(built)
     float_graph, int8_graph = _Graph(float_model, 1), _Graph(int8_model, 1)
@@ -93,6 +99,7 @@ def test_matching_falls_back_to_the_producing_op_when_names_differ(built):
     assert [(p.int8_index, p.float_index) for p in by_op] == [(p.int8_index, p.float_index) for p in by_name]
 
 
+@pytest.mark.slow
 def test_samples_are_consumed_lazily_one_at_a_time(built, digits_dir: Path):
     """A generator that fails if any earlier sample is still alive when the next one is asked for: the samples
     are neither materialised into a list nor kept (numpy arrays die with their last reference)."""
@@ -112,6 +119,7 @@ def test_samples_are_consumed_lazily_one_at_a_time(built, digits_dir: Path):
     assert consumed == 2 * SAMPLES and layers.unmatched == []
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_the_number_of_samples(built, digits_dir: Path):
     def peak(n: int) -> int:
         tracemalloc.start()
@@ -125,11 +133,13 @@ def test_memory_does_not_grow_with_the_number_of_samples(built, digits_dir: Path
     assert many < 1.2 * few + 64 * 1024, (few, many)
 
 
+@pytest.mark.slow
 def test_statistics_do_not_depend_on_the_thread_count(built, digits_dir: Path, layers):
     repeated = layer_drift(*models(built), eval_samples(digits_dir, SAMPLES), threads=2)
     assert [layer.as_dict() for layer in repeated] == [layer.as_dict() for layer in layers]
 
 
+@pytest.mark.slow
 def test_worst_layers_rank_by_snr(layers):
     worst = worst_layers(layers, n=3)
     assert len(worst) == 3
@@ -147,6 +157,7 @@ def test_worst_layers_on_hand_made_layers():
     assert worst_layers([], n=5) == []
 
 
+@pytest.mark.slow
 def test_as_dict_is_json_ready(layers):
     rows = json.loads(json.dumps([layer.as_dict() for layer in layers]))
     assert set(rows[0]) == {

@@ -89,6 +89,7 @@ def _edit(source: Path, target: Path, change: Callable[[Any], None]) -> Path:
 # --- (a) the digits CNN: everything maps ---
 
 
+@pytest.mark.slow
 def test_full_int8_digits_cnn_maps_entirely(built) -> None:
     prediction = analyze(built.build_dir / "model_int8.tflite")
     mapped = statuses.MAPPED
@@ -109,6 +110,7 @@ def test_full_int8_digits_cnn_maps_entirely(built) -> None:
     assert prediction.ideal_latency_ms == pytest.approx(macs / hardware.PEAK_MACS_PER_SECOND * 1e3)
 
 
+@pytest.mark.slow
 def test_as_dict_speaks_like_the_compiler_log(built) -> None:
     result = analyze(built.build_dir / "model_int8.tflite").as_dict()
     assert result["predicted"] is True and result["compiler_version"] is None
@@ -147,6 +149,7 @@ def test_unsupported_op_cuts_the_graph(gather_model: Path) -> None:
 # --- (c) the float twin is not quantized ---
 
 
+@pytest.mark.slow
 def test_float_model_is_not_quantized(built) -> None:
     prediction = analyze(built.build_dir / "model_float.tflite")
     assert prediction.ops_on_edgetpu == 0 and prediction.edgetpu_subgraphs == 0
@@ -224,6 +227,7 @@ def _opcode(model: Any, name: str) -> Any:
     return next(c for c in model.operatorCodes if c.builtinCode == getattr(schema.BuiltinOperator, name))
 
 
+@pytest.mark.slow
 def test_op_version_too_new_for_compiler_16(built, tmp_path: Path) -> None:
     def bump_conv_version(model: Any) -> None:
         _opcode(model, "CONV_2D").version = 6  # what TF >= 2.9 may emit; compiler 16 parses up to 5
@@ -235,6 +239,7 @@ def test_op_version_too_new_for_compiler_16(built, tmp_path: Path) -> None:
     assert "Didn't find op for builtin opcode 'CONV_2D' version '6'" in prediction.failures[0].message
 
 
+@pytest.mark.slow
 def test_a_version_the_compiler_cannot_parse_fails_the_whole_model_even_at_the_end(built, tmp_path: Path) -> None:
     """The compiler stops at "Model could not be parsed": the ops before the last one do not map either."""
 
@@ -252,6 +257,7 @@ def test_a_version_the_compiler_cannot_parse_fails_the_whole_model_even_at_the_e
     assert "no op runs on the Edge TPU" in failure.message and "TensorFlow of about" not in failure.advice
 
 
+@pytest.mark.slow
 def test_weights_computed_at_run_time_are_not_constant(built, tmp_path: Path) -> None:
     def drop_last_dense_weights(model: Any) -> None:
         graph = model.subgraphs[0]
@@ -262,6 +268,7 @@ def test_weights_computed_at_run_time_are_not_constant(built, tmp_path: Path) ->
     assert prediction.ops_on_edgetpu == 6
 
 
+@pytest.mark.slow
 def test_fused_activation_on_pooling_is_a_limitation(built, tmp_path: Path) -> None:
     def fuse_relu(model: Any) -> None:
         pool = model.subgraphs[0].operators[1]
@@ -333,6 +340,7 @@ def test_bad_files_are_bad_input(tmp_path: Path, content: bytes | None, fragment
     assert str(path) in str(caught.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fraction", [0.25, 0.5, 0.9])
 def test_truncated_model_is_bad_input(built, tmp_path: Path, fraction: float) -> None:
     data = (built.build_dir / "model_int8.tflite").read_bytes()

@@ -69,6 +69,7 @@ def test_no_parameter_streaming_below_the_on_chip_cache(build: Callable[..., Pat
     assert all(estimate(small, target).parameter_stream_ms == 0 for target in TARGETS)
 
 
+@pytest.mark.slow
 def test_parameter_streaming_grows_past_the_on_chip_cache(build: Callable[..., Path]) -> None:
     big, bigger = dense_model(build, 2304, 4096), dense_model(build, 2304, 5120)  # 9.4 and 11.8 MB of weights
     assert ON_CHIP_CACHE_BYTES < big.parameter_bytes < bigger.parameter_bytes

@@ -149,6 +149,7 @@ def test_the_model_takes_relative_ppm_and_gives_ppm_change_without_the_level() -
     }
 
 
+@pytest.mark.slow
 def test_the_trained_model_beats_the_naive_forecast_on_later_years(model_path: Path, co2_dir: Path) -> None:
     errors = co2_forecast.eval_mae(model_path, co2_dir)
     assert 0.70 < errors["naive"] < 0.80  # the last reading repeated: 0.750 ppm

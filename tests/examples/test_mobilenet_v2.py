@@ -46,6 +46,7 @@ def test_photo_parts_come_from_different_pictures(photo_dir: Path) -> None:
     assert len(list((photo_dir / "eval").glob("*.png"))) == 4 * photos.PARTS["eval"][1]
 
 
+@pytest.mark.slow
 def test_every_conversion_step_is_near_lossless(mobilenet_build) -> None:
     by_pair = {(c["reference"], c["candidate"]): c["metrics"] for c in mobilenet_build.report["comparisons"]}
     for step in (("source", "onnx"), ("onnx", "tflite-float"), ("source", "tflite-float")):
@@ -54,6 +55,7 @@ def test_every_conversion_step_is_near_lossless(mobilenet_build) -> None:
     assert 0.9 < by_pair[("source", "tflite-int8")]["cosine"] < 0.9999  # quantization is where drift is
 
 
+@pytest.mark.slow
 def test_the_int8_graph_has_the_realistic_ops_all_in_int8(mobilenet_build) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
@@ -63,12 +65,14 @@ def test_the_int8_graph_has_the_realistic_ops_all_in_int8(mobilenet_build) -> No
     assert mobilenet_build.report["layout"]["inputs"]["image"] == [0, 2, 3, 1]
 
 
+@pytest.mark.slow
 def test_latency_is_reported_for_float_and_int8(mobilenet_build) -> None:
     latency = mobilenet_build.report["latency"]
     assert set(latency) == {"source", "onnx", "tflite-float", "tflite-int8"}
     assert latency["tflite-int8"]["p50_ms"] > 0.5  # a real network, not a toy: milliseconds on this CPU
 
 
+@pytest.mark.slow
 def test_its_html_report_renders_in_headless_chromium(mobilenet_build, tmp_path: Path) -> None:
     from tests.report.test_html import CHROMIUM, CHROMIUM_ARGS, render
 

@@ -15,6 +15,7 @@ from compiler_kit.recipe import InputSpec, Source
 IMAGE = InputSpec(name="image", shape=[1, 16, 16, 1], layout="NHWC")
 
 
+@pytest.mark.slow
 def test_saved_model_has_a_static_batch_and_the_same_function(keras_model_path: Path, tmp_path: Path) -> None:
     import tensorflow as tf
 
@@ -29,6 +30,7 @@ def test_saved_model_has_a_static_batch_and_the_same_function(keras_model_path: 
     np.testing.assert_allclose(exported.numpy(), np.asarray(keras_output), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_shape_the_model_does_not_take_is_named(keras_model_path: Path) -> None:
     model = load_keras_model(keras_model_path)
     wrong = InputSpec(name="image", shape=[1, 28, 28, 1], layout="NHWC")

@@ -35,6 +35,7 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("make", "message"),
     [
@@ -53,6 +54,7 @@ def test_a_bad_file_is_bad_input_naming_the_path(torch_models, tmp_path: Path, m
     assert str(path) in str(raised.value)
 
 
+@pytest.mark.slow
 def test_the_dynamic_batch_is_fixed_from_the_recipe(torch_models) -> None:
     model = load_onnx(torch_models["onnx"])
     (value,) = graph_inputs(model)
@@ -61,6 +63,7 @@ def test_the_dynamic_batch_is_fixed_from_the_recipe(torch_models) -> None:
     assert dims(graph_inputs(model)[0]) == [1, 1, 16, 16]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("written", [-1, 0], ids=["minus-one", "unknown"])
 def test_a_batch_written_as_minus_one_or_unknown_is_fixed_from_the_recipe(torch_models, written: int) -> None:
     """Real projects ship `dim_value: -1` (not symbolic) and dimensions with neither a size nor a name."""
@@ -73,6 +76,7 @@ def test_a_batch_written_as_minus_one_or_unknown_is_fixed_from_the_recipe(torch_
     assert dims(graph_inputs(model)[0]) == [1, 1, 16, 16]
 
 
+@pytest.mark.slow
 def test_a_rank_mismatch_names_the_input_and_both_ranks(torch_models) -> None:
     model = load_onnx(torch_models["onnx"])
     flat = InputSpec(name="pixels", shape=[1, 256])
@@ -81,6 +85,7 @@ def test_a_rank_mismatch_names_the_input_and_both_ranks(torch_models) -> None:
     assert raised.value.exit_code == 2 and str(torch_models["onnx"]) in str(raised.value)
 
 
+@pytest.mark.slow
 def test_a_fixed_dimension_contradicting_the_recipe_names_axis_and_values(torch_models) -> None:
     model = load_onnx(torch_models["onnx"])
     nhwc = InputSpec(name="image", shape=[1, 16, 16, 1], layout="NHWC")
@@ -91,6 +96,7 @@ def test_a_fixed_dimension_contradicting_the_recipe_names_axis_and_values(torch_
     assert "1, 16, 16]" in message and "recipe [1, 16, 16, 1] NHWC" in message  # model and recipe shapes
 
 
+@pytest.mark.slow
 def test_a_different_number_of_inputs_is_refused(torch_models) -> None:
     model = load_onnx(torch_models["onnx"])
     with pytest.raises(BadInputError, match="the model has 1 inputs, the recipe describes 2"):
@@ -143,6 +149,7 @@ def test_layout_perm() -> None:
         layout_perm([1, 8], [1, 4])
 
 
+@pytest.mark.slow
 def test_the_digits_model_converts_to_an_nhwc_saved_model(digits_onnx_float: FloatModel, torch_models) -> None:
     import onnx
 
@@ -155,6 +162,7 @@ def test_the_digits_model_converts_to_an_nhwc_saved_model(digits_onnx_float: Flo
     assert not isinstance(dims(graph_inputs(onnx.load(str(torch_models["onnx"])))[0])[0], int)  # source untouched
 
 
+@pytest.mark.slow
 def test_the_saved_model_computes_what_the_onnx_model_does(digits_onnx_float: FloatModel, torch_models) -> None:
     import onnxruntime
     import tensorflow as tf
@@ -186,6 +194,7 @@ def _fancy_model(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_an_op_onnx2tf_cannot_convert_is_named_with_its_node(tmp_path: Path) -> None:
     model = _fancy_model(tmp_path / "fancy.onnx")
     out = tmp_path / "out"
@@ -253,6 +262,7 @@ def test_a_running_build_keeps_its_scratch_folder_until_it_is_killed(tmp_path: P
     assert not folder.exists()
 
 
+@pytest.mark.slow
 def test_a_conversion_removes_dead_builds_folders_and_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """convert_onnx cleans up at its start and after itself, even when onnx2tf fails."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
@@ -265,6 +275,7 @@ def test_a_conversion_removes_dead_builds_folders_and_its_own(tmp_path: Path, mo
     assert sorted((tmp_path / "tmp").iterdir()) == [own]
 
 
+@pytest.mark.slow
 def test_conversion_never_touches_the_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """onnx2tf 1.29.24 downloads a sample file when every input is 4-D with 3 channels; the frontend provides it.
 

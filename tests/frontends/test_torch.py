@@ -292,6 +292,7 @@ def _nan_first_conv(state: dict) -> dict:
     return state
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -41,6 +41,7 @@ def by_key(diff) -> dict[str, Any]:
     return {change.key: change for change in diff.changes}
 
 
+@pytest.mark.slow
 def test_worse_copy_shows_the_numbers_and_marks_them(report):
     diff = diff_reports(report, worse_copy(report))
     changes = by_key(diff)
@@ -68,12 +69,14 @@ def test_worse_copy_shows_the_numbers_and_marks_them(report):
     assert f"| Edge TPU ops_on_edgetpu | {ops.old} | {ops.new} | {WORSE} -2 |" in text
 
 
+@pytest.mark.slow
 def test_better_is_not_marked_worse(report):
     diff = diff_reports(worse_copy(report), report)
     assert diff.worse == [] and "Nothing got worse." in diff.markdown()
     assert by_key(diff)["latency.tflite-int8.p50_ms"].percent < 0
 
 
+@pytest.mark.slow
 def test_identical_reports_show_no_change(report):
     diff = diff_reports(report, copy.deepcopy(report))
     assert diff.worse == [] and not any(change.changed for change in diff.changes)
@@ -90,6 +93,7 @@ def test_identical_reports_show_no_change(report):
     assert json.loads(json.dumps(data)) == data
 
 
+@pytest.mark.slow
 def test_failed_verdict_is_worse(report):
     failed = copy.deepcopy(report)
     failed["passed"] = False
@@ -97,6 +101,7 @@ def test_failed_verdict_is_worse(report):
     assert verdict.worse and verdict.row()[1:] == ["PASSED", "FAILED", f"{WORSE} FAILED now"]
 
 
+@pytest.mark.slow
 def test_only_common_runners_and_an_edgetpu_stage_that_is_off(report):
     new = copy.deepcopy(report)
     del new["latency"]["source"]
@@ -111,6 +116,7 @@ def test_only_common_runners_and_an_edgetpu_stage_that_is_off(report):
     assert ops.new is None and ops.delta is None and not ops.worse
 
 
+@pytest.mark.slow
 def test_baseline_values(report):
     values = baseline_values(report)
     assert values["accuracy"] == pair_metrics(report)["accuracy_candidate"]
@@ -128,6 +134,7 @@ def refused(call, *args, **kwargs) -> str:
     return str(info.value)
 
 
+@pytest.mark.slow
 def test_other_model_is_refused_unless_allowed(report):
     other = copy.deepcopy(report)
     other["name"] = "another_model"
@@ -138,6 +145,7 @@ def test_other_model_is_refused_unless_allowed(report):
     )
 
 
+@pytest.mark.slow
 def test_no_comparable_runners(report):
     other = copy.deepcopy(report)
     other["latency"] = {"edgetpu": report["latency"]["tflite-int8"]}
@@ -145,6 +153,7 @@ def test_no_comparable_runners(report):
     assert "no comparable runners" in refused(diff_reports, report, other)
 
 
+@pytest.mark.slow
 def test_load_report_refuses_what_is_not_a_report(report, tmp_path: Path):
     missing = tmp_path / "nope.json"
     assert refused(load_report, missing).startswith(f"{missing}: no such file")
@@ -161,6 +170,7 @@ def test_load_report_refuses_what_is_not_a_report(report, tmp_path: Path):
     assert "fix: rebuild it with this ckit" in message
 
 
+@pytest.mark.slow
 def test_each_output_task_metric_is_compared_by_name(report):
     worse = copy.deepcopy(report)
     drift = next(c for c in worse["comparisons"] if (c["reference"], c["candidate"]) == INT8)
@@ -172,6 +182,7 @@ def test_each_output_task_metric_is_compared_by_name(report):
     assert f"outputs.{name}.accuracy_reference" not in changes  # the reference's own accuracy is judged nowhere
 
 
+@pytest.mark.slow
 def test_a_schema_1_report_still_reads_as_a_baseline(report, tmp_path: Path):
     """Schema 2 only added keys: a production report built before it is compared on what both have."""
     old = {key: value for key, value in report.items() if key not in ("tasks", "warnings")}
@@ -183,6 +194,7 @@ def test_a_schema_1_report_still_reads_as_a_baseline(report, tmp_path: Path):
     assert not [key for key in changes if key.startswith("outputs.")]
 
 
+@pytest.mark.slow
 def test_load_report_takes_a_build_folder(built, report):
     assert load_report(built.build_dir) == report == json.loads(json.dumps(built.report))
 

@@ -12,6 +12,8 @@ import pytest
 from compiler_kit.report import REPORT_HTML, REPORT_MD
 from compiler_kit.report.html import html
 
+pytestmark = pytest.mark.slow  # every test reads the session's real build (conftest `built`)
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",

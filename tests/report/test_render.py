@@ -41,11 +41,13 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_report_json_on_disk_is_the_report(built, on_disk):
     assert on_disk == json.loads(json.dumps(built.report))
     assert set(on_disk["stage_seconds"]) == {"data", "convert", "quantize", "edgetpu", "verify", "latency", "report"}
 
 
+@pytest.mark.slow
 def test_schema_version_and_verdict(on_disk):
     assert type(on_disk["schema_version"]) is int
     assert on_disk["schema_version"] == SCHEMA_VERSION == 2
@@ -54,6 +56,7 @@ def test_schema_version_and_verdict(on_disk):
     assert on_disk["passed"] == all(gate["passed"] for gate in on_disk["gates"])
 
 
+@pytest.mark.slow
 def test_artifacts_describe_the_files(built, on_disk):
     artifacts = on_disk["artifacts"]
     assert set(artifacts) == {"float_tflite", "int8_tflite"}
@@ -64,6 +67,7 @@ def test_artifacts_describe_the_files(built, on_disk):
     assert artifacts["int8_tflite"]["bytes"] < artifacts["float_tflite"]["bytes"] / 2
 
 
+@pytest.mark.slow
 def test_comparisons_cover_the_three_pairs(on_disk):
     comparisons = on_disk["comparisons"]
     assert len(comparisons) == 3
@@ -78,6 +82,7 @@ def test_comparisons_cover_the_three_pairs(on_disk):
         assert m["max_abs_error"] >= 0
 
 
+@pytest.mark.slow
 def test_comparison_numbers_are_plausible(on_disk):
     by_pair = {(c["reference"], c["candidate"]): c["metrics"] for c in on_disk["comparisons"]}
     conversion, quantization = by_pair["source", "tflite-float"], by_pair["source", "tflite-int8"]
@@ -90,6 +95,7 @@ def test_comparison_numbers_are_plausible(on_disk):
     assert by_pair["tflite-float", "tflite-int8"]["accuracy_reference"] == conversion["accuracy_candidate"]
 
 
+@pytest.mark.slow
 def test_latency_per_runner(on_disk):
     latency = on_disk["latency"]
     assert set(latency) == set(RUNNERS)
@@ -103,6 +109,7 @@ def test_latency_per_runner(on_disk):
         assert stats["first_ms"] > 0
 
 
+@pytest.mark.slow
 def test_gates_entries(on_disk):
     gates = {gate["name"]: gate for gate in on_disk["gates"]}
     assert all(set(gate) == {"name", "threshold", "value", "passed"} for gate in on_disk["gates"])
@@ -121,12 +128,14 @@ def test_gates_entries(on_disk):
     assert gates["max_latency_p50_ms[tflite-int8]"]["value"] == on_disk["latency"]["tflite-int8"]["p50_ms"]
 
 
+@pytest.mark.slow
 def test_tools(on_disk):
     tools = on_disk["tools"]
     assert tools["tensorflow"] == importlib.metadata.version("tensorflow")
     assert tools["numpy"] == np.__version__
 
 
+@pytest.mark.slow
 def test_inputs_hash_the_model_recipe_and_data(on_disk, keras_model_path: Path, digits_dir: Path):
     inputs = on_disk["inputs"]
     assert inputs["model_sha256"] == sha256(keras_model_path)
@@ -141,6 +150,7 @@ def test_inputs_hash_the_model_recipe_and_data(on_disk, keras_model_path: Path, 
     assert verify["labels"] is True
 
 
+@pytest.mark.slow
 def test_markdown(built):
     page = markdown(built.report)
     assert len(page) < 65_000
@@ -152,6 +162,7 @@ def test_markdown(built):
     assert (built.build_dir / REPORT_MD).read_text(encoding="utf-8") == page
 
 
+@pytest.mark.slow
 def test_markdown_of_a_failed_build_says_so(built):
     report = copy.deepcopy(built.report)
     report["gates"][0]["passed"] = False
@@ -165,6 +176,7 @@ def test_markdown_of_a_failed_build_says_so(built):
     assert "FAILED: digits_keras" in terminal_summary(report)
 
 
+@pytest.mark.slow
 def test_terminal_summary(built):
     summary = terminal_summary(built.report)
     assert summary.rstrip().endswith("PASSED: digits_keras")
@@ -238,6 +250,7 @@ def test_findings_report_lost_accuracy_only():
     assert findings([comparison("tflite-int8", 0.999, drop=None)]) == []
 
 
+@pytest.mark.slow
 def test_the_built_report_has_no_findings(built):
     assert built.report["findings"] == []
 
@@ -273,11 +286,13 @@ def test_edgetpu_latency_is_labelled_a_prediction_and_sits_beside_a_device_measu
     assert "Measured" not in edgetpu_latency_caption({**latency, "measured_p50_ms": None})
 
 
+@pytest.mark.slow
 def test_a_keras_build_reports_that_no_legalization_applies_and_shows_no_section(on_disk: dict) -> None:
     assert on_disk["legalization"]["enabled"] is False and "Keras" in on_disk["legalization"]["reason"]
     assert "## Edge TPU legalization" not in markdown(on_disk)
 
 
+@pytest.mark.slow
 def test_legalization_rewrites_are_a_section_of_the_page(on_disk: dict) -> None:
     report = copy.deepcopy(on_disk)
     row = {"name": "maxpool_padding", "summary": "", "status": "applied", "count": 2, "max_relative_error": 3e-8}

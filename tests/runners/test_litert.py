@@ -62,6 +62,7 @@ def int8_runner(built) -> LiteRtRunner:
     return runner
 
 
+@pytest.mark.slow
 def test_prepare_and_infer_one_sample(built, eval_x):
     runner = LiteRtRunner("tflite-int8", built.build_dir / "model_int8.tflite", threads=1)
     assert np.isnan(runner.last_inference_ms)
@@ -81,6 +82,7 @@ def test_prepare_and_infer_one_sample(built, eval_x):
     np.testing.assert_allclose(steps, np.round(steps), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_describe_reports_int8_quantization(int8_runner):
     info = int8_runner.describe()
     assert info["runtime"] == "ai-edge-litert"
@@ -96,6 +98,7 @@ def test_describe_reports_int8_quantization(int8_runner):
     assert out["scale"] > 0
 
 
+@pytest.mark.slow
 def test_int8_agrees_with_keras_in_top1(int8_runner, keras_model_path, eval_x):
     keras_runner = KerasRunner("source", keras_model_path, threads=1)
     keras_runner.prepare()

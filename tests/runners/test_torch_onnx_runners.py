@@ -40,6 +40,7 @@ def onnx_logits(torch_models: dict[str, Path], samples: list[np.ndarray]) -> np.
     return _run(runner, samples)
 
 
+@pytest.mark.slow
 def test_torch_and_onnxruntime_give_the_same_logits(torch_models, samples, onnx_logits: np.ndarray) -> None:
     source = Source(framework="torch", entry_point=TORCH_ENTRY_POINT, weights=torch_models["weights"])
     runner = TorchRunner("source", source, threads=1, output_names=["logits"])
@@ -51,6 +52,7 @@ def test_torch_and_onnxruntime_give_the_same_logits(torch_models, samples, onnx_
     assert len(set(torch_logits.argmax(axis=1).tolist())) > 1  # a trained model, not a constant
 
 
+@pytest.mark.slow
 def test_litert_takes_nchw_samples_for_the_nhwc_float_model(
     digits_onnx_float: FloatModel, samples, onnx_logits: np.ndarray, tmp_path: Path
 ) -> None:
