@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from compiler_kit.quantize import check_full_integer
 from compiler_kit.recipe import load_recipe
@@ -16,6 +17,7 @@ def _comparison(report: dict, reference: str, candidate: str) -> dict:
     )
 
 
+@pytest.mark.slow
 def test_int8_accuracy_within_one_point_of_keras(built) -> None:
     drift = _comparison(built.report, "source", "tflite-int8")
     assert drift["accuracy_reference"] > 0.9  # the model really learned digits
@@ -24,6 +26,7 @@ def test_int8_accuracy_within_one_point_of_keras(built) -> None:
     assert built.passed
 
 
+@pytest.mark.slow
 def test_conversion_is_near_lossless_and_quantization_is_where_drift_is(built) -> None:
     conversion = _comparison(built.report, "source", "tflite-float")
     quantization = _comparison(built.report, "tflite-float", "tflite-int8")
@@ -32,6 +35,7 @@ def test_conversion_is_near_lossless_and_quantization_is_where_drift_is(built) -
     assert built.report["findings"] == []
 
 
+@pytest.mark.slow
 def test_int8_model_is_full_integer_with_int8_io(built) -> None:
     model = (built.build_dir / INT8_TFLITE).read_bytes()
     check_full_integer(model)
@@ -40,6 +44,7 @@ def test_int8_model_is_full_integer_with_int8_io(built) -> None:
     assert (built.build_dir / FLOAT_TFLITE).stat().st_size > len(model)
 
 
+@pytest.mark.slow
 def test_every_runner_saw_the_verification_set_and_was_timed(built) -> None:
     datasets = built.report["inputs"]["datasets"]
     assert datasets["verify"]["samples"] == 360 and datasets["verify"]["labels"]
@@ -52,6 +57,7 @@ def test_every_runner_saw_the_verification_set_and_was_timed(built) -> None:
         assert np.isfinite(stats["first_ms"])
 
 
+@pytest.mark.slow
 def test_no_temporary_files_left_in_the_build_folder(built) -> None:
     # Only the lock file stays: removing it would let a waiting build lock a file nobody else sees.
     assert [p.name for p in built.build_dir.iterdir() if p.name.startswith(".")] == [".ckit.lock"]
@@ -65,6 +71,7 @@ def test_shipped_recipe_is_valid_and_points_at_the_shipped_data() -> None:
     assert recipe.calibration.data.path.parent.name == "digits"
 
 
+@pytest.mark.slow
 def test_per_layer_drift_is_in_the_report_and_names_the_worst_layer(built) -> None:
     layers = built.report["layers"]
     assert [layer["op"] for layer in layers][:2] == ["INPUT", "CONV_2D"]
@@ -74,6 +81,7 @@ def test_per_layer_drift_is_in_the_report_and_names_the_worst_layer(built) -> No
     assert "Layers that lose the most" in (built.build_dir / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_confusion_of_float_and_int8_predictions_matches_the_agreement(built) -> None:
     confusion = built.report["confusion"]
     matrix = np.array(confusion["matrix"])

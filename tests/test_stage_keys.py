@@ -26,6 +26,7 @@ def _convert_key(recipe) -> str:
     return stage_key("convert", convert_inputs(recipe, model_sha256(recipe.source)))
 
 
+@pytest.mark.slow
 def test_a_model_moved_elsewhere_keeps_its_key_and_a_changed_one_does_not(base_recipe, tmp_path: Path) -> None:
     moved = tmp_path / "moved.keras"
     shutil.copy(base_recipe["source"]["path"], moved)

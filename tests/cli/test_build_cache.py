@@ -26,6 +26,8 @@ from compiler_kit.stages.quantize import FLOAT_TFLITE, INT8_TFLITE
 from tests.conftest import WriteRecipe, build_recipe
 from tests.test_cache import read_only
 
+pytestmark = pytest.mark.slow  # every test builds the trained digits model
+
 CACHED = ("convert", "quantize", "edgetpu", "verify", "latency")
 
 
