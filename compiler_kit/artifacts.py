@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from compiler_kit.errors import BadInputError
+from compiler_kit.errors import BadInputError, disk_full_as, tree_bytes
 
 
 def sha256_file(path: Path) -> str:
@@ -137,14 +137,15 @@ class BuildFolder:
 
     def install(self, source: Path, name: str) -> None:
         """Make `name` a copy of `source` (a file or a folder), atomically; an absent `source` removes `name`."""
-        if source.is_dir():
-            with self.new_dir(name) as tmp:
-                shutil.copytree(source, tmp, dirs_exist_ok=True)
-        elif source.is_file():
-            with source.open("rb") as original:
-                self._write(name, lambda handle: shutil.copyfileobj(original, handle, 1 << 20))
-        else:
-            self.remove(name)
+        with disk_full_as(self.root, f"copying {name} into the build folder", lambda: tree_bytes(source)):
+            if source.is_dir():
+                with self.new_dir(name) as tmp:
+                    shutil.copytree(source, tmp, dirs_exist_ok=True)
+            elif source.is_file():
+                with source.open("rb") as original:
+                    self._write(name, lambda handle: shutil.copyfileobj(original, handle, 1 << 20))
+            else:
+                self.remove(name)
 
     def write_bytes(self, name: str, data: bytes) -> Path:
         return self._write(name, lambda handle: handle.write(data))

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from compiler_kit.artifacts import process_alive, sha256_file
+from compiler_kit.errors import disk_full_as, tree_bytes
 
 ENTRY_JSON, FILES = "entry.json", "files"
 RETRY = "retry"  # metadata flag of an outcome not to reuse (a compiler killed at its timeout may finish next time)
@@ -183,7 +184,13 @@ class StageCache:
         with self._staging() as staging:
             files = staging / FILES
             files.mkdir()
-            meta = _seal(staging, stage, key, make(files))
+            free = shutil.disk_usage(staging).free
+
+            def least() -> int:  # more than was free when it began, and than it had written when the disk filled
+                return max(free, tree_bytes(files))
+
+            with disk_full_as(staging.parent, f"running the {stage} stage", least, at_least=True):
+                meta = _seal(staging, stage, key, make(files))
             if self.writable and (stored := self._store(stage, key, staging, replace)):
                 return stored
             self._temporary.append(staging)

@@ -7,7 +7,12 @@ Anything raised that is not a `CkitError` is a bug and exits 1 with its tracebac
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import re
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 EXIT_OK = 0
@@ -34,6 +39,77 @@ class BadInputError(CkitError):
         if fix:
             text = f"{text}\n  fix: {fix}"
         super().__init__(text)
+
+
+NO_SPACE = "No space left on device"
+FREE_SPACE = "free some space there, or build into another folder (--out) or stage cache (--cache-dir)"
+
+
+class DiskFullError(BadInputError):
+    """The disk filled up: the message names the folder, the space the write needed (when known) and the space free
+    there. Every write of ckit is atomic, so nothing half-written is left."""
+
+    def __init__(self, folder: Path, what: str, needed_bytes: int | None, *, at_least: bool = False) -> None:
+        need = f"{'more than ' if at_least else ''}{_size(needed_bytes)}" if needed_bytes is not None else None
+        free = _size(shutil.disk_usage(folder).free)
+        needs = f"{what} needs {need} there, {free} free" if need else f"{free} free there"
+        super().__init__(f"{NO_SPACE}: {needs}; no half-written artifact was left", path=folder, fix=FREE_SPACE)
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**20:.1f} MB" if count >= 2**20 else f"{count / 2**10:.0f} KB"
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and what caused it, outermost first (TensorFlow and shutil wrap the OSError)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whichever library met it: Python's ENOSPC, shutil's list of them, TensorFlow's own errors."""
+    return any(
+        (isinstance(cause, OSError) and cause.errno == errno.ENOSPC) or NO_SPACE in str(cause)
+        for cause in exception_chain(exc)
+    )
+
+
+def full_folder(exc: BaseException) -> Path | None:
+    """The nearest existing folder of the file whose write filled the disk (a failed write removed its own
+    temporary folders), when the error names one."""
+    paths = [str(cause.filename) for cause in exception_chain(exc) if isinstance(cause, OSError) and cause.filename]
+    paths += re.findall(r"-> '([^']+)'", str(exc))  # shutil.copytree's list: (source, destination, why)
+    for path in paths:
+        if folder := next((p for p in Path(path).parents if p.is_dir() and p != Path("/")), None):
+            return folder
+    return None
+
+
+@contextlib.contextmanager
+def disk_full_as(folder: Path, what: str, needed: Callable[[], int], *, at_least: bool = False) -> Iterator[None]:
+    """A full disk met inside the block becomes a DiskFullError: in `folder` (or the folder the error names), with
+    `needed()` bytes when that folder is on `folder`'s file system (else the need is unknown)."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        where = full_folder(exc) or folder
+        known = os.stat(where).st_dev == os.stat(folder).st_dev
+        raise DiskFullError(where, what, needed() if known else None, at_least=at_least) from exc
+
+
+def tree_bytes(path: Path) -> int:
+    """The bytes of a file, or of every file under a folder."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 class ToolMissingError(CkitError):

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from compiler_kit.artifacts import BuildFolder
+from compiler_kit.errors import DiskFullError, disk_full_as
 from compiler_kit.report.document import SCHEMA_VERSION, build_report, edgetpu_findings, leak_findings
 from compiler_kit.report.html import html
 from compiler_kit.report.render import markdown, terminal_summary
@@ -22,10 +23,12 @@ def write_reports(report: dict[str, Any], folder: BuildFolder) -> None:
         REPORT_MD: markdown(report),
         REPORT_HTML: html(report),
     }
+    needed = sum(len(text.encode()) for text in texts.values())
     try:
-        for name, text in texts.items():
-            folder.write_text(name, text)
-    except OSError:
+        with disk_full_as(folder.root, "writing the reports", lambda: needed):
+            for name, text in texts.items():
+                folder.write_text(name, text)
+    except (OSError, DiskFullError):
         for name in texts:
             folder.remove(name)
         raise

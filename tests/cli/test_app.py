@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,9 +63,12 @@ def test_sigterm_after_the_verdict_keeps_the_exit_code(write_recipe: WriteRecipe
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("size_kb", "last_stage"), [(300, "[2/7] convert"), (620, "[7/7] report")])
+@pytest.mark.parametrize(
+    ("size_kb", "last_stage", "what"),
+    [(300, "[2/7] convert", "copying float_model into the build folder"), (620, "[7/7] report", "writing the reports")],
+)
 def test_a_full_disk_is_one_message_and_the_reports_are_all_or_none(
-    write_recipe: WriteRecipe, tmp_path: Path, size_kb: int, last_stage: str
+    write_recipe: WriteRecipe, tmp_path: Path, size_kb: int, last_stage: str, what: str
 ) -> None:
     """The build folder on a real, small file system (a tmpfs of `size_kb`): exit 2 with one message naming the
     folder, no traceback, no half-written artifact, and report.json, .md and .html all present or all absent."""
@@ -78,7 +82,11 @@ def test_a_full_disk_is_one_message_and_the_reports_are_all_or_none(
     done = subprocess.run(wrapped, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stderr[-2000:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and errors[0].startswith(f"error: {out}: No space left on device"), done.stderr
+    assert len(errors) == 1 and errors[0].startswith(f"error: {out}: No space left on device: "), done.stderr
+    needs = re.search(r"device: (.+) needs ([\d.]+) (KB|MB) there, ([\d.]+) (KB|MB) free;", errors[0])
+    assert needs, errors[0]  # what it was writing, the space that needed, and what is free
+    kilobytes = {"KB": 1, "MB": 1024}
+    assert needs[1] == what and float(needs[2]) * kilobytes[needs[3]] > float(needs[4]) * kilobytes[needs[5]]
     assert "Traceback" not in done.stderr
     progress = [line for line in done.stderr.splitlines() if line.startswith("[")]
     assert progress[-1].startswith(last_stage)  # where the disk filled up: converting, or writing the reports
@@ -86,3 +94,21 @@ def test_a_full_disk_is_one_message_and_the_reports_are_all_or_none(
     assert not {name for name in left if name.endswith(".tmp")}
     reports = {"report.json", "report.md", "report.html"} & left
     assert reports in (set(), {"report.json", "report.md", "report.html"})
+
+
+@pytest.mark.slow
+def test_a_full_stage_cache_names_the_stage_and_the_least_it_needs(write_recipe: WriteRecipe, tmp_path: Path) -> None:
+    """The stage cache on a real 200 KB tmpfs: the convert stage's SavedModel does not fit while it is written (by
+    TensorFlow), so only a lower bound of what it needs is known: what it had written when the disk filled."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    command = [sys.executable, "-m", "compiler_kit", "build", str(write_recipe()), "--out", str(tmp_path / "build")]
+    setup = f"mount -t tmpfs -o size=200k tmpfs {quoted(cache)}"
+    done = subprocess.run(
+        in_mount_namespace(setup, [*command, "--cache-dir", str(cache)]), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, done.stderr
+    needs = re.search(r"error: (\S+): No space left on device: running the convert stage needs more than ", errors[0])
+    assert needs and Path(needs[1]).is_relative_to(cache), errors[0]
