@@ -75,7 +75,7 @@ def worst_layers(layers: Iterable[LayerDrift], n: int = 5) -> list[LayerDrift]:
 
 
 @dataclass
-class _Pair:
+class ActivationPair:
     """One matched activation and its running sums."""
 
     int8_index: int
@@ -105,7 +105,7 @@ class _Pair:
         return float(min(SNR_CEILING_DB, 10 * math.log10(self.signal / self.squared_error)))
 
 
-class _Graph:
+class TensorGraph:
     """A TFLite model in an interpreter that keeps every tensor: its ops in execution order and its tensors."""
 
     def __init__(self, path: Path, threads: int) -> None:
@@ -147,7 +147,7 @@ class _Graph:
         return {index: self.interpreter.get_tensor(index) for index in wanted}
 
 
-def _match(float_graph: _Graph, int8_graph: _Graph) -> tuple[list[_Pair], list[str]]:
+def match_activations(float_graph: TensorGraph, int8_graph: TensorGraph) -> tuple[list[ActivationPair], list[str]]:
     """Pair every quantized activation of the int8 model with a float activation (the module's rule)."""
     float_by_name = {float_graph.tensors[t]["name"]: t for t in float_graph.activations}
     float_inputs = [d["index"] for d in float_graph.inputs]
@@ -191,7 +191,7 @@ def _match(float_graph: _Graph, int8_graph: _Graph) -> tuple[list[_Pair], list[s
         op = int8_graph.producer.get(t)
         inputs = [] if op is None else [int(i) for i in op["inputs"] if int(i) in int8_graph.activations]
         float_index, how = counterpart[t]
-        pairs.append(_Pair(t, float_index, int8_graph.op_name(t), how, inputs))
+        pairs.append(ActivationPair(t, float_index, int8_graph.op_name(t), how, inputs))
     return pairs, unmatched
 
 
@@ -200,8 +200,8 @@ def layer_drift(
 ) -> LayerDrifts:
     """Per-layer drift of `int8_model` against `float_model` over `samples` (single-input models, batch 1,
     source layout; `input_perm` takes them to the models' layout). Layers come in execution order."""
-    float_graph, int8_graph = _Graph(Path(float_model), threads), _Graph(Path(int8_model), threads)
-    pairs, unmatched = _match(float_graph, int8_graph)
+    float_graph, int8_graph = TensorGraph(Path(float_model), threads), TensorGraph(Path(int8_model), threads)
+    pairs, unmatched = match_activations(float_graph, int8_graph)
     float_wanted = {pair.float_index for pair in pairs}
     int8_wanted = [pair.int8_index for pair in pairs]
     for sample in samples:  # one at a time: nothing of a sample outlives its iteration

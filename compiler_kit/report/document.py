@@ -15,6 +15,9 @@ Schema 2 (every schema 1 key kept, with its meaning):
 - layout.outputs is keyed by output name (schema 1: a list in output order).
 - warnings[]: the findings also printed on stderr (the build ran, but a result must not be trusted blindly).
 - gates[] may hold `outputs[<name>].<gate>` rows (recipe gates.outputs).
+- quantization_budget{reference, outputs{output name: {input_db, weights_db, activations_db, combined_db, int8_db,
+  dominant}}, worst_output, dominant, remedy, weights_replaced, activations_quantized, activations_unmatched}, or
+  {error} when the budget could not be made (compiler_kit.compare.budget).
 """
 
 from __future__ import annotations
@@ -145,6 +148,12 @@ def speed_findings(latency: dict[str, Any], outside_xnnpack: dict[str, dict[str,
     ]
 
 
+def budget_findings(budget: dict[str, Any]) -> list[str]:
+    if "error" not in budget:
+        return []
+    return [f"the quantization error budget could not be made ({budget['error']}): please report the model"]
+
+
 def leak_findings(shared: int, verify_samples: int) -> list[str]:
     if not shared:
         return []
@@ -173,6 +182,7 @@ def build_report(
     tasks: dict[str, Any],
     warnings: list[str],
     confusion: dict[str, Any] | None,
+    quantization_budget: dict[str, Any],
     stage_seconds: dict[str, float],
     cache: dict[str, Any],
 ) -> dict[str, Any]:
@@ -205,6 +215,7 @@ def build_report(
         "edgetpu": edgetpu,
         "layers": layers,
         "worst_layers": worst_layers,
+        "quantization_budget": quantization_budget,
         "gates": gates,
         "tools": tool_versions(),
         "inputs": {"model_sha256": model_sha256, "recipe_sha256": recipe.sha256(), "datasets": datasets},

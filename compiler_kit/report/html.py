@@ -14,6 +14,8 @@ from compiler_kit.report.render import _overview, verdict
 from compiler_kit.report.tables import (
     Table,
     artifacts_table,
+    budget_caption,
+    budget_table,
     drift_table,
     edgetpu_latency_caption,
     edgetpu_latency_table,
@@ -231,6 +233,9 @@ def html(report: dict[str, Any]) -> str:
         ),
         _section("Per-layer SNR along the graph", _layers_plot(report), _table(worst_layers_table(report)))
         if layers
+        else "",
+        _section("Quantization error budget", f"<p>{_e(budget_caption(report))}</p>", _table(budget))
+        if (budget := budget_table(report))[1]
         else "",
         _section("Latency on this CPU (batch 1)", _table(latency_table(report)), _latency_plot(report)),
         _section("Float vs int8 predictions", _confusion_plot(confusion)) if confusion else "",

@@ -7,6 +7,8 @@ from typing import Any
 from compiler_kit.report.tables import (
     Table,
     artifacts_table,
+    budget_caption,
+    budget_table,
     drift_table,
     edgetpu_latency_caption,
     edgetpu_latency_table,
@@ -103,6 +105,11 @@ def markdown(report: dict[str, Any]) -> str:
         *(
             ["### Layers that lose the most\n\n" + _markdown_table(worst_layers_table(report))]
             if report.get("layers")
+            else []
+        ),
+        *(
+            ["### Quantization error budget\n\n" + budget_caption(report) + "\n\n" + _markdown_table(table)]
+            if (table := budget_table(report))[1]
             else []
         ),
         "## Latency on this CPU (batch 1)\n\n" + _markdown_table(latency_table(report)),

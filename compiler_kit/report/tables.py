@@ -221,3 +221,28 @@ def worst_layers_table(report: dict[str, Any]) -> Table:
         for name in report.get("worst_layers", [])
     ]  # fmt: skip
     return ["layer (float vs int8 TFLite)", "op", "SNR dB", "added dB", "error in steps"], rows
+
+
+def budget_table(report: dict[str, Any]) -> Table:
+    """The quantization error budget per output: each part's SNR alone, what they combine to, the int8 model's."""
+    budget = report.get("quantization_budget") or {}
+    rows = [
+        [name, *(_num(entry[f"{term}_db"], 1) for term in ("input", "weights", "activations", "combined", "int8")),
+         entry["dominant"]]
+        for name, entry in (budget.get("outputs") or {}).items()
+    ]  # fmt: skip
+    header = ["output", "input only dB", "weights only dB", "activations only dB", "combined dB", "int8 dB"]
+    return [*header, "dominant"], rows
+
+
+def budget_caption(report: dict[str, Any]) -> str:
+    """What the budget says, in one paragraph: its dominant term and remedy, or why there is none."""
+    budget = report.get("quantization_budget") or {}
+    if "error" in budget:
+        return f"No error budget: {budget['error']}."
+    if not budget.get("outputs"):
+        return ""
+    return (
+        f"SNR against {budget['reference']} with one part of the int8 quantization at a time; independent errors "
+        f"combine in power. Dominant: {budget['dominant']} (output '{budget['worst_output']}'): {budget['remedy']}."
+    )

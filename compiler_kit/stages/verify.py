@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from compiler_kit.cache import Entry
+from compiler_kit.compare.budget import error_budget
 from compiler_kit.compare.layers import LayerDrift, LayerDrifts, layer_drift
 from compiler_kit.data import Dataset
-from compiler_kit.errors import BadInputError
+from compiler_kit.errors import BadInputError, describe_exception
 from compiler_kit.runners import SOURCE_RUNNERS, EdgeTpuRunner, LiteRtRunner, OnnxRuntimeRunner, Runner
 from compiler_kit.stage_keys import data_inputs, tool_versions
 from compiler_kit.stages.base import CachedStage, Job
@@ -37,6 +38,7 @@ class Verified:
     first_ms: dict[str, float]  # each runner's first inference
     runners: dict[str, dict[str, object]]  # each runner's description
     layers: LayerDrifts
+    budget: dict[str, Any]  # compiler_kit.compare.budget's error budget
 
     def save(self, files: Path, output_names: list[str]) -> dict[str, Any]:
         """The outputs into the entry's files, the rest returned as its metadata."""
@@ -46,6 +48,7 @@ class Verified:
             "runners": self.runners,
             "layers": [layer.as_dict() for layer in self.layers],
             "unmatched": self.layers.unmatched,
+            "budget": self.budget,
         }
 
     @classmethod
@@ -57,7 +60,7 @@ class Verified:
                 for runner in meta["runners"]
             }
         layers = LayerDrifts([LayerDrift(**layer) for layer in meta["layers"]], meta["unmatched"])
-        return cls(outputs, meta["first_ms"], meta["runners"], layers)
+        return cls(outputs, meta["first_ms"], meta["runners"], layers, meta["budget"])
 
 
 class VerifyStage(CachedStage[Verified]):
@@ -65,7 +68,7 @@ class VerifyStage(CachedStage[Verified]):
 
     def plan(self, job: Job) -> str:
         samples = len(job[DATA].verify)
-        return f"{len(job.runners)} runners on {samples} samples, then float vs int8 layer by layer"
+        return f"{len(job.runners)} runners on {samples} samples, then float vs int8 layer by layer and by part"
 
     def key_inputs(self, job: Job) -> dict[str, Any]:
         recipe = job.recipe
@@ -86,7 +89,8 @@ class VerifyStage(CachedStage[Verified]):
         threads = job.recipe.verify.threads
         layers = layer_drift(tflite.float_tflite, tflite.int8_tflite, verify, float_model.input_perms[0], threads)
         described = {runner.name: runner.describe() for runner in job.runners}
-        return Verified(outputs, first_ms, described, layers).save(files, float_model.output_names)
+        budget = quantization_budget(job, outputs)
+        return Verified(outputs, first_ms, described, layers, budget).save(files, float_model.output_names)
 
     def load(self, job: Job, entry: Entry) -> Verified:
         return Verified.read(entry, job[CONVERT].output_names)
@@ -97,6 +101,26 @@ class VerifyStage(CachedStage[Verified]):
 
 
 VERIFY = VerifyStage()
+
+
+def quantization_budget(job: Job, outputs: Outputs) -> dict[str, Any]:
+    """The error budget of the int8 model; a model whose variants cannot be made gets the reason instead (the budget
+    explains a result, it never stops a build)."""
+    verify, tflite = job[DATA].verify, job[QUANTIZE]
+    try:
+        return error_budget(
+            tflite.float_tflite,
+            tflite.int8_tflite,
+            job[CONVERT],
+            lambda: iter(verify),
+            len(verify),
+            job.recipe.inputs[0].name,
+            outputs["tflite-float"],
+            outputs["tflite-int8"],
+            job.recipe.verify.threads,
+        )
+    except Exception as exc:  # a graph the flatbuffer edits do not handle: say so in the report
+        return {"error": describe_exception(exc)}
 
 
 def make_runners(job: Job) -> list[Runner]:

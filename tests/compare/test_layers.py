@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compiler_kit.compare.layers import INPUT_OP, LayerDrift, _Graph, _match, layer_drift, worst_layers
+from compiler_kit.compare.layers import INPUT_OP, LayerDrift, TensorGraph, layer_drift, match_activations, worst_layers
 from compiler_kit.compare.metrics import SNR_CEILING_DB
 
 SAMPLES = 20
@@ -42,7 +42,7 @@ def test_every_int8_activation_is_matched_in_execution_order(built, layers):
     assert ops[0] == INPUT_OP
     assert ops[1:] == ["CONV_2D", "MAX_POOL_2D", "CONV_2D", "MAX_POOL_2D", "RESHAPE"] + ["FULLY_CONNECTED"] * 2
     assert layers[-1].shape == [1, 10]
-    int8 = _Graph(models(built)[1], threads=1)
+    int8 = TensorGraph(models(built)[1], threads=1)
     produced = [int8.tensors[int(t)]["name"] for op in int8.ops for t in op["outputs"]]
     assert [layer.name for layer in layers[1:]] == produced
 
@@ -89,12 +89,12 @@ def test_inherited_and_added_drift(layers):
 @pytest.mark.slow
 def test_matching_falls_back_to_the_producing_op_when_names_differ(built):
     float_model, int8_model = models(built)
-    float_graph, int8_graph = _Graph(float_model, 1), _Graph(int8_model, 1)
-    by_name, unmatched = _match(float_graph, int8_graph)
+    float_graph, int8_graph = TensorGraph(float_model, 1), TensorGraph(int8_model, 1)
+    by_name, unmatched = match_activations(float_graph, int8_graph)
     assert unmatched == [] and {pair.matched_by for pair in by_name} == {"input", "name"}
     for index, detail in int8_graph.tensors.items():
         detail["name"] = f"renamed_{index}"
-    by_op, unmatched = _match(float_graph, int8_graph)
+    by_op, unmatched = match_activations(float_graph, int8_graph)
     assert unmatched == [] and {pair.matched_by for pair in by_op} == {"input", "op"}
     assert [(p.int8_index, p.float_index) for p in by_op] == [(p.int8_index, p.float_index) for p in by_name]
 

@@ -66,6 +66,17 @@ def test_the_int8_graph_has_the_realistic_ops_all_in_int8(mobilenet_build) -> No
 
 
 @pytest.mark.slow
+def test_the_error_budget_of_a_real_architecture_on_photos(mobilenet_build) -> None:
+    """Over a hundred weighted ops and their activations edited in the float model; the photos' real input values
+    make the input term real too (the digits are exact on the int8 grid); the three terms explain the int8 result."""
+    budget = mobilenet_build.report["quantization_budget"]
+    assert budget["activations_unmatched"] == 0 and budget["weights_replaced"] > 100
+    (entry,) = budget["outputs"].values()
+    assert all(5 < entry[f"{term}_db"] < 60 for term in ("input", "weights", "activations")), entry
+    assert abs(entry["combined_db"] - entry["int8_db"]) <= 3.0, entry
+
+
+@pytest.mark.slow
 def test_latency_is_reported_for_float_and_int8(mobilenet_build) -> None:
     latency = mobilenet_build.report["latency"]
     assert set(latency) == {"source", "onnx", "tflite-float", "tflite-int8"}

@@ -250,6 +250,30 @@ def test_findings_report_lost_accuracy_only():
     assert findings([comparison("tflite-int8", 0.999, drop=None)]) == []
 
 
+def test_the_budget_table_caption_and_finding() -> None:
+    from compiler_kit.report.document import budget_findings
+    from compiler_kit.report.tables import budget_caption, budget_table
+
+    entry = {"input_db": 200.0, "weights_db": 46.0, "activations_db": 40.8, "combined_db": 39.6, "int8_db": 39.58}
+    budget = {
+        "reference": "tflite-float",
+        "outputs": {"scores": {**entry, "dominant": "activations"}},
+        "worst_output": "scores",
+        "dominant": "activations",
+        "remedy": "calibrate on more samples",
+    }
+    headers, rows = budget_table({"quantization_budget": budget})
+    assert headers[-1] == "dominant" and rows == [["scores", "200.0", "46.0", "40.8", "39.6", "39.6", "activations"]]
+    caption = budget_caption({"quantization_budget": budget})
+    assert "Dominant: activations (output 'scores'): calibrate on more samples." in caption
+    assert budget_findings(budget) == [] and budget_table({})[1] == []
+    broken = {"error": "ValueError: not editable"}
+    assert budget_caption({"quantization_budget": broken}) == "No error budget: ValueError: not editable."
+    assert budget_findings(broken) == [
+        "the quantization error budget could not be made (ValueError: not editable): please report the model"
+    ]
+
+
 @pytest.mark.slow
 def test_the_built_report_has_no_findings(built):
     assert built.report["findings"] == []

@@ -57,13 +57,18 @@ def test_verified_outputs_round_trip_by_runner_and_output_name(tmp_path: Path) -
         for runner in ("source", "tflite-int8")
     }
     layer = LayerDrift("conv", "CONV_2D", [1, 4, 4, 8], 30.0, 0.1, 0.3, 0.02, 5.0, None, None, "conv", "name")
+    budget = {"outputs": {"boxes": {"input_db": 200.0}}, "dominant": "weights"}
     verified = Verified(
-        outputs, {"source": 2.0, "tflite-int8": 1.0}, {"source": {}, "tflite-int8": {}}, LayerDrifts([layer], ["x"])
+        outputs,
+        {"source": 2.0, "tflite-int8": 1.0},
+        {"source": {}, "tflite-int8": {}},
+        LayerDrifts([layer], ["x"]),
+        budget,
     )
     entry = _stored(tmp_path, lambda files: verified.save(files, names))
     back = Verified.read(entry, names)
     assert back.first_ms == verified.first_ms and back.runners == verified.runners
-    assert list(back.layers) == [layer] and back.layers.unmatched == ["x"]
+    assert list(back.layers) == [layer] and back.layers.unmatched == ["x"] and back.budget == budget
     for runner, by_name in outputs.items():
         assert list(back.outputs[runner]) == names
         for name, array in by_name.items():
