@@ -56,6 +56,7 @@ class LayerDrift:
     added_db: float | None  # inherited_snr_db - snr_db: the drift this layer adds itself
     float_name: str  # the float model's tensor it was compared with
     matched_by: str  # "input", "name", "quantize" or "op" (see the module's matching rule)
+    source_name: str | None = None  # the source model's layer (compare/source_names.py), when one was found
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

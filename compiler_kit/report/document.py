@@ -15,6 +15,8 @@ Schema 2 (every schema 1 key kept, with its meaning):
 - layout.outputs is keyed by output name (schema 1: a list in output order).
 - warnings[]: the findings also printed on stderr (the build ran, but a result must not be trusted blindly).
 - gates[] may hold `outputs[<name>].<gate>` rows (recipe gates.outputs).
+- layers[].source_name: the source model's layer each activation is (an ONNX node, a torch module path with its
+  ONNX op, a Keras layer), matched by value; None where none holds the same values.
 - quantization_budget{reference, outputs{output name: {input_db, weights_db, activations_db, combined_db, int8_db,
   dominant}}, worst_output, dominant, remedy, weights_replaced, activations_quantized, activations_unmatched}, or
   {error} when the budget could not be made (compiler_kit.compare.budget).

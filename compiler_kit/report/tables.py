@@ -216,11 +216,12 @@ def edgetpu_latency_caption(latency: dict[str, Any]) -> str:
 def worst_layers_table(report: dict[str, Any]) -> Table:
     by_name = {layer["name"]: layer for layer in report.get("layers", [])}
     rows = [
-        [name, by_name[name]["op"], _num(by_name[name]["snr_db"], 1), _num(by_name[name]["added_db"], 1),
-         _num(by_name[name]["error_steps"], 2)]
+        [by_name[name].get("source_name") or "-", name, by_name[name]["op"], _num(by_name[name]["snr_db"], 1),
+         _num(by_name[name]["added_db"], 1), _num(by_name[name]["error_steps"], 2)]
         for name in report.get("worst_layers", [])
     ]  # fmt: skip
-    return ["layer (float vs int8 TFLite)", "op", "SNR dB", "added dB", "error in steps"], rows
+    headers = ["source model layer", "TFLite tensor (float vs int8)", "op", "SNR dB", "added dB", "error in steps"]
+    return headers, rows
 
 
 def budget_table(report: dict[str, Any]) -> Table:

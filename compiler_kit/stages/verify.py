@@ -8,6 +8,8 @@ and by output name; the first runner's are the reference every other runner's mu
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,8 @@ import numpy as np
 from compiler_kit.cache import Entry
 from compiler_kit.compare.budget import error_budget
 from compiler_kit.compare.layers import LayerDrift, LayerDrifts, layer_drift
+from compiler_kit.compare.source_names import SAMPLES as SOURCE_SAMPLES
+from compiler_kit.compare.source_names import source_names
 from compiler_kit.data import Dataset
 from compiler_kit.errors import BadInputError, describe_exception
 from compiler_kit.runners import SOURCE_RUNNERS, EdgeTpuRunner, LiteRtRunner, OnnxRuntimeRunner, Runner
@@ -88,6 +92,7 @@ class VerifyStage(CachedStage[Verified]):
         outputs, first_ms = run_all(job.runners, verify, job.recipe.inputs[0].name)
         threads = job.recipe.verify.threads
         layers = layer_drift(tflite.float_tflite, tflite.int8_tflite, verify, float_model.input_perms[0], threads)
+        layers = with_source_names(job, layers)
         described = {runner.name: runner.describe() for runner in job.runners}
         budget = quantization_budget(job, outputs)
         return Verified(outputs, first_ms, described, layers, budget).save(files, float_model.output_names)
@@ -101,6 +106,20 @@ class VerifyStage(CachedStage[Verified]):
 
 
 VERIFY = VerifyStage()
+
+
+def with_source_names(job: Job, layers: LayerDrifts) -> LayerDrifts:
+    """Each layer with the name of the source model's layer it is; without names when the source model cannot be
+    probed (the reason goes to the build log: names help, they never stop a build)."""
+    verify = job[DATA].verify
+    samples = [verify.sample(int(index)) for index in verify.indices[:SOURCE_SAMPLES]]
+    try:
+        names = source_names(job.recipe.source, job[CONVERT], job[QUANTIZE].float_tflite, samples)
+    except Exception as exc:  # a source graph onnxruntime or Keras cannot expose layer by layer
+        print(f"source layer names unavailable: {describe_exception(exc)}", file=sys.stderr)
+        return layers
+    named = [dataclasses.replace(layer, source_name=names.get(layer.float_name)) for layer in layers]
+    return LayerDrifts(named, layers.unmatched)
 
 
 def quantization_budget(job: Job, outputs: Outputs) -> dict[str, Any]:

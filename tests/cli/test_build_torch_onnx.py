@@ -66,6 +66,13 @@ def test_the_torch_recipe_builds_and_reports_every_step(torch_recipe: dict[str, 
     assert report["layout"]["inputs"]["image"] == [0, 2, 3, 1]
     assert report["source"]["entry_point"] == torch_recipe["source"]["entry_point"]
     assert (tmp_path / "build" / "float_model" / "model.onnx").is_file()
+    # layers named after the torch modules they come from (recipes/models/digits_torch.py's Sequentials)
+    named = {layer["op"]: layer["source_name"] for layer in report["layers"]}
+    assert [layer["source_name"] for layer in report["layers"] if layer["op"] == "CONV_2D"] == [
+        "features.1 (Relu)",
+        "features.4 (Relu)",
+    ]
+    assert named["FULLY_CONNECTED"] == "classifier.3 (Gemm)"
 
 
 def test_the_onnx_recipe_builds(onnx_recipe: dict[str, Any], tmp_path: Path) -> None:
@@ -78,6 +85,9 @@ def test_the_onnx_recipe_builds(onnx_recipe: dict[str, Any], tmp_path: Path) -> 
     assert report["layout"]["inputs"]["image"] == [0, 2, 3, 1]
     metrics = {(c["reference"], c["candidate"]): c["metrics"] for c in report["comparisons"]}
     assert metrics[("source", "tflite-float")]["cosine"] >= 0.9999
+    named = {layer["op"]: layer["source_name"] for layer in report["layers"]}
+    assert named["INPUT"] is None and all(named[op] for op in named if op != "INPUT")
+    assert named["TRANSPOSE"] == "features.5 (MaxPool)"  # onnx2tf's layout change holds the pool's values
 
 
 # --- bad input: every case stops before onnx2tf runs ---
