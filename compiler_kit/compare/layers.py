@@ -57,6 +57,7 @@ class LayerDrift:
     float_name: str  # the float model's tensor it was compared with
     matched_by: str  # "input", "name", "quantize" or "op" (see the module's matching rule)
     source_name: str | None = None  # the source model's layer (compare/source_names.py), when one was found
+    clipped: float = 0.0  # share of the float values beyond the int8 tensor's range: its calibration saw less
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,10 +85,12 @@ class ActivationPair:
     op: str
     matched_by: str
     activation_inputs: list[int]  # int8 tensor indices
+    representable: tuple[float, float] = (-math.inf, math.inf)  # the int8 tensor's range, half a step beyond
     signal: float = 0.0
     squared_error: float = 0.0
     count: int = 0
     max_abs_error: float = 0.0
+    clipped: int = 0
 
     def add(self, reference: np.ndarray, candidate: np.ndarray) -> None:
         reference = reference.astype(np.float64).ravel()
@@ -95,6 +98,8 @@ class ActivationPair:
         self.signal += float(np.dot(reference, reference))
         self.squared_error += float(np.dot(error, error))
         self.count += error.size
+        low, high = self.representable
+        self.clipped += int(np.count_nonzero((reference < low) | (reference > high)))
         if error.size:
             self.max_abs_error = max(self.max_abs_error, float(np.max(np.abs(error))))
 
@@ -192,8 +197,16 @@ def match_activations(float_graph: TensorGraph, int8_graph: TensorGraph) -> tupl
         op = int8_graph.producer.get(t)
         inputs = [] if op is None else [int(i) for i in op["inputs"] if int(i) in int8_graph.activations]
         float_index, how = counterpart[t]
-        pairs.append(ActivationPair(t, float_index, int8_graph.op_name(t), how, inputs))
+        pairs.append(ActivationPair(t, float_index, int8_graph.op_name(t), how, inputs, _representable(int8_graph, t)))
     return pairs, unmatched
+
+
+def _representable(graph: TensorGraph, index: int) -> tuple[float, float]:
+    """The float values an int8 tensor can hold, half a step wider on each side (what rounds into range)."""
+    detail = graph.tensors[index]
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(np.dtype(detail["dtype"]))
+    return (info.min - zero_point - 0.5) * scale, (info.max - zero_point + 0.5) * scale
 
 
 def layer_drift(
@@ -239,6 +252,7 @@ def layer_drift(
                 added_db=None if inherited_snr is None else inherited_snr - snr[pair.int8_index],
                 float_name=float_graph.tensors[pair.float_index]["name"],
                 matched_by=pair.matched_by,
+                clipped=pair.clipped / pair.count,
             )
         )
     return LayerDrifts(layers, unmatched)

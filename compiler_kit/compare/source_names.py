@@ -87,7 +87,6 @@ def _to_model(sample: np.ndarray, perm: Perm) -> np.ndarray:
 def onnx_tensors(path: Path, samples: list[np.ndarray], renamed: dict[str, str]) -> list[SourceTensor]:
     """Every float node output of an ONNX model over `samples`, named after its node (see the module's rule)."""
     import onnx
-    import onnxruntime
 
     model = onnx.load(str(path))
     producer: dict[str, tuple[str, int]] = {}
@@ -95,16 +94,25 @@ def onnx_tensors(path: Path, samples: list[np.ndarray], renamed: dict[str, str])
         for output in node.output:
             if output:
                 producer[output] = (_node_name(node, renamed), order)
+    runs = onnx_intermediates(model, list(producer), samples)
+    return _tensors(producer, list(producer), runs)
+
+
+def onnx_intermediates(model: Any, wanted: list[str], samples: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """The `wanted` tensors of an ONNX model (onnx.ModelProto, edited in place) on each sample: each made a graph
+    output, every node kept (no graph optimization fuses them away)."""
+    import onnx
+    import onnxruntime
+
     present = {output.name for output in model.graph.output}
-    model.graph.output.extend(onnx.ValueInfoProto(name=name) for name in producer if name not in present)
+    model.graph.output.extend(onnx.ValueInfoProto(name=name) for name in wanted if name not in present)
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every node
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
     names = [output.name for output in session.get_outputs()]
-    runs = [dict(zip(names, session.run(None, {input_name: x}), strict=True)) for x in samples]
-    return _tensors(producer, names, runs)
+    return [dict(zip(names, session.run(None, {input_name: x}), strict=True)) for x in samples]
 
 
 def _tensors(
@@ -140,8 +148,7 @@ def keras_tensors(path: Path, samples: list[np.ndarray]) -> list[SourceTensor]:
     keras = lazy.keras()
     model = load_keras_model(path)
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    probe = keras.Model(model.inputs, [layer.output for layer in layers])
-    runs = [[np.asarray(y) for y in probe([x], training=False)] for x in samples]  # a list: the inputs' structure
+    runs = keras_intermediates(model, [layer.output for layer in layers], samples)
     producer = {layer.name: (layer.name, order) for order, layer in enumerate(layers)}
     return _tensors(producer, producer, [dict(zip(producer, run, strict=True)) for run in runs])
 
@@ -168,3 +175,9 @@ def source_names(source: Source, float_model: FloatModel, float_tflite: Path, sa
     chosen = samples[:SAMPLES]
     tensors = SOURCE_ACTIVATIONS[source.framework](source, float_model, chosen)
     return match_source_names(float_tflite, tensors, chosen, float_model.input_perms[0])
+
+
+def keras_intermediates(model: Any, tensors: list[Any], samples: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """The given symbolic tensors of a Keras model on each sample."""
+    probe = lazy.keras().Model(model.inputs, tensors)
+    return [[np.asarray(y) for y in probe([x], training=False)] for x in samples]  # a list: the inputs' structure

@@ -15,6 +15,8 @@ Schema 2 (every schema 1 key kept, with its meaning):
 - layout.outputs is keyed by output name (schema 1: a list in output order).
 - warnings[]: the findings also printed on stderr (the build ran, but a result must not be trusted blindly).
 - gates[] may hold `outputs[<name>].<gate>` rows (recipe gates.outputs).
+- diagnoses[]: why the int8 model is worse than it should be (compiler_kit.compare.diagnoses), also in findings.
+- layers[].clipped: the share of float values beyond the int8 tensor's range (calibration saw narrower ones).
 - layers[].source_name: the source model's layer each activation is (an ONNX node, a torch module path with its
   ONNX op, a Keras layer), matched by value; None where none holds the same values.
 - quantization_budget{reference, outputs{output name: {input_db, weights_db, activations_db, combined_db, int8_db,
@@ -185,6 +187,7 @@ def build_report(
     warnings: list[str],
     confusion: dict[str, Any] | None,
     quantization_budget: dict[str, Any],
+    diagnoses: list[str],
     stage_seconds: dict[str, float],
     cache: dict[str, Any],
 ) -> dict[str, Any]:
@@ -210,7 +213,8 @@ def build_report(
         "runners": runners,
         "tasks": tasks,
         "comparisons": comparisons,
-        "findings": findings(comparisons) + legalization_findings(legalization) + warnings,
+        "findings": findings(comparisons) + legalization_findings(legalization) + diagnoses + warnings,
+        "diagnoses": diagnoses,
         "warnings": warnings,
         "latency": latency,
         "legalization": legalization,

@@ -65,6 +65,7 @@ class ReportStage(Stage[dict[str, Any]]):
             ],
             confusion=_confusion(verified.outputs, tasks),
             quantization_budget=verified.budget,
+            diagnoses=verified.diagnoses,
             stage_seconds=job.log.so_far(),
             cache={"dir": str(job.cache.root), "stages": job.log.cache},
         )

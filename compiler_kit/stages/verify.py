@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 
 from compiler_kit.cache import Entry
+from compiler_kit.compare.batchnorm import first_batchnorm
 from compiler_kit.compare.budget import error_budget
+from compiler_kit.compare.diagnoses import BATCHNORM_SAMPLES, BatchNormEvidence, Evidence, diagnose
 from compiler_kit.compare.layers import LayerDrift, LayerDrifts, layer_drift
 from compiler_kit.compare.source_names import SAMPLES as SOURCE_SAMPLES
 from compiler_kit.compare.source_names import source_names
@@ -43,6 +45,7 @@ class Verified:
     runners: dict[str, dict[str, object]]  # each runner's description
     layers: LayerDrifts
     budget: dict[str, Any]  # compiler_kit.compare.budget's error budget
+    diagnoses: list[str]  # compiler_kit.compare.diagnoses' findings
 
     def save(self, files: Path, output_names: list[str]) -> dict[str, Any]:
         """The outputs into the entry's files, the rest returned as its metadata."""
@@ -53,6 +56,7 @@ class Verified:
             "layers": [layer.as_dict() for layer in self.layers],
             "unmatched": self.layers.unmatched,
             "budget": self.budget,
+            "diagnoses": self.diagnoses,
         }
 
     @classmethod
@@ -64,7 +68,7 @@ class Verified:
                 for runner in meta["runners"]
             }
         layers = LayerDrifts([LayerDrift(**layer) for layer in meta["layers"]], meta["unmatched"])
-        return cls(outputs, meta["first_ms"], meta["runners"], layers, meta["budget"])
+        return cls(outputs, meta["first_ms"], meta["runners"], layers, meta["budget"], meta["diagnoses"])
 
 
 class VerifyStage(CachedStage[Verified]):
@@ -95,7 +99,12 @@ class VerifyStage(CachedStage[Verified]):
         layers = with_source_names(job, layers)
         described = {runner.name: runner.describe() for runner in job.runners}
         budget = quantization_budget(job, outputs)
-        return Verified(outputs, first_ms, described, layers, budget).save(files, float_model.output_names)
+        calibration = (job.recipe.calibration.num_samples, len(job[DATA].calibration))
+        evidence = Evidence(
+            verify, calibration, tflite.int8_tflite, outputs["tflite-float"], layers, budget, source_batchnorm(job)
+        )
+        verified = Verified(outputs, first_ms, described, layers, budget, diagnose(evidence))
+        return verified.save(files, float_model.output_names)
 
     def load(self, job: Job, entry: Entry) -> Verified:
         return Verified.read(entry, job[CONVERT].output_names)
@@ -120,6 +129,18 @@ def with_source_names(job: Job, layers: LayerDrifts) -> LayerDrifts:
         return layers
     named = [dataclasses.replace(layer, source_name=names.get(layer.float_name)) for layer in layers]
     return LayerDrifts(named, layers.unmatched)
+
+
+def source_batchnorm(job: Job) -> BatchNormEvidence | None:
+    """The source model's first BatchNorm and its input on calibration samples; None without one or when the source
+    model cannot be probed (the reason goes to the build log)."""
+    calibration = job[DATA].calibration
+    samples = [calibration.sample(int(index)) for index in calibration.indices[:BATCHNORM_SAMPLES]]
+    try:
+        return first_batchnorm(job.recipe.source, samples)
+    except Exception as exc:  # a source model that cannot be run layer by layer: no evidence, not a failed build
+        print(f"BatchNorm statistics unavailable: {describe_exception(exc)}", file=sys.stderr)
+        return None
 
 
 def quantization_budget(job: Job, outputs: Outputs) -> dict[str, Any]:

@@ -174,5 +174,6 @@ def test_as_dict_is_json_ready(layers):
         "float_name",
         "matched_by",
         "source_name",
+        "clipped",
     }
     assert rows[-1]["op"] == "FULLY_CONNECTED" and rows[-1]["shape"] == [1, 10]

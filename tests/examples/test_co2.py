@@ -175,3 +175,6 @@ def test_the_recipe_builds_and_its_ppm_gates_pass(model_path: Path, co2_dir: Pat
     assert metrics["max_abs_error"] < gates["max_max_abs_error"]  # 0.58 ppm: the output range's end, 1998
     assert abs(metrics["bias"]) < 0.01
     assert result.report["passed"]
+    # the worst error is the forecast clipping past the range calibration saw (CO2 rises): diagnosed as such
+    clipped = [note for note in result.report["diagnoses"] if "clip on the verification data" in note]
+    assert len(clipped) == 1 and "'forecast'" in clipped[0], result.report["diagnoses"]

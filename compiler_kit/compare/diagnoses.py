@@ -1,0 +1,180 @@
+"""Diagnoses: why an int8 model is worse than it should be, as findings that name the cause, the evidence and a fix
+that keeps the model fully int8 (the Edge TPU maps nothing else).
+
+Each diagnosis is a function in DIAGNOSES (by name) from the build's evidence to findings; none fires without
+evidence measured on this build:
+  - input_grid: the input's own quantization costs a real share of the error (the error budget's input term) and
+    its values do not fill the int8 grid evenly (far outliers stretch it, or the range is mostly unused);
+  - outputs_below_one_step: on most samples every value of an output is below one step of its int8 tensor, so int8
+    rounds it to nothing (a softmax over many classes whose probabilities are all ~0.001);
+  - clipped_activations: the verification data drives activations beyond the ranges calibration measured, so they
+    clip: the calibration data is too small or not like the data the model serves;
+  - batchnorm_statistics: the model's first BatchNorm keeps running statistics of what it saw in training; data fed
+    to it now that sits far from them was preprocessed differently (scale, mean, std) from the training data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compiler_kit.compare.layers import LayerDrifts, TensorGraph
+from compiler_kit.data import Dataset
+
+Outputs = dict[str, np.ndarray]
+# input_grid fires when the input term is within this many dB of the int8 model's SNR (a real share of its error)...
+INPUT_SHARE_DB = 6.0
+# ...and 99.8% of the input values span less than this share of the full range (outliers stretch the grid).
+INPUT_SPREAD = 0.25
+BELOW_STEP_SAMPLES = 0.5  # outputs_below_one_step: on more than this share of the samples
+CLIPPED_SHARE = 0.001  # clipped_activations: a layer clipping more than this share of its values
+BATCHNORM_SHIFT = 1.0  # batchnorm_statistics: channel means this many running standard deviations off, on average
+BATCHNORM_VARIANCE = 4.0  # ...or variances this many times larger or smaller than the running ones
+BATCHNORM_SAMPLES = 32  # calibration samples fed to the source model for batchnorm_statistics
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a build measured, for the diagnoses; a diagnosis whose evidence is missing says nothing."""
+
+    verify: Dataset | None = None
+    calibration_samples: tuple[int, int] | None = None  # (calibration.num_samples, samples used)
+    int8_tflite: Path | None = None
+    float_outputs: Outputs = field(default_factory=dict)  # the float TFLite model's, by output name
+    layers: LayerDrifts = field(default_factory=LayerDrifts)
+    budget: dict[str, Any] = field(default_factory=dict)
+    batchnorm: BatchNormEvidence | None = None  # the source model's first BatchNorm (compare/batchnorm.py)
+
+
+@dataclass(frozen=True)
+class BatchNormEvidence:
+    layer: str  # its name in the source model
+    running_mean: np.ndarray
+    running_var: np.ndarray
+    mean: np.ndarray  # per channel, of its input on the calibration samples
+    var: np.ndarray
+
+
+def input_grid(evidence: Evidence) -> list[str]:
+    budget = evidence.budget.get("outputs") or {}
+    costly = [entry for entry in budget.values() if entry["input_db"] - entry["int8_db"] < INPUT_SHARE_DB]
+    if not costly or evidence.verify is None:
+        return []
+    values = np.concatenate([x.ravel() for x in _first(evidence.verify, 64)])
+    low, high = float(values.min()), float(values.max())
+    inner_low, inner_high = np.percentile(values, [0.1, 99.9])
+    span = high - low
+    if span <= 0 or (inner_high - inner_low) >= INPUT_SPREAD * span:
+        return []
+    worst = min(costly, key=lambda entry: entry["input_db"])
+    return [
+        f"the input's own quantization costs {worst['input_db']:.1f} dB (the int8 model: {worst['int8_db']:.1f} dB): "
+        f"its values span [{low:.3g}, {high:.3g}] but 99.8% lie within [{inner_low:.3g}, {inner_high:.3g}], so far "
+        "outliers stretch its int8 grid; preprocess so the values span the range evenly (calibration.preprocess: "
+        "clip or normalize as the model was trained)"
+    ]
+
+
+def outputs_below_one_step(evidence: Evidence) -> list[str]:
+    if evidence.int8_tflite is None:
+        return []
+    steps = output_steps(evidence.int8_tflite)
+    notes = []
+    for name, values in evidence.float_outputs.items():
+        step = steps.get(name)
+        if step is None or not len(values):
+            continue
+        peaks = np.abs(values.reshape(len(values), -1)).max(axis=1)
+        share = float(np.mean(peaks < step))
+        if share > BELOW_STEP_SAMPLES:
+            notes.append(
+                f"output '{name}': on {share:.0%} of the samples every value is below one int8 step ({step:.3g}), so "
+                "int8 rounds it to nothing; end the model before the op that squeezes it (e.g. return logits instead "
+                "of a softmax over many classes) and apply that op in float on the host (a float32 output type alone "
+                "does not help: the last int8 tensor has already lost it)"
+            )
+    return notes
+
+
+def output_steps(int8_tflite: Path) -> dict[str, float]:
+    """Each output's int8 step, by signature output name: its own scale, or that of the int8 tensor a final
+    DEQUANTIZE reads (a float32 output type)."""
+    graph = TensorGraph(int8_tflite, 1)
+    steps = {}
+    for name, index in _signature_outputs(graph).items():
+        tensor = graph.tensors[index]
+        producer = graph.producer.get(index)
+        if not tensor["quantization"][0] and producer is not None and producer["op_name"] == "DEQUANTIZE":
+            tensor = graph.tensors[int(producer["inputs"][0])]
+        if tensor["quantization"][0]:
+            steps[name] = float(tensor["quantization"][0])
+    return steps
+
+
+def _signature_outputs(graph: TensorGraph) -> dict[str, int]:
+    signatures = graph.interpreter.get_signature_list()
+    if not signatures:
+        return {}
+    runner = graph.interpreter.get_signature_runner(next(iter(signatures)))
+    return {name: detail["index"] for name, detail in runner.get_output_details().items()}
+
+
+def clipped_activations(evidence: Evidence) -> list[str]:
+    clipped = sorted((layer for layer in evidence.layers if layer.clipped > CLIPPED_SHARE), key=lambda x: -x.clipped)
+    if not clipped:
+        return []
+    requested, used = evidence.calibration_samples or (None, None)
+    worst = clipped[0]
+    where = worst.source_name or worst.name
+    return [
+        f"{len(clipped)} layers clip on the verification data beyond the ranges calibration measured (worst: "
+        f"'{where}', {worst.clipped:.2%} of its values): the calibration data is too small or unlike the data the "
+        f"model serves; calibrate on more samples of the serving distribution (calibration.num_samples is "
+        f"{requested}, {used} used)"
+    ]
+
+
+def batchnorm_statistics(evidence: Evidence) -> list[str]:
+    found = evidence.batchnorm
+    if found is None:
+        return []
+    deviation = np.sqrt(found.running_var + 1e-5)
+    shift = float(np.mean(np.abs(found.mean - found.running_mean) / deviation))
+    ratio = float(np.exp(np.mean(np.log((found.var + 1e-12) / (found.running_var + 1e-12)))))
+    if shift <= BATCHNORM_SHIFT and 1 / BATCHNORM_VARIANCE <= ratio <= BATCHNORM_VARIANCE:
+        return []
+    return [
+        f"the data does not look like what the model was trained on: its first BatchNorm ('{found.layer}') sees "
+        f"channel means {shift:.1f} running standard deviations from those it learned, and variances {ratio:.3g}x "
+        "its running ones (geometric mean): check calibration.preprocess (scale, mean, std, channel order) against "
+        "the model's own training preprocessing"
+    ]
+
+
+DIAGNOSES: dict[str, Callable[[Evidence], list[str]]] = {
+    "input_grid": input_grid,
+    "outputs_below_one_step": outputs_below_one_step,
+    "clipped_activations": clipped_activations,
+    "batchnorm_statistics": batchnorm_statistics,
+}
+
+
+def diagnose(evidence: Evidence) -> list[str]:
+    return [note for diagnosis in DIAGNOSES.values() for note in diagnosis(evidence)]
+
+
+def _first(dataset: Dataset, count: int) -> list[np.ndarray]:
+    return [dataset.sample(int(index)) for index in dataset.indices[:count]]
+
+
+def statistics_of(layer: str, running_mean: Any, running_var: Any, inputs: list[np.ndarray], axis: int) -> Any:
+    """BatchNormEvidence from the layer's inputs (batch first, channels on `axis`)."""
+    stacked = np.concatenate([np.asarray(x, dtype=np.float64) for x in inputs])
+    moved = np.moveaxis(stacked, axis, -1).reshape(-1, stacked.shape[axis])
+    return BatchNormEvidence(
+        layer, np.asarray(running_mean, np.float64), np.asarray(running_var, np.float64), moved.mean(0), moved.var(0)
+    )

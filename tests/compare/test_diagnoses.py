@@ -1,0 +1,90 @@
+"""Each diagnosis fires on its evidence, and stays silent without it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compiler_kit.compare.diagnoses import (
+    DIAGNOSES,
+    BatchNormEvidence,
+    Evidence,
+    batchnorm_statistics,
+    clipped_activations,
+    diagnose,
+    input_grid,
+    output_steps,
+    outputs_below_one_step,
+)
+from compiler_kit.compare.layers import LayerDrift, LayerDrifts
+
+
+def _layer(name: str, clipped: float, source: str | None = None) -> LayerDrift:
+    return LayerDrift(name, "CONV_2D", [1, 4], 30.0, 0.1, 0.3, 0.02, 5.0, None, None, name, "name", source, clipped)
+
+
+class _Samples:
+    """The part of a Dataset input_grid reads: indices and sample(index)."""
+
+    def __init__(self, samples: list[np.ndarray]) -> None:
+        self.samples = samples
+        self.indices = np.arange(len(samples))
+
+    def sample(self, index: int) -> np.ndarray:
+        return self.samples[index]
+
+
+def test_nothing_measured_means_nothing_diagnosed() -> None:
+    assert diagnose(Evidence()) == []
+    assert set(DIAGNOSES) == {"input_grid", "outputs_below_one_step", "clipped_activations", "batchnorm_statistics"}
+
+
+def test_input_grid_needs_a_costly_input_term_and_outliers() -> None:
+    rng = np.random.default_rng(0)
+    values = rng.uniform(0, 1, (64, 1, 8, 8)).astype(np.float32)
+    values[0, 0, 0, 0] = 500.0  # one far outlier stretches the grid
+    costly = {"outputs": {"y": {"input_db": 20.0, "int8_db": 18.0}}}
+    cheap = {"outputs": {"y": {"input_db": 60.0, "int8_db": 18.0}}}
+    verify = _Samples(list(values[:, None]))
+    [note] = input_grid(Evidence(verify=verify, budget=costly))  # type: ignore[arg-type]
+    assert "costs 20.0 dB" in note and ", 500] but 99.8% lie within [" in note and "calibration.preprocess" in note
+    assert input_grid(Evidence(verify=verify, budget=cheap)) == []  # type: ignore[arg-type]
+    even = _Samples(list(rng.uniform(0, 1, (64, 1, 1, 8, 8)).astype(np.float32)))
+    assert input_grid(Evidence(verify=even, budget=costly)) == []  # type: ignore[arg-type]
+
+
+def test_clipped_activations_name_the_worst_source_layer_and_the_calibration_size() -> None:
+    layers = LayerDrifts([_layer("a", 0.0005), _layer("b", 0.02, "features.3 (Relu)"), _layer("c", 0.004)])
+    [note] = clipped_activations(Evidence(layers=layers, calibration_samples=(200, 50)))
+    assert note.startswith("2 layers clip") and "'features.3 (Relu)', 2.00% of its values" in note
+    assert "calibration.num_samples is 200, 50 used" in note
+    assert clipped_activations(Evidence(layers=LayerDrifts([_layer("a", 0.0005)]))) == []
+
+
+def test_batchnorm_statistics_judge_shift_and_spread() -> None:
+    running_mean, running_var = np.zeros(4), np.ones(4)
+
+    def evidence(mean: float, var: float) -> Evidence:
+        found = BatchNormEvidence("bn1", running_mean, running_var, np.full(4, mean), np.full(4, var))
+        return Evidence(batchnorm=found)
+
+    assert batchnorm_statistics(evidence(0.3, 1.5)) == []
+    [shifted] = batchnorm_statistics(evidence(3.0, 1.0))
+    assert "first BatchNorm ('bn1')" in shifted and "3.0 running standard deviations" in shifted
+    [spread] = batchnorm_statistics(evidence(0.0, 250.0))
+    assert "variances 250x" in spread
+
+
+@pytest.mark.slow
+def test_outputs_below_one_int8_step_are_found_on_the_real_int8_model(built) -> None:
+    int8 = built.build_dir / "model_int8.tflite"
+    steps = output_steps(Path(int8))
+    (name, step) = next(iter(steps.items()))
+    assert 0 < step < 1
+    loud = {name: np.full((10, 10), 5 * step)}
+    quiet = {name: np.full((10, 10), 0.2 * step)}
+    assert outputs_below_one_step(Evidence(int8_tflite=int8, float_outputs=loud)) == []
+    [note] = outputs_below_one_step(Evidence(int8_tflite=int8, float_outputs=quiet))
+    assert note.startswith(f"output '{name}': on 100% of the samples every value is below one int8 step")
