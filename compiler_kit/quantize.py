@@ -8,12 +8,14 @@ input and output tensors take the recipe's type (int8 by default).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
 from compiler_kit import lazy
 from compiler_kit.errors import BadInputError, describe_exception
 from compiler_kit.frontends import FloatModel
+from compiler_kit.ranges import with_ranges
 from compiler_kit.recipe import Quantization
 
 # Tensors of these types may appear inside a full-integer model (int32 holds biases, int64 shape arguments).
@@ -27,19 +29,44 @@ class Int8Quantizer:
     def float_tflite(self, model: FloatModel) -> bytes:
         return self._convert(self._converter(model), "float")
 
-    def int8_tflite(self, model: FloatModel, calibration: Iterable[np.ndarray]) -> bytes:
+    def int8_tflite(
+        self, model: FloatModel, calibration: Iterable[np.ndarray], method: str = "min-max", percentile: float = 99.99
+    ) -> bytes:
+        """The full-integer model, its activation ranges by `method`: the converter's min-max, or one of
+        compiler_kit.ranges' (the converter calibrates only, the ranges are chosen, its quantizer finishes)."""
         tf = lazy.tensorflow()
         converter = self._converter(model)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([model.to_model_layout(sample)] for sample in calibration)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.as_dtype(self.section.input_type)
-        converter.inference_output_type = tf.as_dtype(self.section.output_type)
+        input_type, output_type = tf.as_dtype(self.section.input_type), tf.as_dtype(self.section.output_type)
+        converter.inference_input_type, converter.inference_output_type = input_type, output_type
         # The only switch the converter offers for per-tensor weights is this private attribute.
-        converter._experimental_disable_per_channel = self.section.granularity == "per-tensor"
-        model_bytes = self._convert(converter, "int8")
+        converter._experimental_disable_per_channel = per_tensor = self.section.granularity == "per-tensor"
+        if method == "min-max":
+            model_bytes = self._convert(converter, "int8")
+        else:
+            converter._experimental_calibrate_only = True  # a float model whose activations carry min and max
+            samples = (model.to_model_layout(sample) for sample in calibration)
+            calibrated = with_ranges(self._convert(converter, "calibrated"), samples, method, percentile)
+            model_bytes = self._quantize(calibrated, per_tensor, input_type, output_type)
         check_full_integer(model_bytes)
         return model_bytes
+
+    def _quantize(self, calibrated: bytes, per_tensor: bool, input_type: Any, output_type: Any) -> bytes:
+        """The converter's own quantizer on a calibrated model, as `convert()` runs it after calibrating."""
+        lazy.tensorflow()
+        from tensorflow.lite.python import convert
+
+        try:  # the arguments TFLiteConverter._quantize gives it (TensorFlow 2.19, lite.py)
+            return bytes(
+                convert.mlir_quantize(calibrated, per_tensor, input_data_type=input_type, output_data_type=output_type)
+            )
+        except Exception as exc:  # the quantizer raises what the converter does
+            raise BadInputError(
+                f"the TFLite quantizer could not make the int8 model: {describe_exception(exc, last_line=True)}",
+                fix="try calibration.method: min-max; the quantizer's output is in build.log",
+            ) from None
 
     def _converter(self, model: FloatModel):  # -> tf.lite.TFLiteConverter
         tf = lazy.tensorflow()

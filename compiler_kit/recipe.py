@@ -196,6 +196,14 @@ class Calibration(_Section):
     preprocess: Preprocess = Field(
         default_factory=Preprocess, description="Preprocessing, used for verification data too."
     )
+    method: Literal["min-max", "percentile", "mse"] = Field(
+        "min-max",
+        description="How each activation's int8 range is chosen from the calibration samples: min-max (the "
+        "converter's), percentile (all but the outermost values), or mse (the least squared error).",
+    )
+    percentile: float = Field(
+        99.99, gt=50, le=100, description="percentile method: the share of values (in %) kept at each end."
+    )
 
 
 class Legalize(_Section):

@@ -137,3 +137,39 @@ def test_float_tensors_left_by_a_nan_weight_point_at_nan_and_inf(tmp_path: Path)
     assert "the int8 model still has float tensors" in message
     assert "NaN or Inf in the model's weights or activations is the usual cause" in message
     assert "fix: check the source model for NaN/Inf weights" in message
+
+
+def _snr_against_float(float_model, model_bytes: bytes, samples: list[np.ndarray], tmp_path: Path) -> float:
+    from compiler_kit.compare.metrics import snr_db
+
+    float_path, int8_path = tmp_path / "float.tflite", tmp_path / "int8.tflite"
+    float_path.write_bytes(Int8Quantizer(Quantization()).float_tflite(float_model))
+    int8_path.write_bytes(model_bytes)
+    outputs = []
+    for path in (float_path, int8_path):
+        runner = LiteRtRunner(path.stem, path, threads=1)
+        runner.prepare()
+        outputs.append(np.concatenate([next(iter(runner.infer({"image": x}).values())) for x in samples]))
+    return snr_db(*outputs)
+
+
+def test_a_few_calibration_outliers_cost_min_max_and_not_percentile(
+    float_model, calibration, digits_dir: Path, tmp_path: Path
+) -> None:
+    """A hot pixel (value 40, where images hold 0 to 1) in five calibration images stretches the min-max ranges
+    from the input on; the percentile ranges ignore those few values, and the model stays full-integer."""
+    glitched = [x.copy() for x in calibration]
+    for x in glitched[:5]:
+        x[0, 3, 3, 0] = 40.0
+    with np.load(digits_dir / "eval.npz") as data:
+        held_out = [x[None].astype(np.float32) / 255.0 for x in data["x"][:100]]
+    section = Quantization()
+    snr = {}
+    for method in ("min-max", "percentile", "mse"):
+        model = Int8Quantizer(section).int8_tflite(float_model, glitched, method, percentile=99.9)
+        check_full_integer(model)
+        snr[method] = _snr_against_float(float_model, model, held_out, tmp_path)
+    assert snr["percentile"] > snr["min-max"] + 6, snr
+    # mse weighs each value's squared error: clipping five values of 40 costs more than coarser steps for the
+    # rest, so it keeps them in range (its gain is on heavy-tailed tensors: tests/test_ranges.py); never much worse
+    assert snr["mse"] > snr["min-max"] - 1, snr

@@ -114,11 +114,12 @@ class ActivationPair:
 class TensorGraph:
     """A TFLite model in an interpreter that keeps every tensor: its ops in execution order and its tensors."""
 
-    def __init__(self, path: Path, threads: int) -> None:
+    def __init__(self, model: Path | bytes, threads: int) -> None:
         interpreter_class, _ = lazy.litert_interpreter()
         resolver = sys.modules[interpreter_class.__module__].OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        where = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
         self.interpreter = interpreter_class(
-            model_path=str(path),
+            **where,
             num_threads=threads,
             experimental_op_resolver_type=resolver,
             experimental_preserve_all_tensors=True,
@@ -126,7 +127,8 @@ class TensorGraph:
         self.interpreter.allocate_tensors()
         self.inputs = self.interpreter.get_input_details()
         if len(self.inputs) != 1:
-            raise ValueError(f"{path.name} has {len(self.inputs)} inputs; per-layer drift takes single-input models")
+            name = "the model" if isinstance(model, bytes) else model.name
+            raise ValueError(f"{name} has {len(self.inputs)} inputs; per-layer drift takes single-input models")
         self.tensors = {d["index"]: d for d in self.interpreter.get_tensor_details()}
         self.ops = [op for op in self.interpreter._get_ops_details() if op["op_name"] != "DELEGATE"]
         self.producer = {int(t): op for op in self.ops for t in op["outputs"]}

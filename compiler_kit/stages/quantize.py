@@ -45,7 +45,9 @@ class QuantizeStage(CachedStage[TfliteModels]):
         lazy.tensorflow(threads=job.recipe.verify.threads)
         quantizer, float_model = Int8Quantizer(job.recipe.quantization), job[CONVERT]
         (files / FLOAT_TFLITE).write_bytes(quantizer.float_tflite(float_model))
-        (files / INT8_TFLITE).write_bytes(quantizer.int8_tflite(float_model, job[DATA].calibration))
+        settings = job.recipe.calibration
+        int8 = quantizer.int8_tflite(float_model, job[DATA].calibration, settings.method, settings.percentile)
+        (files / INT8_TFLITE).write_bytes(int8)
         return {}
 
     def load(self, job: Job, entry: Entry) -> TfliteModels:
