@@ -36,12 +36,27 @@ def worst_exit(codes: list[int]) -> int:
     return EXIT_INTERNAL if unknown else (known[0] if known else EXIT_OK)
 
 
+@dataclass(frozen=True)
+class BuildJob:
+    recipe: Path
+    options: tuple[str, ...] = ()  # this build's own options, after the batch's
+    label: str = ""  # what its echoed lines start with (default: the recipe's name)
+
+    @property
+    def name(self) -> str:
+        return self.label or self.recipe.stem
+
+
 @dataclass
 class BuildOutcome:
-    recipe: Path
+    job: BuildJob
     exit_code: int
     seconds: float
     tail: list[str]  # the last lines it printed, shown when it failed
+
+    @property
+    def recipe(self) -> Path:
+        return self.job.recipe
 
     @property
     def verdict(self) -> str:
@@ -57,18 +72,19 @@ class BatchBuild:
         self._lock = threading.Lock()
         self._running: set[subprocess.Popen[str]] = set()
 
-    def run(self, recipes: list[Path]) -> list[BuildOutcome]:
+    def run(self, jobs: list[BuildJob]) -> list[BuildOutcome]:
         pool = ThreadPoolExecutor(max_workers=self.jobs)
         try:
-            return list(pool.map(self._build, recipes))
+            return list(pool.map(self._build, jobs))
         finally:  # on Ctrl-C or SIGTERM too: no build outlives the batch
             with self._lock:
                 for process in self._running:
                     process.terminate()
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _build(self, recipe: Path) -> BuildOutcome:
-        command = [sys.executable, "-m", "compiler_kit", "build", str(recipe), *self.options]
+    def _build(self, job: BuildJob) -> BuildOutcome:
+        recipe = job.recipe
+        command = [sys.executable, "-m", "compiler_kit", "build", str(recipe), *self.options, *job.options]
         start = time.perf_counter()
         tail: list[str] = []
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
@@ -78,14 +94,14 @@ class BatchBuild:
             for line in process.stdout:
                 tail = [*tail[-19:], line.rstrip()]
                 if not self.quiet or line.startswith("warning: "):  # warnings are never silenced, as in one build
-                    self._say(f"[{recipe.stem}] {line.rstrip()}")
+                    self._say(f"[{job.name}] {line.rstrip()}")
         with self._lock:
             self._running.discard(process)
-        outcome = BuildOutcome(recipe, process.returncode, time.perf_counter() - start, tail)
-        self._say(f"{recipe}: {outcome.verdict} in {outcome.seconds:.1f} s")
+        outcome = BuildOutcome(job, process.returncode, time.perf_counter() - start, tail)
+        self._say(f"{job.label or recipe}: {outcome.verdict} in {outcome.seconds:.1f} s")
         if outcome.exit_code not in (EXIT_OK, EXIT_GATE_FAILED) and self.quiet:
             for line in tail:
-                self._say(f"[{recipe.stem}] {line}")
+                self._say(f"[{job.name}] {line}")
         return outcome
 
     def _say(self, line: str) -> None:

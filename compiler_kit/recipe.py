@@ -414,8 +414,9 @@ def json_schema() -> dict[str, Any]:
     return Recipe.model_json_schema()
 
 
-def load_recipe(path: Path) -> Recipe:
-    """Read and validate a recipe; every problem becomes a `BadInputError` naming the file and line."""
+def load_recipe(path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
+    """Read and validate a recipe; every problem becomes a `BadInputError` naming the file and line.
+    `overrides`: dotted keys (`calibration.method`) set over the file's values before validation (`--set`)."""
     data, tree = _parse_yaml(_read_text(path), path)
     if not isinstance(data, dict):
         raise BadInputError(
@@ -423,6 +424,8 @@ def load_recipe(path: Path) -> Recipe:
             path=path,
             fix="start from `ckit init MODEL` or recipes/digits_keras.yaml",
         )
+    for key, value in (overrides or {}).items():
+        set_dotted(data, key, value)
     try:
         return Recipe.model_validate(data, context={"base_dir": path.resolve().parent})
     except ValidationError as exc:
@@ -433,6 +436,38 @@ def load_recipe(path: Path) -> Recipe:
         raise BadInputError(
             "invalid recipe\n" + "\n".join(lines), fix="correct the keys named above; `ckit schema` lists every key"
         ) from None
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """`data` with `key` (`section.field`) set to `value`, creating sections the file leaves out."""
+    *sections, name = key.split(".")
+    where: Any = data
+    for depth, section in enumerate(sections):
+        where = where.setdefault(section, {})
+        if not isinstance(where, dict):
+            raise BadInputError(
+                f"--set {key}: '{'.'.join(sections[: depth + 1])}' is a value, not a section",
+                fix="name a field inside a section, e.g. --set calibration.method=percentile (see `ckit schema`)",
+            )
+    where[name] = value
+
+
+def parse_overrides(assignments: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` strings (VALUE read as YAML: 500, true, [1, 2], per-tensor) as {KEY: value}."""
+    overrides = {}
+    for assignment in assignments:
+        key, equals, text = assignment.partition("=")
+        if not equals or not key.strip() or any(not part for part in key.strip().split(".")):
+            raise BadInputError(
+                f"--set {assignment!r} is not KEY=VALUE", fix="write e.g. --set calibration.method=percentile"
+            )
+        try:
+            overrides[key.strip()] = yaml.safe_load(text) if text.strip() else text
+        except yaml.YAMLError as exc:
+            raise BadInputError(
+                f"--set {key}: the value is not YAML ({exc})", fix="quote it: --set 'key=\"text\"'"
+            ) from None
+    return overrides
 
 
 def _read_text(path: Path) -> str:

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from compiler_kit.errors import EXIT_BAD_INPUT, BadInputError
-from compiler_kit.recipe import Quantization, Recipe, json_schema, load_recipe
+from compiler_kit.recipe import Quantization, Recipe, json_schema, load_recipe, parse_overrides, set_dotted
 
 # Written by hand so that every line number asserted below can be read off this text.
 RECIPE = """\
@@ -406,3 +406,32 @@ def test_a_tagged_value_that_cannot_be_read_names_its_line_and_tag(tmp_path: Pat
     message = bad_input(write(tmp_path, RECIPE, ("  seed: 0\n", "  seed: !!timestamp x\n")))
     assert message.startswith(f"{tmp_path / 'recipe.yaml'}:{line_of(RECIPE, 'seed: 0')}: a YAML value with an explicit")
     assert "(!!timestamp x)" in message and "AttributeError" not in message and "fix: drop the tag" in message
+
+
+def test_set_overrides_are_yaml_values_at_dotted_keys() -> None:
+    overrides = parse_overrides(["calibration.method=mse", "verify.num_samples=100", "edgetpu.compile=off", "a.b="])
+    # YAML as in a recipe file: off is a boolean there too (and the schema reads it as "off")
+    assert overrides == {"calibration.method": "mse", "verify.num_samples": 100, "edgetpu.compile": False, "a.b": ""}
+    data: dict = {"calibration": {"num_samples": 5}}
+    set_dotted(data, "calibration.method", "mse")
+    set_dotted(data, "quantization.granularity", "per-tensor")  # a section the file leaves out
+    assert data == {"calibration": {"num_samples": 5, "method": "mse"}, "quantization": {"granularity": "per-tensor"}}
+
+
+@pytest.mark.parametrize("assignment", ["calibration.method", "=mse", "calibration..method=mse", "a.b=[1,"])
+def test_a_malformed_set_is_bad_input(assignment: str) -> None:
+    with pytest.raises(BadInputError) as raised:
+        parse_overrides([assignment])
+    assert raised.value.exit_code == EXIT_BAD_INPUT and "fix:" in str(raised.value)
+
+
+def test_set_inside_a_value_is_bad_input() -> None:
+    with pytest.raises(BadInputError, match="'name' is a value, not a section"):
+        set_dotted({"name": "digits"}, "name.first", "x")
+
+
+def test_an_override_is_validated_like_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path)
+    assert load_recipe(path, {"calibration.method": "percentile"}).calibration.method == "percentile"
+    with pytest.raises(BadInputError, match=r"calibration\.method"):
+        load_recipe(path, {"calibration.method": "median"})

@@ -18,6 +18,7 @@ from compiler_kit.cli.init import init
 from compiler_kit.cli.inspect import inspect_model
 from compiler_kit.cli.report import report_app
 from compiler_kit.cli.schema import schema
+from compiler_kit.cli.tune import tune
 from compiler_kit.errors import EXIT_INTERRUPTED
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ app = typer.Typer(
 )
 # In the order a user meets them: build a recipe, look into a model or a compiler log, check the machine.
 app.command()(build)
+app.command()(tune)
 app.command("inspect")(inspect_model)
 app.command("compile-log")(compile_log)
 app.command()(doctor)

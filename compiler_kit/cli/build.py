@@ -6,7 +6,7 @@ import contextlib
 import signal
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -33,6 +33,15 @@ def build(
         Path | None,
         typer.Option("--compiler", help="edgetpu_compiler to use (overrides edgetpu.compiler and the search)."),
     ] = None,
+    assignments: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Set a recipe field over the file's value (repeatable; VALUE is YAML), e.g. --set "
+            "calibration.method=percentile --set verify.num_samples=100.",
+        ),
+    ] = None,
 ) -> None:
     """Build recipes: convert, quantize to full-integer int8, verify every stage on the same samples,
     time each runner, write BUILD/report.json, BUILD/report.md and BUILD/report.html, and check the gates.
@@ -44,12 +53,16 @@ def build(
     is still written) · 4 a required tool is missing · 130 interrupted. With several recipes, the most
     serious code of any build.
     """
+    from compiler_kit.recipe import parse_overrides
+
+    overrides = parse_overrides(assignments or [])
     with _sigterm_interrupts():
         try:
             if len(recipes) == 1:
-                _build_one(recipes[0], out, force, cache_dir, quiet, compiler)
+                _build_one(recipes[0], out, force, cache_dir, quiet, compiler, overrides)
             else:
-                _build_many(recipes, out, jobs, force, cache_dir, quiet, compiler)
+                sets = [option for assignment in assignments or [] for option in ("--set", assignment)]
+                _build_many(recipes, out, jobs, force, cache_dir, quiet, compiler, sets)
         except KeyboardInterrupt:
             typer.echo(
                 "error: interrupted: the build folder keeps only complete artifacts, and the next build reuses "
@@ -60,14 +73,20 @@ def build(
 
 
 def _build_one(
-    recipe: Path, out: Path | None, force: bool, cache_dir: Path | None, quiet: bool, compiler: Path | None
+    recipe: Path,
+    out: Path | None,
+    force: bool,
+    cache_dir: Path | None,
+    quiet: bool,
+    compiler: Path | None,
+    overrides: dict[str, Any],
 ) -> None:
     from compiler_kit.cache import StageCache, default_root
     from compiler_kit.pipeline import build as run_build
     from compiler_kit.recipe import load_recipe
     from compiler_kit.report import REPORT_HTML, REPORT_JSON, REPORT_MD, terminal_summary
 
-    loaded = load_recipe(recipe)
+    loaded = load_recipe(recipe, overrides)
     if compiler is not None:
         edgetpu = loaded.edgetpu.model_copy(update={"compiler": compiler.resolve()})
         loaded = loaded.model_copy(update={"edgetpu": edgetpu})
@@ -96,8 +115,9 @@ def _build_many(
     cache_dir: Path | None,
     quiet: bool,
     compiler: Path | None,
+    sets: list[str],
 ) -> None:
-    from compiler_kit.batch import BatchBuild, worst_exit
+    from compiler_kit.batch import BatchBuild, BuildJob, worst_exit
 
     if out is not None:
         typer.echo("error: --out names one build folder: give one recipe, or set output.dir in each", err=True)
@@ -107,8 +127,9 @@ def _build_many(
         *(["--cache-dir", str(cache_dir)] if cache_dir else []),
         *(["--compiler", str(compiler.resolve())] if compiler else []),
         *(["--quiet"] if quiet else []),
+        *sets,
     ]
-    outcomes = BatchBuild(options, jobs, _progress, quiet=quiet).run(recipes)
+    outcomes = BatchBuild(options, jobs, _progress, quiet=quiet).run([BuildJob(recipe) for recipe in recipes])
     typer.echo("\n".join(f"{o.verdict:>12}  {o.seconds:6.1f} s  {o.recipe}" for o in outcomes))
     if code := worst_exit([outcome.exit_code for outcome in outcomes]):
         raise typer.Exit(code)

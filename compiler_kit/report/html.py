@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from html import escape
+from pathlib import Path
 from typing import Any
 
 from compiler_kit.report.render import _overview, verdict
@@ -25,6 +26,7 @@ from compiler_kit.report.tables import (
     latency_table,
     legalization_table,
     outputs_table,
+    tune_table,
     worst_layers_table,
 )
 
@@ -251,4 +253,20 @@ def html(report: dict[str, Any]) -> str:
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>ckit build {_e(report['name'])}: {state}</title><style>{CSS}</style></head>"
         f"<body>{''.join(body)}</body></html>\n"
+    )
+
+
+def tune_page(tune: dict[str, Any]) -> str:
+    """`ckit tune`'s trials as one HTML page: the table and each trial's int8 SNR as bars."""
+    name = Path(tune["recipe"]).name
+    bars = [(trial["name"], trial["snr_db"]) for trial in tune["trials"]]
+    chosen = f"Chosen: {tune['best']}." if tune["best"] else "No trial built."
+    body = [
+        f'<h1 class="{"passed" if tune["best"] else "failed"}">ckit tune {_e(name)}</h1>',
+        f"<p>{_e(chosen)}</p>",
+        _section("Trials", _table(tune_table(tune)), _hbars("tune", "int8 SNR by trial", bars, "dB")),
+    ]
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>ckit tune {_e(name)}</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>\n"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from compiler_kit.report.tables import (
@@ -18,6 +19,7 @@ from compiler_kit.report.tables import (
     latency_table,
     legalization_table,
     outputs_table,
+    tune_table,
     worst_layers_table,
 )
 
@@ -136,3 +138,8 @@ def terminal_summary(report: dict[str, Any]) -> str:
         parts += ["", text_table(gates_table(report))]
     parts += [*(["", line] if (line := stages_line(report)) else []), f"\n{verdict(report)}: {report['name']}"]
     return "\n".join(parts)
+
+
+def tune_markdown(tune: dict[str, Any]) -> str:
+    chosen = f"Chosen: **{tune['best']}**." if tune["best"] else "No trial built."
+    return f"# ckit tune `{Path(tune['recipe']).name}`\n\n{chosen}\n\n{_markdown_table(tune_table(tune))}\n"

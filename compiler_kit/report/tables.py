@@ -247,3 +247,16 @@ def budget_caption(report: dict[str, Any]) -> str:
         f"SNR against {budget['reference']} with one part of the int8 quantization at a time; independent errors "
         f"combine in power. Dominant: {budget['dominant']} (output '{budget['worst_output']}'): {budget['remedy']}."
     )
+
+
+def tune_table(tune: dict[str, Any]) -> Table:
+    """One row per `ckit tune` trial: its settings, verdict and int8 result, the chosen one marked."""
+    rows = [
+        [("* " if trial["name"] == tune["best"] else "") + trial["name"],
+         ", ".join(f"{k}={v}" for k, v in trial["settings"].items()) or "-",
+         "passed" if trial["passed"] else f"exit {trial['exit_code']}",
+         f"{trial['metric']} {_num(trial['score'], 4)}" if trial["metric"] else "-", _num(trial["snr_db"], 1),
+         f"{trial['seconds']:.1f}"]
+        for trial in tune["trials"]
+    ]  # fmt: skip
+    return ["trial (* chosen)", "settings", "gates", "int8 result", "int8 SNR dB", "seconds"], rows

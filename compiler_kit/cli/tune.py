@@ -1,0 +1,77 @@
+"""`ckit tune RECIPE`: quantization settings tried as cached builds; the best written as a recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from compiler_kit.cli.errors import exits_cleanly
+from compiler_kit.errors import EXIT_BAD_INPUT, EXIT_GATE_FAILED
+
+
+@exits_cleanly
+def tune(
+    recipe: Annotated[Path, typer.Argument(help="The recipe to tune, e.g. recipes/digits_keras.yaml.")],
+    space: Annotated[
+        Path | None,
+        typer.Option(
+            "--space",
+            help="Search space YAML: a grid (each recipe key maps to a list of values; every combination is a "
+            "trial) or a list of trials (each a name and a set of recipe keys). Default: the recipe as written, "
+            "percentile 99.99 and 99.9, mse, and 1000 calibration samples.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder of the trials and tune reports (default BUILD-tune).")
+    ] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Trials built at once (after the first).")] = 1,
+    cache_dir: Annotated[
+        Path | None, typer.Option("--cache-dir", help="Stage cache (default $CKIT_CACHE_DIR, else ~/.cache/ckit).")
+    ] = None,
+) -> None:
+    """Try quantization settings on RECIPE, each trial a full `ckit build` sharing the stage cache (the model is
+    converted once), and keep the best: passing the gates, then the best int8 accuracy (a labelled classifier)
+    or SNR. Writes RECIPE.tuned.yaml beside the recipe (unless the recipe as written is best), and tune.json,
+    tune.md and tune.html with every trial.
+
+    Exit codes: 0 the best trial passes its gates · 2 bad recipe or search space, or no trial built · 3 no
+    trial passes the gates · 130 interrupted.
+    """
+    from compiler_kit.recipe import load_recipe
+    from compiler_kit.tune import (
+        DEFAULT_SPACE,
+        TUNE_HTML,
+        TUNE_JSON,
+        TUNE_MD,
+        best,
+        load_space,
+        run_trials,
+        tuned_recipe,
+        write_tune_report,
+    )
+
+    loaded = load_recipe(recipe)  # a bad recipe fails here, once, not in every trial
+    trials = load_space(space) if space else DEFAULT_SPACE
+    folder = out or loaded.build_dir(recipe).with_name(f"{loaded.name}-tune")
+    options = ["--cache-dir", str(cache_dir)] if cache_dir else []
+    results = run_trials(recipe, trials, folder, options, jobs, _progress)
+    chosen = best(results)
+    write_tune_report(folder, recipe, results, chosen)
+    typer.echo(f"tune: {folder / TUNE_JSON}  {folder / TUNE_MD}  {folder / TUNE_HTML}")
+    if chosen is None:
+        typer.echo("error: no trial built: see the trials' build.log under trials/", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    result = f"best: {chosen.name} ({chosen.metric} {chosen.score:.4g})"
+    if chosen.settings:
+        typer.echo(f"{result}: {tuned_recipe(recipe, chosen)}")
+    else:
+        typer.echo(f"{result}: the recipe as written is the best; nothing to change")
+    if not chosen.passed:
+        typer.echo("gate failed: no trial passes the recipe's gates", err=True)
+        raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def _progress(message: str) -> None:
+    typer.echo(message, err=True)

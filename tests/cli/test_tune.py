@@ -1,0 +1,97 @@
+"""`ckit tune`: search spaces as data, the choice rule, and a real tune of the digits CNN whose calibration data
+has hot pixels (where percentile ranges beat min-max)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from compiler_kit.cli import app
+from compiler_kit.errors import BadInputError
+from compiler_kit.tune import DEFAULT_SPACE, Trial, TrialResult, _sets, best, load_space
+from tests.conftest import WriteRecipe
+
+
+def _result(name: str, passed: bool, score: float | None) -> TrialResult:
+    return TrialResult(name, {}, "", 0 if passed else 3, passed, "snr_db", score, score, 1.0)
+
+
+def test_a_grid_is_every_combination_after_the_recipe_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text("calibration.method: [min-max, mse]\ncalibration.num_samples: [100, 400]\n")
+    space = load_space(path)
+    assert space[0] == DEFAULT_SPACE[0] and len(space) == 5
+    assert space[4] == Trial(
+        "calibration.method=mse, calibration.num_samples=400",
+        {"calibration.method": "mse", "calibration.num_samples": 400},
+    )
+
+
+def test_a_list_of_named_trials(tmp_path: Path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text("- name: tight\n  set: {calibration.method: percentile, calibration.percentile: 99.9}\n")
+    assert load_space(path)[1] == Trial("tight", {"calibration.method": "percentile", "calibration.percentile": 99.9})
+
+
+@pytest.mark.parametrize("text", ["calibration.method: mse\n", "[]\n", "- name: x\n", "{a: []}\n", "{{\n"])
+def test_anything_else_is_not_a_search_space(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    with pytest.raises(BadInputError, match="search space") as raised:
+        load_space(path)
+    assert "fix: write a grid" in str(raised.value)
+
+
+def test_the_best_passes_the_gates_then_scores_highest_and_ties_go_to_the_earlier() -> None:
+    trials = [_result("a", True, 30.0), _result("b", False, 40.0), _result("c", True, 31.0), _result("d", True, 31.0)]
+    assert best(trials).name == "c"
+    assert best([_result("a", False, 20.0), _result("b", False, 25.0)]).name == "b"
+    assert best([_result("a", False, None)]) is None
+    tied = [
+        TrialResult("a", {}, "", 0, True, "accuracy", 0.97, 25.0, 1.0),
+        TrialResult("b", {}, "", 0, True, "accuracy", 0.97, 31.0, 1.0),
+    ]
+    assert best(tied).name == "b"  # the same accuracy: the better SNR
+
+
+def test_settings_become_set_options_of_yaml_values() -> None:
+    options = _sets({"calibration.method": "percentile", "calibration.percentile": 99.9})
+    assert options == ["--set", 'calibration.method="percentile"', "--set", "calibration.percentile=99.9"]
+    assert {k: yaml.safe_load(v) for k, _, v in (o.partition("=") for o in options[1::2])} == {
+        "calibration.method": "percentile",
+        "calibration.percentile": 99.9,
+    }
+
+
+@pytest.mark.slow
+def test_tuning_digits_with_hot_calibration_pixels_chooses_percentile(
+    write_recipe: WriteRecipe, digits_dir: Path, tmp_path: Path
+) -> None:
+    with np.load(digits_dir / "calibration.npz") as data:
+        x, y = data["x"].astype(np.float32), data["y"]
+    x[:10, 3, 3] = 40 * 255.0  # a hot pixel in ten images: forty times the brightest value
+    np.savez(tmp_path / "hot.npz", x=x, y=y)
+
+    def edit(recipe: dict[str, Any]) -> None:
+        recipe["calibration"]["data"]["path"] = str(tmp_path / "hot.npz")
+        recipe["calibration"]["num_samples"] = 50
+
+    recipe = write_recipe(edit)
+    space = tmp_path / "space.yaml"
+    space.write_text("- name: percentile\n  set: {calibration.method: percentile, calibration.percentile: 99.9}\n")
+    result = CliRunner().invoke(app, ["tune", str(recipe), "--space", str(space), "--out", str(tmp_path / "t")])
+    assert result.exit_code == 0, result.output
+    tune = json.loads((tmp_path / "t" / "tune.json").read_text())
+    as_written, percentile = tune["trials"]
+    assert tune["best"] == "percentile" and percentile["snr_db"] > as_written["snr_db"] + 3, tune
+    assert percentile["metric"] == "accuracy" and percentile["passed"]
+    tuned = yaml.safe_load((tmp_path / "recipe.tuned.yaml").read_text())
+    assert tuned["calibration"]["method"] == "percentile" and tuned["calibration"]["percentile"] == 99.9
+    assert "percentile" in (tmp_path / "t" / "tune.md").read_text()
+    assert 'data-plot="tune"' in (tmp_path / "t" / "tune.html").read_text()
