@@ -1,6 +1,6 @@
 """`make bench`: ckit against the bare work it wraps, on the example recipes. Prints a table, writes JSON.
 
-    .venv/bin/python -m benchmarks.run [--only a,b,c,d,e] [--runs N] [--check]
+    .venv/bin/python -m benchmarks.run [--only a,b,c,d,e,f] [--runs N] [--check]
 
 a  cold `ckit build recipes/digits_keras.yaml` against benchmarks/bare_keras_build.py (the same conversions,
    inferences, latency loops and per-layer pass, with no compiler_kit): whole fresh processes, interleaved,
@@ -13,6 +13,8 @@ d  verification throughput: the verify stage's work for tflite-int8 (Dataset + L
 e  MobileNetV2 int8 against float TFLite, p50 latency at 1 and 2 threads (ckit's runner and latency loop, 20
    warm-up + 200 timed runs in 5 blocks alternating float and int8, a fresh process per thread count); target
    int8 / float < 1 (int8 is the faster model).
+f  `ckit tune` (the digits recipe, three trials, two at a time) cold on a local two-CPU Ray cluster against the
+   local process pool: wall-time ratio <= 1.10 (Ray's overhead per trial at most 10 %), the trials' numbers equal.
 
 Every cold `ckit build` gets an empty --out folder and an empty CKIT_CACHE_DIR of its own (and --force when this
 ckit has it): nothing is reused from another build or from the user's cache. Results: benchmarks/results/
@@ -27,6 +29,7 @@ import datetime
 import hashlib
 import json
 import shutil
+import socket
 import sys
 import tempfile
 from collections.abc import Callable
@@ -64,6 +67,7 @@ TARGETS = {
     "d_throughput": Target(">=", 0.9),
     "d_memory": Target("<", 20.0, " %"),
     "e": Target("<", 1.0),
+    "f": Target("<=", 1.10),
 }
 
 
@@ -245,21 +249,27 @@ def measure_throughput(suite: Suite) -> None:
     )
 
 
-def tiled_recipe(workdir: Path, times: int) -> Path:
-    """The digits recipe with `times` copies of the eval split as verification data (temp npz, temp recipe)."""
+def digits_copy(workdir: Path, name: str, verify_data: Path | None = None) -> Path:
+    """The digits recipe in `workdir` with absolute paths (what ckit writes beside it stays out of the repo)."""
     recipe = yaml.safe_load(DIGITS.read_text())
     folder = DIGITS.parent
-    with np.load(folder / recipe["verify"]["data"]["path"]) as data:
+    for section in (recipe["source"], recipe["calibration"]["data"], recipe["verify"]["data"]):
+        section["path"] = str((folder / section["path"]).resolve())
+    if verify_data is not None:
+        recipe["verify"]["data"]["path"] = str(verify_data)
+    recipe.pop("output", None)
+    path = workdir / name
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def tiled_recipe(workdir: Path, times: int) -> Path:
+    """The digits recipe with `times` copies of the eval split as verification data (temp npz, temp recipe)."""
+    with np.load(DIGITS.parent / yaml.safe_load(DIGITS.read_text())["verify"]["data"]["path"]) as data:
         arrays = {key: np.concatenate([data[key]] * times) for key in data.files}
     data_path = workdir / f"eval_x{times}.npz"
     np.savez(data_path, **arrays)
-    recipe["source"]["path"] = str((folder / recipe["source"]["path"]).resolve())
-    recipe["calibration"]["data"]["path"] = str((folder / recipe["calibration"]["data"]["path"]).resolve())
-    recipe["verify"]["data"]["path"] = str(data_path)
-    recipe.pop("output", None)
-    path = workdir / f"digits_keras_x{times}.yaml"
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    return path
+    return digits_copy(workdir, f"digits_keras_x{times}.yaml", data_path)
 
 
 def measure_memory(suite: Suite) -> None:
@@ -315,12 +325,54 @@ def measure_mobilenet(suite: Suite) -> None:
     suite.raw["e"] = {"build": build.summary(), "build_latency": build.report.get("latency"), "threads": probes}
 
 
+# --- f: ckit tune's trials as Ray tasks against the local process pool ------------------------------------------
+
+TUNE_SPACE = "- {name: p99.99, set: {calibration.method: percentile}}\n- {name: mse, set: {calibration.method: mse}}\n"
+
+
+def measure_ray(suite: Suite) -> None:
+    """The same tune (the digits recipe and three trials, two at a time) cold, with the local pool and on a local
+    two-CPU Ray cluster; the ratio of wall times is Ray's overhead per trial, and the trials' numbers must match."""
+    recipe, space = digits_copy(suite.workdir, "digits_tune.yaml"), suite.workdir / "space.yaml"
+    space.write_text(TUNE_SPACE)
+    address, stop = start_ray_cluster()
+    runs: dict[str, list[dict[str, Any]]] = {"local": [], "ray": []}
+    try:
+        for _ in range(suite.runs):
+            for how, extra in (("local", ["-j", "2"]), ("ray", ["--ray", address])):
+                out, cache = suite.fresh(f"f-{how}-out"), suite.fresh(f"f-{how}-cache")
+                command = [*ckit_command(), "tune", str(recipe), "--space", str(space), "--out", str(out)]
+                run = run_process([*command, "--cache-dir", str(cache), *extra])
+                trials = json.loads((out / "tune.json").read_text())["trials"]
+                runs[how].append({"seconds": run.seconds, "snr_db": [t["snr_db"] for t in trials]})
+                log(f"  ckit tune ({how}): {run.seconds:.1f} s")
+    finally:
+        stop()
+    local, ray = (median([r["seconds"] for r in runs[how]]) for how in ("local", "ray"))
+    same = all(r["snr_db"] == runs["local"][0]["snr_db"] for r in runs["local"] + runs["ray"])
+    suite.raw["f"] = runs
+    detail = f"{ray:.1f} s / {local:.1f} s; trial results identical: {'yes' if same else 'NO'}"
+    suite.add("f", "ckit tune on Ray / local pool (3 trials)", ratio(ray, local) if same else None, detail=detail)
+
+
+def start_ray_cluster() -> tuple[str, Callable[[], object]]:
+    """`ray start --head` on a free loopback port with two CPUs, and how to stop it."""
+    ray = str(Path(PYTHON).with_name("ray"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    flags = ["--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2", "--disable-usage-stats"]
+    run_process([ray, "start", "--head", *flags, "--include-dashboard=false"])
+    return f"127.0.0.1:{port}", lambda: run_process([ray, "stop", "--force"])
+
+
 PARTS: dict[str, tuple[str, list[Callable[[Suite], None]]]] = {
     "a": ("cold build against the bare converter calls", [measure_cold]),
     "b": ("warm rebuild", [measure_warm]),
     "c": ("ckit --help start-up", [measure_startup]),
     "d": ("verification throughput and peak memory", [measure_throughput, measure_memory]),
     "e": ("MobileNetV2 int8 against float latency", [measure_mobilenet]),
+    "f": ("ckit tune on a local Ray cluster against the local process pool", [measure_ray]),
 }
 
 

@@ -1,12 +1,20 @@
-"""Many recipes at once (`ckit build A.yaml B.yaml -j N`): each in its own `ckit build` process, N at a time.
+"""Many builds at once (`ckit build A.yaml B.yaml -j N`, `ckit tune`): each its own `ckit build` process, N at a
+time here, or each a task on a Ray cluster (`--ray ADDRESS`).
 
 A process per build, not a thread: TensorFlow fixes its thread count at import, and a crash in native code
 ends one build, not all. Builds of the same folder still take turns (the folder lock); builds of different
-recipes share finished stages through the cache. Every line a build prints is echoed with its recipe's name.
+recipes share finished stages through the cache. Every line a local build prints is echoed with its name; a
+Ray build's last lines are shown when it fails.
+
+On Ray, each build is a task of one CPU running the same command on whichever node Ray picks: every node must
+see the recipes, models, data, build folders and stage cache at the same paths (one machine, or a shared file
+system) and have ckit installed in the Python its workers run. Only the core `ray` package is used
+(`ray[default]` pulls a protobuf that breaks TensorFlow).
 """
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from compiler_kit.errors import (
     EXIT_BAD_INPUT,
@@ -23,6 +32,8 @@ from compiler_kit.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_TOOL_MISSING,
+    BadInputError,
+    describe_exception,
 )
 
 # The batch exits with the most serious of its builds' codes, in this order.
@@ -63,6 +74,10 @@ class BuildOutcome:
         return VERDICTS.get(self.exit_code, f"exit {self.exit_code}")
 
 
+def build_command(python: str, job: BuildJob, options: list[str]) -> list[str]:
+    return [python, "-m", "compiler_kit", "build", str(job.recipe), *options, *job.options]
+
+
 class BatchBuild:
     def __init__(self, options: list[str], jobs: int, echo: Callable[[str], None], *, quiet: bool) -> None:
         self.options = options  # passed on to every `ckit build`
@@ -84,7 +99,7 @@ class BatchBuild:
 
     def _build(self, job: BuildJob) -> BuildOutcome:
         recipe = job.recipe
-        command = [sys.executable, "-m", "compiler_kit", "build", str(recipe), *self.options, *job.options]
+        command = build_command(sys.executable, job, self.options)
         start = time.perf_counter()
         tail: list[str] = []
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
@@ -107,3 +122,69 @@ class BatchBuild:
     def _say(self, line: str) -> None:
         with self._lock:
             self.echo(line)
+
+
+class RayBuild:
+    """The same builds as BatchBuild, each a Ray task on the cluster at `address` (see the module's notes)."""
+
+    def __init__(self, address: str, options: list[str], echo: Callable[[str], None]) -> None:
+        self.address = address
+        self.options = options
+        self.echo = echo
+
+    def run(self, jobs: list[BuildJob]) -> list[BuildOutcome]:
+        import ray
+
+        self._connect(ray)
+        task = ray.remote(num_cpus=1, max_retries=0)(run_build_task)
+        # absolute paths: a worker's working directory is its own
+        absolute = [BuildJob(job.recipe.resolve(), job.options, job.name) for job in jobs]
+        refs = [task.remote(job, self.options) for job in absolute]
+        try:
+            return [self._outcome(job, *ray.get(ref)) for job, ref in zip(absolute, refs, strict=True)]
+        finally:  # on Ctrl-C or SIGTERM too: no build outlives the batch
+            for ref in refs:
+                ray.cancel(ref, force=True)
+            ray.shutdown()
+
+    def _connect(self, ray: Any) -> None:
+        _reachable(self.address)  # ray.init retries an unreachable address for minutes
+        try:
+            ray.init(address=self.address, log_to_driver=False, logging_level="ERROR", configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise BadInputError(
+                f"cannot reach the Ray cluster at {self.address}: {describe_exception(exc)}",
+                fix="start one (`ray start --head`) and pass the address it prints (host:port), or drop --ray",
+            ) from None
+
+    def _outcome(self, job: BuildJob, code: int, tail: list[str], seconds: float) -> BuildOutcome:
+        outcome = BuildOutcome(job, code, seconds, tail)
+        self.echo(f"{job.label or job.recipe}: {outcome.verdict} in {outcome.seconds:.1f} s (ray)")
+        if code not in (EXIT_OK, EXIT_GATE_FAILED):
+            for line in tail:
+                self.echo(f"[{job.name}] {line}")
+        return outcome
+
+
+RAY_CONNECT_TIMEOUT_S = 5.0
+
+
+def _reachable(address: str) -> None:
+    """The cluster's head answers at host:port, or a BadInputError at once."""
+    host, _, port = address.rpartition(":")
+    fix = "pass the host:port `ray start --head` prints (its --port), or drop --ray"
+    if not host or not port.isdigit():
+        raise BadInputError(f"--ray {address}: not host:port", fix=fix)
+    try:
+        socket.create_connection((host, int(port)), timeout=RAY_CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise BadInputError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}", fix=fix) from None
+
+
+def run_build_task(job: BuildJob, options: list[str]) -> tuple[int, list[str], float]:
+    """A Ray task: one build in the worker's own Python; its exit code, last lines and seconds."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        build_command(sys.executable, job, options), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    return done.returncode, done.stdout.splitlines()[-20:], time.perf_counter() - start

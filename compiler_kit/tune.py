@@ -4,7 +4,7 @@ A search space is data: a list of trials, each a name and the recipe fields it s
 --set` takes them), or a grid (a mapping of dotted keys to lists of values: every combination is a trial). The
 default space tries the remedies that keep a model fully int8: the calibration range methods and more calibration
 samples. Every trial is `ckit build RECIPE --set ...` into its own folder, sharing the stage cache: the first trial
-converts the model, the others reuse its conversion and run in parallel (`-j`).
+converts the model, the others reuse its conversion and run in parallel (`-j`, or as tasks on a Ray cluster).
 
 The best trial passes the recipe's gates, then has the best int8 result: the labelled accuracy of a classifier,
 else the worst SNR over outputs (source -> tflite-int8), then the best SNR. Ties go to the earlier trial (the
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import yaml
 
 from compiler_kit.artifacts import BuildFolder
-from compiler_kit.batch import BatchBuild, BuildJob, BuildOutcome
+from compiler_kit.batch import BatchBuild, BuildJob, BuildOutcome, RayBuild
 from compiler_kit.errors import EXIT_GATE_FAILED, EXIT_OK, BadInputError
 from compiler_kit.recipe import set_dotted
 
@@ -88,14 +87,11 @@ class TrialResult:
     seconds: float
 
 
-def run_trials(
-    recipe: Path, space: list[Trial], out: Path, options: list[str], jobs: int, echo: Callable[[str], None]
-) -> list[TrialResult]:
-    """The first trial alone (it converts the model), then the rest `jobs` at a time (they reuse it)."""
-    batch = BatchBuild(options, jobs, echo, quiet=True)
+def run_trials(recipe: Path, space: list[Trial], out: Path, batch: BatchBuild | RayBuild) -> list[TrialResult]:
+    """The first trial alone (it converts the model), then the rest at once, as `batch` runs them (they reuse it)."""
     folders = [out / "trials" / f"{k:02d}" for k in range(len(space))]
     build_jobs = [
-        BuildJob(recipe, (*_sets(trial.settings), "--out", str(folder)), trial.name)
+        BuildJob(recipe, (*_sets(trial.settings), "--out", str(folder.resolve())), trial.name)
         for trial, folder in zip(space, folders, strict=True)
     ]
     outcomes = batch.run(build_jobs[:1]) + batch.run(build_jobs[1:])

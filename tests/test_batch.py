@@ -1,10 +1,20 @@
-"""The exit code of several builds: the most serious of theirs."""
+"""Several builds: the exit code is the most serious of theirs; on a Ray cluster, the same builds as tasks."""
 
 from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from compiler_kit.batch import worst_exit
+from compiler_kit.errors import EXIT_BAD_INPUT
+from tests.conftest import WriteRecipe
 
 
 @pytest.mark.parametrize(
@@ -22,3 +32,73 @@ from compiler_kit.batch import worst_exit
 )
 def test_worst_exit(codes: list[int], expected: int) -> None:
     assert worst_exit(codes) == expected
+
+
+# --- builds as tasks on a real Ray cluster, started on loopback by the fixture (never mocked) ---
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`ray start --head` on a free loopback port with two CPUs; stopped (with every Ray process) afterwards."""
+    ray = Path(sys.executable).with_name("ray")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    start = [str(ray), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2"]
+    options = ["--disable-usage-stats", "--include-dashboard=false"]
+    started = subprocess.run([*start, *options], capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr[-2000:]
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([str(ray), "stop", "--force"], capture_output=True, timeout=120)
+
+
+def _ckit(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "compiler_kit", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_an_unreachable_cluster_is_bad_input_at_once(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: x\n")
+    for address, problem in (("127.0.0.1:9", "cannot reach the Ray cluster at 127.0.0.1:9"), ("x", "not host:port")):
+        done = _ckit("build", str(recipe), "--ray", address)
+        assert done.returncode == EXIT_BAD_INPUT and problem in done.stderr and "Traceback" not in done.stderr
+
+
+def _numbers(report: dict[str, Any]) -> Any:
+    """What a build measured on the model (timings and dates differ from run to run, so they are left out)."""
+    return {
+        "int8": report["artifacts"]["int8_tflite"]["sha256"],
+        "comparisons": report["comparisons"],
+        "budget": report["quantization_budget"],
+        "layers": report["layers"],
+    }
+
+
+@pytest.mark.slow
+def test_builds_on_ray_match_local_ones_and_a_bad_one_fails_alone(
+    ray_cluster: str, write_recipe: WriteRecipe, tmp_path: Path
+) -> None:
+    good = write_recipe(name="good.yaml")
+    bad = write_recipe(lambda recipe: recipe["calibration"].update(num_samples=-1), name="bad.yaml")
+    local = _ckit("build", str(good), "--out", str(tmp_path / "local"), "--cache-dir", str(tmp_path / "c1"), "-q")
+    assert local.returncode == 0, local.stderr[-2000:]
+    on_ray = _ckit("build", str(good), str(bad), "--ray", ray_cluster, "--cache-dir", str(tmp_path / "c2"), "-q")
+    assert on_ray.returncode == EXIT_BAD_INPUT, on_ray.stderr[-2000:]  # the worst of the two
+    assert "good: passed" in on_ray.stderr and "bad: bad input" in on_ray.stderr
+    assert "[bad] error: invalid recipe" in on_ray.stderr  # a failed build's own lines come back
+    reports = [json.loads((folder / "report.json").read_text()) for folder in (tmp_path / "local", tmp_path / "build")]
+    assert _numbers(reports[0]) == _numbers(reports[1])
+
+
+@pytest.mark.slow
+def test_tune_runs_its_trials_on_ray(ray_cluster: str, write_recipe: WriteRecipe, tmp_path: Path) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text("- name: mse\n  set: {calibration.method: mse}\n")
+    done = _ckit("tune", str(write_recipe()), "--space", str(space), "--ray", ray_cluster, "--out", str(tmp_path / "t"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    tune = json.loads((tmp_path / "t" / "tune.json").read_text())
+    assert [trial["name"] for trial in tune["trials"]] == ["recipe as written", "mse"]
+    assert all(trial["passed"] and trial["snr_db"] > 20 for trial in tune["trials"])
+    assert "mse: passed in" in done.stderr and "(ray)" in done.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -42,6 +43,15 @@ def build(
             "calibration.method=percentile --set verify.num_samples=100.",
         ),
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Run each build as a task on the Ray cluster at ADDRESS (host:port of `ray start --head`); every "
+            "node must see the recipes, data and folders at the same paths.",
+        ),
+    ] = None,
 ) -> None:
     """Build recipes: convert, quantize to full-integer int8, verify every stage on the same samples,
     time each runner, write BUILD/report.json, BUILD/report.md and BUILD/report.html, and check the gates.
@@ -55,14 +65,14 @@ def build(
     """
     from compiler_kit.recipe import parse_overrides
 
-    overrides = parse_overrides(assignments or [])
+    settings = BuildSettings(force, cache_dir, quiet, compiler, assignments or [])
+    overrides = parse_overrides(settings.assignments)  # a malformed --set stops here, before any build
     with _sigterm_interrupts():
         try:
-            if len(recipes) == 1:
-                _build_one(recipes[0], out, force, cache_dir, quiet, compiler, overrides)
+            if len(recipes) == 1 and ray is None:
+                _build_one(recipes[0], out, settings, overrides)
             else:
-                sets = [option for assignment in assignments or [] for option in ("--set", assignment)]
-                _build_many(recipes, out, jobs, force, cache_dir, quiet, compiler, sets)
+                _build_many(recipes, out, jobs, ray, settings)
         except KeyboardInterrupt:
             typer.echo(
                 "error: interrupted: the build folder keeps only complete artifacts, and the next build reuses "
@@ -72,26 +82,40 @@ def build(
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
-def _build_one(
-    recipe: Path,
-    out: Path | None,
-    force: bool,
-    cache_dir: Path | None,
-    quiet: bool,
-    compiler: Path | None,
-    overrides: dict[str, Any],
-) -> None:
+@dataclass(frozen=True)
+class BuildSettings:
+    """The options every build of one command shares."""
+
+    force: bool
+    cache_dir: Path | None
+    quiet: bool
+    compiler: Path | None
+    assignments: list[str]  # --set KEY=VALUE
+
+    def as_options(self) -> list[str]:
+        """The same settings for a `ckit build` of its own (a batch's builds, a Ray task)."""
+        return [
+            *(["--force"] if self.force else []),
+            *(["--cache-dir", str(self.cache_dir.resolve())] if self.cache_dir else []),
+            *(["--compiler", str(self.compiler.resolve())] if self.compiler else []),
+            *(["--quiet"] if self.quiet else []),
+            *(option for assignment in self.assignments for option in ("--set", assignment)),
+        ]
+
+
+def _build_one(recipe: Path, out: Path | None, settings: BuildSettings, overrides: dict[str, Any]) -> None:
     from compiler_kit.cache import StageCache, default_root
     from compiler_kit.pipeline import build as run_build
     from compiler_kit.recipe import load_recipe
     from compiler_kit.report import REPORT_HTML, REPORT_JSON, REPORT_MD, terminal_summary
 
     loaded = load_recipe(recipe, overrides)
-    if compiler is not None:
-        edgetpu = loaded.edgetpu.model_copy(update={"compiler": compiler.resolve()})
+    if settings.compiler is not None:
+        edgetpu = loaded.edgetpu.model_copy(update={"compiler": settings.compiler.resolve()})
         loaded = loaded.model_copy(update={"edgetpu": edgetpu})
-    cache = StageCache(cache_dir or default_root(), force=force)
-    result = run_build(loaded, recipe, out, progress=(lambda _: None) if quiet else _progress, cache=cache)
+    cache = StageCache(settings.cache_dir or default_root(), force=settings.force)
+    progress = (lambda _: None) if settings.quiet else _progress
+    result = run_build(loaded, recipe, out, progress=progress, cache=cache)
     typer.echo(terminal_summary(result.report))
     for warning in result.report["warnings"]:  # never silent, gate or no gate
         typer.echo(f"warning: {warning}", err=True)
@@ -107,29 +131,16 @@ def _build_one(
         raise typer.Exit(EXIT_GATE_FAILED)
 
 
-def _build_many(
-    recipes: list[Path],
-    out: Path | None,
-    jobs: int,
-    force: bool,
-    cache_dir: Path | None,
-    quiet: bool,
-    compiler: Path | None,
-    sets: list[str],
-) -> None:
-    from compiler_kit.batch import BatchBuild, BuildJob, worst_exit
+def _build_many(recipes: list[Path], out: Path | None, jobs: int, ray: str | None, settings: BuildSettings) -> None:
+    from compiler_kit.batch import BatchBuild, BuildJob, RayBuild, worst_exit
 
-    if out is not None:
+    if out is not None and len(recipes) > 1:
         typer.echo("error: --out names one build folder: give one recipe, or set output.dir in each", err=True)
         raise typer.Exit(EXIT_BAD_INPUT)
-    options = [
-        *(["--force"] if force else []),
-        *(["--cache-dir", str(cache_dir)] if cache_dir else []),
-        *(["--compiler", str(compiler.resolve())] if compiler else []),
-        *(["--quiet"] if quiet else []),
-        *sets,
-    ]
-    outcomes = BatchBuild(options, jobs, _progress, quiet=quiet).run([BuildJob(recipe) for recipe in recipes])
+    options = settings.as_options()
+    batch = RayBuild(ray, options, _progress) if ray else BatchBuild(options, jobs, _progress, quiet=settings.quiet)
+    own = ("--out", str(out.resolve())) if out else ()
+    outcomes = batch.run([BuildJob(recipe, own) for recipe in recipes])
     typer.echo("\n".join(f"{o.verdict:>12}  {o.seconds:6.1f} s  {o.recipe}" for o in outcomes))
     if code := worst_exit([outcome.exit_code for outcome in outcomes]):
         raise typer.Exit(code)

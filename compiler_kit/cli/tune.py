@@ -30,6 +30,14 @@ def tune(
     cache_dir: Annotated[
         Path | None, typer.Option("--cache-dir", help="Stage cache (default $CKIT_CACHE_DIR, else ~/.cache/ckit).")
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Run the trials as tasks on the Ray cluster at ADDRESS (host:port of `ray start --head`).",
+        ),
+    ] = None,
 ) -> None:
     """Try quantization settings on RECIPE, each trial a full `ckit build` sharing the stage cache (the model is
     converted once), and keep the best: passing the gates, then the best int8 accuracy (a labelled classifier)
@@ -39,6 +47,7 @@ def tune(
     Exit codes: 0 the best trial passes its gates · 2 bad recipe or search space, or no trial built · 3 no
     trial passes the gates · 130 interrupted.
     """
+    from compiler_kit.batch import BatchBuild, RayBuild
     from compiler_kit.recipe import load_recipe
     from compiler_kit.tune import (
         DEFAULT_SPACE,
@@ -55,8 +64,9 @@ def tune(
     loaded = load_recipe(recipe)  # a bad recipe fails here, once, not in every trial
     trials = load_space(space) if space else DEFAULT_SPACE
     folder = out or loaded.build_dir(recipe).with_name(f"{loaded.name}-tune")
-    options = ["--cache-dir", str(cache_dir)] if cache_dir else []
-    results = run_trials(recipe, trials, folder, options, jobs, _progress)
+    options = ["--cache-dir", str(cache_dir.resolve())] if cache_dir else []
+    batch = RayBuild(ray, options, _progress) if ray else BatchBuild(options, jobs, _progress, quiet=True)
+    results = run_trials(recipe, trials, folder, batch)
     chosen = best(results)
     write_tune_report(folder, recipe, results, chosen)
     typer.echo(f"tune: {folder / TUNE_JSON}  {folder / TUNE_MD}  {folder / TUNE_HTML}")
