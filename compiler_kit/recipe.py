@@ -218,6 +218,11 @@ class Legalize(_Section):
     skip: list[RewriteName] = Field(
         default_factory=list, description=f"Rewrites to leave out: {', '.join(REWRITE_NAMES)}."
     )
+    equalize: bool = Field(
+        False,
+        description="Cross-layer equalization, a quantization remedy: balance the channel ranges of each Conv -> "
+        "Relu -> Conv (exact) so one wide channel no longer sets the int8 step of all (ONNX and torch sources).",
+    )
 
 
 class Quantization(_Section):

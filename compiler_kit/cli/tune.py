@@ -20,7 +20,7 @@ def tune(
             "--space",
             help="Search space YAML: a grid (each recipe key maps to a list of values; every combination is a "
             "trial) or a list of trials (each a name and a set of recipe keys). Default: the recipe as written, "
-            "percentile 99.99 and 99.9, mse, and 1000 calibration samples.",
+            "percentile 99.99 and 99.9, mse, 1000 calibration samples, and (ONNX, torch) cross-layer equalization.",
         ),
     ] = None,
     out: Annotated[
@@ -50,11 +50,11 @@ def tune(
     from compiler_kit.batch import BatchBuild, RayBuild
     from compiler_kit.recipe import load_recipe
     from compiler_kit.tune import (
-        DEFAULT_SPACE,
         TUNE_HTML,
         TUNE_JSON,
         TUNE_MD,
         best,
+        default_space,
         load_space,
         run_trials,
         tuned_recipe,
@@ -62,7 +62,7 @@ def tune(
     )
 
     loaded = load_recipe(recipe)  # a bad recipe fails here, once, not in every trial
-    trials = load_space(space) if space else DEFAULT_SPACE
+    trials = load_space(space) if space else default_space(loaded.source.framework)
     folder = out or loaded.build_dir(recipe).with_name(f"{loaded.name}-tune")
     options = ["--cache-dir", str(cache_dir.resolve())] if cache_dir else []
     batch = RayBuild(ray, options, _progress) if ray else BatchBuild(options, jobs, _progress, quiet=True)

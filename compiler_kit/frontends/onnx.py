@@ -180,7 +180,8 @@ def convert_onnx(
     original_names = sanitize_names(model)
     with work_dir() as work:
         model = simplify(model, Path(work))
-        legal = legalize(model, frozenset(settings.skip), settings.enabled)
+        remedies = frozenset({"cross_layer_equalization"} if settings.equalize else ())
+        legal = legalize(model, frozenset(settings.skip), settings.enabled, remedies)
         onnx.save(legal.model, str(out_dir / STATIC_ONNX))
         _run_onnx2tf(out_dir / STATIC_ONNX, out_dir, Path(work), _Names(legal.model, original_names))
     model_inputs, model_outputs = saved_model_shapes(out_dir / SAVED_MODEL)

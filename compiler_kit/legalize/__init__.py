@@ -49,8 +49,11 @@ class Legalization:
         }
 
 
-def legalize(model: Any, skip: frozenset[str] = frozenset(), enabled: bool = True) -> Legalization:
-    """Apply every registered rewrite not in `skip` (none when not `enabled`) to a copy of `model`. A model that
+def legalize(
+    model: Any, skip: frozenset[str] = frozenset(), enabled: bool = True, opt_in: frozenset[str] = frozenset()
+) -> Legalization:
+    """Apply every registered rewrite not in `skip` (none when not `enabled`) to a copy of `model`, and the opt-in
+    ones (quantization remedies) named in `opt_in`. A model that
     onnxruntime cannot run is left as it is (no rewrite can be checked): the converter then says what it makes
     of it, and its output shapes come from ONNX shape inference."""
     feeds = sample_feeds(model)
@@ -60,6 +63,8 @@ def legalize(model: Any, skip: frozenset[str] = frozenset(), enabled: bool = Tru
         return Legalization(model, output_shapes=inferred_output_shapes(model), enabled=False, unchecked=str(exc))
     found = Legalization(model, output_shapes={name: list(v.shape) for name, v in reference.items()}, enabled=enabled)
     for rewrite in REWRITES.values() if enabled else ():
+        if rewrite.opt_in and rewrite.name not in opt_in:
+            continue
         if rewrite.name in skip:
             found.rewrites.append(_row(rewrite.name, "skipped (legalize.skip)", []))
             continue

@@ -36,6 +36,7 @@ class Rewrite:
     name: str
     summary: str
     apply: Callable[[Graph], list[str]]
+    opt_in: bool = False  # a quantization remedy, run only when the recipe asks (legalize.equalize)
 
 
 RewriteFunction = Callable[[Graph], list[str]]
@@ -53,9 +54,9 @@ SIGN_PRESERVING_OPS = frozenset(
 NONNEGATIVE_SEARCH_DEPTH = 16
 
 
-def rewrite(name: str, summary: str) -> Callable[[RewriteFunction], RewriteFunction]:
+def rewrite(name: str, summary: str, opt_in: bool = False) -> Callable[[RewriteFunction], RewriteFunction]:
     def register(apply: RewriteFunction) -> RewriteFunction:
-        REWRITES[name] = Rewrite(name, summary, apply)
+        REWRITES[name] = Rewrite(name, summary, apply, opt_in)
         return apply
 
     return register
@@ -482,3 +483,75 @@ def _grown_kernel(size: list[int], kernel: list[int], strides: list[int], pads: 
             return None
         grown.append(fit)
     return grown
+
+
+# --- a quantization remedy, opt-in: it changes no op, only how the channel ranges are spread ---
+
+
+@rewrite(
+    "cross_layer_equalization",
+    "Conv -> Relu (-> pooling) -> Conv: each channel scaled down in the first convolution and up in the second so "
+    "both have the same range (Nagel et al., 2019); exact, as relu(x / s) = relu(x) / s for s > 0",
+    opt_in=True,
+)
+def cross_layer_equalization(g: Graph) -> list[str]:
+    """One channel far wider than the others sets the int8 step of the whole activation between the two
+    convolutions; balanced, every channel keeps its precision. Only Relu is positively homogeneous (Relu6 clips)."""
+    rewritten = []
+    for first in list(g.graph.node):
+        pair = _equalizable(g, first)
+        if pair is None:
+            continue
+        second, w1, w2 = pair
+        r1 = np.abs(w1).reshape(len(w1), -1).max(axis=1)
+        r2 = _input_channel_ranges(second, w2)
+        scale = np.where((r1 > 0) & (r2 > 0), np.sqrt(r1 * r2) / np.where(r2 > 0, r2, 1.0), 1.0)
+        if np.allclose(scale, 1.0):
+            continue
+        first.input[1] = g.add_constant(f"{first.name}_equalized_w", w1 / scale.reshape(-1, 1, 1, 1))
+        if len(first.input) > 2 and first.input[2]:
+            bias = g.constant(first.input[2])
+            assert bias is not None  # _equalizable checked it
+            first.input[2] = g.add_constant(f"{first.name}_equalized_b", bias / scale)
+        second.input[1] = g.add_constant(f"{second.name}_equalized_w", w2 * _along_input(second, scale, w2.ndim))
+        rewritten.append(first.name)
+    return rewritten
+
+
+# Per-channel ops that commute with a positive per-channel scale, so they may sit between the two convolutions.
+SCALE_EQUIVARIANT_POOLS = frozenset({"MaxPool", "AveragePool"})
+
+
+def _equalizable(g: Graph, first: Any) -> tuple[Any, np.ndarray, np.ndarray] | None:
+    """(second Conv, first weights, second weights) when `first` is a 2-D Conv -> Relu -> (pools) -> Conv with
+    constant weights and bias, each step read by nothing else."""
+    if first.op_type != "Conv" or len(first.input) < 2:
+        return None
+    relu = g.single_consumer(first.output[0])
+    second = g.single_consumer(relu.output[0]) if relu is not None and relu.op_type == "Relu" else None
+    while second is not None and second.op_type in SCALE_EQUIVARIANT_POOLS:
+        second = g.single_consumer(second.output[0])
+    if second is None or second.op_type != "Conv":
+        return None
+    w1, w2 = g.constant(first.input[1]), g.constant(second.input[1])
+    has_bias = len(first.input) > 2 and bool(first.input[2])
+    if w1 is None or w2 is None or w1.ndim != 4 or w2.ndim != 4 or (has_bias and g.constant(first.input[2]) is None):
+        return None
+    groups, channels = attribute(second, "group", 1), len(w1)
+    plain, depthwise = (
+        groups == 1 and w2.shape[1] == channels,
+        groups == channels and w2.shape == (channels, 1, *w2.shape[2:]),
+    )
+    return (second, w1, w2) if plain or depthwise else None
+
+
+def _input_channel_ranges(second: Any, w2: np.ndarray) -> np.ndarray:
+    """Each input channel's largest weight magnitude: over output channels (plain) or its own filter (depthwise)."""
+    axes = (1, 2, 3) if attribute(second, "group", 1) > 1 else (0, 2, 3)
+    return np.abs(w2).max(axis=axes)
+
+
+def _along_input(second: Any, scale: np.ndarray, ndim: int) -> np.ndarray:
+    shape = [1] * ndim
+    shape[0 if attribute(second, "group", 1) > 1 else 1] = len(scale)
+    return scale.reshape(shape)

@@ -177,3 +177,44 @@ def test_a_missing_model_file(torch_recipe, onnx_recipe, tmp_path: Path, framewo
 
     result = ckit("build", str(_write(torch_recipe if framework == "torch" else onnx_recipe, tmp_path, edit)))
     assert_bad_input(result, str(absent), "file not found")
+
+
+@pytest.mark.slow
+def test_cross_layer_equalization_recovers_a_channel_that_sets_the_int8_step(
+    torch_recipe: dict[str, Any], torch_models: dict[str, Path], digits_dir: Path, tmp_path: Path
+) -> None:
+    """The trained digits CNN with its first convolution's busiest channel fifty times wider, undone in the second
+    convolution (the float model computes the same function): that one channel sets the int8 step of the whole
+    activation between them. legalize.equalize balances the channels back (exactly) and the int8 SNR returns."""
+    import torch
+
+    state = torch.load(torch_models["weights"])
+    with np.load(digits_dir / "calibration.npz") as data:
+        images = torch.from_numpy(data["x"][:64].astype(np.float32).transpose(0, 3, 1, 2) / 255.0)  # NHWC -> NCHW
+    first = torch.nn.functional.conv2d(images, state["features.0.weight"], state["features.0.bias"], padding=1)
+    activations = torch.relu(first)
+    busiest = int(activations.mean(dim=(0, 2, 3)).argmax())  # a live channel: scaling a dead one changes nothing
+    state["features.0.weight"][busiest] *= 50
+    state["features.0.bias"][busiest] *= 50
+    state["features.3.weight"][:, busiest] /= 50
+    torch.save(state, tmp_path / "wide.pt")
+
+    def snr(equalize: bool) -> tuple[float, dict[str, Any]]:
+        folder = tmp_path / f"equalize-{equalize}"
+        folder.mkdir()
+
+        def edit(recipe: dict[str, Any]) -> None:
+            recipe["source"]["weights"] = str(tmp_path / "wide.pt")
+            recipe["legalize"] = {"equalize": equalize}
+
+        result = ckit("build", str(_write(torch_recipe, folder, edit)))
+        assert result.exit_code == 0, result.output
+        report = _report(folder)
+        drift = next(c for c in report["comparisons"] if (c["reference"], c["candidate"]) == ("source", "tflite-int8"))
+        return drift["metrics"]["snr_db"], report["legalization"]
+
+    wide, _ = snr(False)
+    balanced, legalization = snr(True)
+    [row] = [row for row in legalization["rewrites"] if row["name"] == "cross_layer_equalization"]
+    assert row["status"] == "applied" and row["max_relative_error"] < 1e-4
+    assert balanced > wide + 6, (wide, balanced)

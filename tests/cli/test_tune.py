@@ -95,3 +95,10 @@ def test_tuning_digits_with_hot_calibration_pixels_chooses_percentile(
     assert tuned["calibration"]["method"] == "percentile" and tuned["calibration"]["percentile"] == 99.9
     assert "percentile" in (tmp_path / "t" / "tune.md").read_text()
     assert 'data-plot="tune"' in (tmp_path / "t" / "tune.html").read_text()
+
+
+def test_the_default_space_equalizes_only_graphs_it_can_rewrite() -> None:
+    from compiler_kit.tune import EQUALIZE, default_space
+
+    assert default_space("keras") == DEFAULT_SPACE
+    assert default_space("onnx")[-1] == EQUALIZE == default_space("torch")[-1]

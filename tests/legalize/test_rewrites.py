@@ -234,3 +234,41 @@ def test_a_transpose_conv_whose_bias_is_computed_is_left_alone() -> None:
     model = _model([bias, up], [1, 6, 5, 7], initializers)
     nodes, rewritten, error = _apply("transpose_conv_unfused", model)
     assert nodes == [] and error == 0.0 and _ops(rewritten) == _ops(model)
+
+
+def _conv(name: str, inputs: list[str], output: str, **attributes: Any) -> Any:
+    return helper.make_node("Conv", inputs, [output], name=name, kernel_shape=[3, 3], pads=[1, 1, 1, 1], **attributes)
+
+
+@pytest.mark.parametrize("depthwise", [False, True])
+def test_cross_layer_equalization_balances_the_channel_ranges_exactly(depthwise: bool) -> None:
+    """One channel of the first convolution a hundred times wider than the rest: after equalization both
+    convolutions have equal ranges per channel, and the outputs do not move."""
+    w1 = _weights(4, 3, 3, 3)
+    w1[2] *= 100
+    w2 = _weights(4, 1, 3, 3, seed=1) if depthwise else _weights(5, 4, 3, 3, seed=1)
+    nodes = [
+        _conv("first", ["x", "w1", "b1"], "a"),
+        helper.make_node("Relu", ["a"], ["r"], name="relu"),
+        _conv("second", ["r", "w2"], "y", **({"group": 4} if depthwise else {})),
+    ]
+    model = _model(nodes, [1, 3, 8, 8], {"w1": w1, "b1": _weights(4, seed=2), "w2": w2})
+    rewritten, after, error = _apply("cross_layer_equalization", model)
+    assert rewritten == ["first"] and error < 1e-5
+    graph = Graph(after)
+    first, second = (next(n for n in after.graph.node if n.name == name) for name in ("first", "second"))
+    r1 = np.abs(graph.constant(first.input[1])).reshape(4, -1).max(axis=1)
+    balanced = graph.constant(second.input[1])
+    r2 = np.abs(balanced).max(axis=(1, 2, 3) if depthwise else (0, 2, 3))
+    np.testing.assert_allclose(r1, r2, rtol=1e-5)
+
+
+def test_cross_layer_equalization_leaves_relu6_alone() -> None:
+    """Relu6 (a Clip at 6) is not scale-equivariant: scaling its input changes what it clips."""
+    nodes = [
+        _conv("first", ["x", "w1"], "a"),
+        helper.make_node("Clip", ["a", "lo", "hi"], ["r"], name="relu6"),
+        _conv("second", ["r", "w2"], "y"),
+    ]
+    values = {"w1": _weights(4, 3, 3, 3), "w2": _weights(5, 4, 3, 3), "lo": np.array(0.0), "hi": np.array(6.0)}
+    assert _apply("cross_layer_equalization", _model(nodes, [1, 3, 8, 8], values))[0] == []
