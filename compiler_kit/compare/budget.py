@@ -6,7 +6,8 @@ model has it (its own scales and zero points, read from it):
   - weights: each weighted op's float weights and bias are replaced by the int8 model's, dequantized;
   - activations: a QUANTIZE/DEQUANTIZE pair follows every activation the int8 model quantizes (the model's input
     excepted: that is the input term), with that activation's parameters.
-Each variant runs on the verification samples; its SNR against the float model, per output, is that term's cost.
+Each variant runs on the first BUDGET_SAMPLES verification samples; its SNR against the float model there, per
+output, is that term's cost, set beside the int8 model's SNR on the same samples.
 Independent errors add in power, so the terms combine to -10 log10(sum of 10^(-SNR/10)); the full int8 model's
 SNR should be near that. The term with the lowest SNR dominates, and it says which remedy to reach for.
 
@@ -16,6 +17,7 @@ with no float counterpart is left out of the activations term (the report counts
 
 from __future__ import annotations
 
+import itertools
 import math
 import tempfile
 from collections.abc import Callable, Iterable
@@ -31,6 +33,7 @@ from compiler_kit.frontends.base import FloatModel
 from compiler_kit.runners.litert import LiteRtRunner, TensorCodec
 
 TERMS = ("input", "weights", "activations")
+BUDGET_SAMPLES = 64  # verification samples the budget runs (the first ones): an estimate, not the verdict
 # The ops whose constant inputs the int8 model quantizes as weights: (weights position, bias position).
 WEIGHTED_OPS = {"CONV_2D": (1, 2), "DEPTHWISE_CONV_2D": (1, 2), "FULLY_CONNECTED": (1, 2), "TRANSPOSE_CONV": (1, 3)}
 REMEDIES = {
@@ -220,6 +223,10 @@ def _run(runner: LiteRtRunner, samples: Iterable[np.ndarray], input_name: str, c
     return outputs
 
 
+def _first(samples: Callable[[], Iterable[np.ndarray]], count: int) -> Callable[[], Iterable[np.ndarray]]:
+    return lambda: itertools.islice(samples(), count)
+
+
 def combined_db(terms: Iterable[float]) -> float:
     """Independent errors add in power: the SNR the terms together predict."""
     noise = sum(10 ** (-snr / 10) for snr in terms)
@@ -239,7 +246,13 @@ def error_budget(
 ) -> dict[str, Any]:
     """The budget for the report: per output the SNR of each term, what they combine to and the int8 model's own
     SNR (all against `reference`, the float TFLite model's outputs), and the dominant term of the worst output with
-    its remedy. `samples()` yields the verification samples in the source layout, each time from the start."""
+    its remedy. `samples()` yields the verification samples in the source layout, each time from the start; the
+    budget takes the first BUDGET_SAMPLES of them (three more float passes over a large set cost more than the
+    estimate gains), and measures the int8 model's SNR on the same ones."""
+    count = min(count, BUDGET_SAMPLES)
+    samples = _first(samples, count)
+    reference = {name: y[:count] for name, y in reference.items()}
+    int8 = {name: y[:count] for name, y in int8.items()}
     parameters = int8_parameters(float_tflite, int8_tflite)
     io = (float_model.input_perms, float_model.outputs)
     codec = parameters.input_codec
@@ -268,6 +281,7 @@ def error_budget(
     dominant: str = outputs[worst]["dominant"]
     return {
         "reference": "tflite-float",
+        "samples": count,
         "outputs": outputs,
         "worst_output": worst,
         "dominant": dominant,

@@ -7,8 +7,8 @@ evidence measured on this build:
     its values do not fill the int8 grid evenly (far outliers stretch it, or the range is mostly unused);
   - outputs_below_one_step: on most samples every value of an output is below one step of its int8 tensor, so int8
     rounds it to nothing (a softmax over many classes whose probabilities are all ~0.001);
-  - clipped_activations: the verification data drives activations beyond the ranges calibration measured, so they
-    clip: the calibration data is too small or not like the data the model serves;
+  - clipped_activations: the verification data drives activations beyond the ranges min-max calibration measured,
+    so they clip: the calibration data is too small or not like the data the model serves;
   - batchnorm_statistics: the model's first BatchNorm keeps running statistics of what it saw in training; data fed
     to it now that sits far from them was preprocessed differently (scale, mean, std) from the training data.
 One more reads what the outputs MEAN, so the report stage runs it once each output's task is known:
@@ -49,6 +49,7 @@ class Evidence:
 
     verify: Dataset | None = None
     calibration_samples: tuple[int, int] | None = None  # (calibration.num_samples, samples used)
+    calibration_method: str = "min-max"  # percentile and mse clip on purpose: clipping is no finding then
     int8_tflite: Path | None = None
     float_outputs: Outputs = field(default_factory=dict)  # the float TFLite model's, by output name
     layers: LayerDrifts = field(default_factory=LayerDrifts)
@@ -131,7 +132,7 @@ def _signature_outputs(graph: TensorGraph) -> dict[str, int]:
 
 def clipped_activations(evidence: Evidence) -> list[str]:
     clipped = sorted((layer for layer in evidence.layers if layer.clipped > CLIPPED_SHARE), key=lambda x: -x.clipped)
-    if not clipped:
+    if not clipped or evidence.calibration_method != "min-max":
         return []
     requested, used = evidence.calibration_samples or (None, None)
     worst = clipped[0]

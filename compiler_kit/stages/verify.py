@@ -99,9 +99,17 @@ class VerifyStage(CachedStage[Verified]):
         layers = with_source_names(job, layers)
         described = {runner.name: runner.describe() for runner in job.runners}
         budget = quantization_budget(job, outputs)
-        calibration = (job.recipe.calibration.num_samples, len(job[DATA].calibration))
+        settings = job.recipe.calibration
+        calibration = (settings.num_samples, len(job[DATA].calibration))
         evidence = Evidence(
-            verify, calibration, tflite.int8_tflite, outputs["tflite-float"], layers, budget, source_batchnorm(job)
+            verify,
+            calibration,
+            settings.method,
+            tflite.int8_tflite,
+            outputs["tflite-float"],
+            layers,
+            budget,
+            source_batchnorm(job),
         )
         verified = Verified(outputs, first_ms, described, layers, budget, diagnose(evidence))
         return verified.save(files, float_model.output_names)

@@ -62,6 +62,7 @@ def test_clipped_activations_name_the_worst_source_layer_and_the_calibration_siz
     assert note.startswith("2 layers clip") and "'features.3 (Relu)', 2.00% of its values" in note
     assert "calibration.num_samples is 200, 50 used" in note
     assert clipped_activations(Evidence(layers=LayerDrifts([_layer("a", 0.0005)]))) == []
+    assert clipped_activations(Evidence(layers=layers, calibration_method="percentile")) == []  # clipping on purpose
 
 
 def test_batchnorm_statistics_judge_shift_and_spread() -> None:
