@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
-from compiler_kit.cli.errors import exits_cleanly
+from compiler_kit.cli.errors import INTERRUPTS, exits_cleanly
 from compiler_kit.errors import EXIT_BAD_INPUT, EXIT_GATE_FAILED, EXIT_INTERRUPTED
 
 
@@ -44,12 +41,15 @@ def build(
     is still written) · 4 a required tool is missing · 130 interrupted. With several recipes, the most
     serious code of any build.
     """
-    with _sigterm_interrupts():
+    with INTERRUPTS.during_command():  # SIGTERM (a CI runner cancelling the job) ends a build like Ctrl-C
         try:
-            if len(recipes) == 1:
-                _build_one(recipes[0], out, force, cache_dir, quiet, compiler)
-            else:
-                _build_many(recipes, out, jobs, force, cache_dir, quiet, compiler)
+            try:
+                if len(recipes) == 1:
+                    _build_one(recipes[0], out, force, cache_dir, quiet, compiler)
+                else:
+                    _build_many(recipes, out, jobs, force, cache_dir, quiet, compiler)
+            finally:
+                INTERRUPTS.decide()  # a signal from here on is held back (cli/errors.py, Interrupts)
         except KeyboardInterrupt:
             typer.echo(
                 "error: interrupted: the build folder keeps only complete artifacts, and the next build reuses "
@@ -73,6 +73,7 @@ def _build_one(
         loaded = loaded.model_copy(update={"edgetpu": edgetpu})
     cache = StageCache(cache_dir or default_root(), force=force)
     result = run_build(loaded, recipe, out, progress=(lambda _: None) if quiet else _progress, cache=cache)
+    INTERRUPTS.decide()  # the reports are written: the verdict stands, whatever signal comes now
     typer.echo(terminal_summary(result.report))
     for warning in result.report["warnings"]:  # never silent, gate or no gate
         typer.echo(f"warning: {warning}", err=True)
@@ -112,21 +113,6 @@ def _build_many(
     typer.echo("\n".join(f"{o.verdict:>12}  {o.seconds:6.1f} s  {o.recipe}" for o in outcomes))
     if code := worst_exit([outcome.exit_code for outcome in outcomes]):
         raise typer.Exit(code)
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM (a CI runner cancelling the job) ends a build like Ctrl-C: temporary files are removed on the way
-    out, so only complete artifacts stay."""
-
-    def interrupt(signum: int, frame: object) -> NoReturn:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _progress(message: str) -> None:
