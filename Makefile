@@ -18,7 +18,7 @@ SCENES := calibration/digit_scenes/eval.npz
 DETECTOR := recipes/models/digit_detector.onnx
 DIGITS_RECIPES := recipes/digits_keras.yaml recipes/digits_torch.yaml recipes/digits_onnx.yaml
 
-.PHONY: setup data models demo recipes browser test lint bench clean edgetpu-fit corpus corpus-tune
+.PHONY: setup data models demo recipes browser test lint bench trials clean edgetpu-fit corpus corpus-tune
 
 setup: $(STAMP)
 
@@ -78,6 +78,12 @@ lint: setup
 # MobileNetV2 int8 vs float latency): a table, and JSON in benchmarks/results/. BENCH_ARGS="--only a,c --runs 5".
 bench: models
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+# Reliability trials of the real CLI (benchmarks/trials.py): builds SIGKILLed and SIGTERMed at seeded random points,
+# concurrent builds, damaged and unusable stage caches, full disks (tmpfs in `unshare -rm`), 141 hostile inputs; a
+# table, and JSON in benchmarks/results/trials.json. About 15 min; TRIALS_ARGS="--quick" or "--only sigkill,disk-full".
+trials: models
+	$(PY) -m benchmarks.trials $(TRIALS_ARGS)
 
 clean:
 	rm -rf build benchmarks/results calibration/digits calibration/photos calibration/co2 calibration/digit_scenes recipes/models/*.keras \

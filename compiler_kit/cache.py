@@ -46,8 +46,48 @@ Warn = Callable[[str], None]
 
 def warn_on_stderr(message: str) -> None:
     """Where the cache's warnings go: stderr, like every `warning:` of ckit, even with --quiet (a cache that
-    stores nothing or an entry found damaged is worth knowing about whether or not progress is shown)."""
-    print(f"warning: {message}", file=sys.stderr)
+    stores nothing or an entry found damaged is worth knowing about whether or not progress is shown).
+
+    Most are met during a stage, while file descriptor 2 is sent to the build log (lazy.native_output_to keeps
+    TensorFlow's C++ lines out of the terminal): the warning goes to the log, and also to the stderr the build
+    started with, or the user would never see it."""
+    line = f"warning: {message}"
+    print(line, file=sys.stderr, flush=True)
+    original = _stderr_at_start()
+    if original is not None and _is_fd2(sys.stderr) and not _same_file(2, original):
+        _write_all(original, f"{line}\n".encode(errors="backslashreplace"))
+
+
+@cache
+def _stderr_at_start() -> int | None:
+    """A duplicate of file descriptor 2 as the first StageCache found it (a build makes its cache before any stage
+    redirects fd 2); None when there is no fd 2."""
+    try:
+        return os.dup(2)
+    except OSError:
+        return None
+
+
+def _is_fd2(stream: Any) -> bool:
+    """Whether `stream` writes to file descriptor 2 (not so under a test runner's captured stream)."""
+    try:
+        return bool(stream.fileno() == 2)
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _same_file(fd: int, other: int) -> bool:
+    try:
+        first, second = os.fstat(fd), os.fstat(other)
+    except OSError:
+        return True  # nothing to compare: write once
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    with contextlib.suppress(OSError):  # a closed terminal: the log still has the warning
+        while data:
+            data = data[os.write(fd, data) :]
 
 
 def default_root() -> Path:
@@ -108,6 +148,7 @@ class StageCache:
         self.root = root
         self.force = force
         self.warn = warn
+        _stderr_at_start()  # now, before a stage sends fd 2 to the build log
         self.writable = True  # False once storing has failed: entries are still read, never stored or touched
         self._tmp = root / "tmp"  # where entries are built
         self._temporary: list[Path] = []  # what this build made and the cache could not take: gone when it ends

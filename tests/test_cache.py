@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from compiler_kit.cache import ENTRY_JSON, FILES, RETRY, StageCache, resolve_files, stage_key
-from tests.conftest import in_mount_namespace, quoted
+from tests.conftest import REPO, in_mount_namespace, quoted
 
 
 def _make(files: Path) -> dict:
@@ -216,6 +216,33 @@ def test_a_warm_cache_that_cannot_be_written_is_read_but_never_touched(tmp_path:
     assert len(warnings) == 1 and "reusing its entries but storing no new ones" in warnings[0]
     assert (stored.path / ENTRY_JSON).stat().st_mtime == 1_000_000  # its last use is not this build's
     assert cache.lookup("quantize", "k").status == "miss"
+
+
+_WARN_IN_A_STAGE = """
+import sys
+from pathlib import Path
+from compiler_kit import lazy
+from compiler_kit.cache import StageCache
+cache = StageCache(Path(sys.argv[1]))
+if sys.argv[3] == "stage":
+    with lazy.native_output_to(Path(sys.argv[2])):  # what StageLog does for every stage
+        cache.warn("the cached quantize entry is corrupt")
+else:
+    cache.warn("the cached quantize entry is corrupt")
+"""
+
+
+@pytest.mark.parametrize("where", ["stage", "between-stages"])
+def test_a_warning_reaches_the_stderr_the_build_started_with(tmp_path: Path, where: str) -> None:
+    """A stage sends file descriptor 2 to the build log (TensorFlow's C++ lines), and the cache warns during a stage:
+    the warning went only to build.log, so `ckit build` never said an entry was corrupt or the cache unwritable. In
+    a real process: a test runner's captured sys.stderr never goes through fd 2. Once on stderr, in or out of one."""
+    log = tmp_path / "build.log"
+    command = [sys.executable, "-c", _WARN_IN_A_STAGE, str(tmp_path / "cache"), str(log), where]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "warning: the cached quantize entry is corrupt\n"
+    assert (log.read_text() if log.exists() else "") == (done.stderr if where == "stage" else "")
 
 
 _LOOK_UP = """

@@ -14,6 +14,7 @@ from compiler_kit.cli.build import build
 from compiler_kit.cli.cache import cache_app
 from compiler_kit.cli.compile_log import compile_log
 from compiler_kit.cli.doctor import doctor
+from compiler_kit.cli.errors import INTERRUPTS, SIGNALS
 from compiler_kit.cli.init import init
 from compiler_kit.cli.inspect import inspect_model
 from compiler_kit.cli.report import report_app
@@ -58,20 +59,26 @@ def main() -> NoReturn:
     """Run one command and leave at once with its exit code. Once the verdict is decided nothing may change it:
     the interpreter's teardown (TensorFlow's and absl's exit handlers, about 2 s) is skipped, and SIGTERM or
     Ctrl-C arriving after the command are held back (a CI runner cancelling a finished job no longer turns exit
-    0 into 143). Every file a command writes is complete before it returns (atomic writes, closed logs)."""
-    signal.signal(signal.SIGTERM, _interrupt)  # between commands too: build's own handler restores this one
+    0 into 143, 130, Click's "Aborted!" or a traceback). Every file a command writes is complete before it returns
+    (atomic writes, closed logs)."""
+    INTERRUPTS.install()  # a command may decide its verdict sooner (build: once its reports are written)
+    code = EXIT_INTERRUPTED
     try:
-        app()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-    except KeyboardInterrupt:  # a signal in the instant between the command's end and the lines below
-        code = EXIT_INTERRUPTED
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        try:
+            code = _exit_code()
+        finally:
+            INTERRUPTS.decide()
+    except KeyboardInterrupt:  # a signal in the instant between the command's end and its verdict being held
+        INTERRUPTS.decide()
+    signal.pthread_sigmask(signal.SIG_BLOCK, set(SIGNALS))
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
 
 
-def _interrupt(signum: int, frame: object) -> NoReturn:
-    raise KeyboardInterrupt
+def _exit_code() -> int:
+    try:
+        app()
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    return 0

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
-from compiler_kit.cli.errors import exits_cleanly
+from compiler_kit.cli.errors import INTERRUPTS, exits_cleanly
 from compiler_kit.errors import EXIT_BAD_INPUT, EXIT_GATE_FAILED, EXIT_INTERRUPTED
 
 
@@ -67,12 +64,15 @@ def build(
 
     settings = BuildSettings(force, cache_dir, quiet, compiler, assignments or [])
     overrides = parse_overrides(settings.assignments)  # a malformed --set stops here, before any build
-    with _sigterm_interrupts():
+    with INTERRUPTS.during_command():  # SIGTERM (a CI runner cancelling the job) ends a build like Ctrl-C
         try:
-            if len(recipes) == 1 and ray is None:
-                _build_one(recipes[0], out, settings, overrides)
-            else:
-                _build_many(recipes, out, jobs, ray, settings)
+            try:
+                if len(recipes) == 1 and ray is None:
+                    _build_one(recipes[0], out, settings, overrides)
+                else:
+                    _build_many(recipes, out, jobs, ray, settings)
+            finally:
+                INTERRUPTS.decide()  # a signal from here on is held back (cli/errors.py, Interrupts)
         except KeyboardInterrupt:
             typer.echo(
                 "error: interrupted: the build folder keeps only complete artifacts, and the next build reuses "
@@ -116,6 +116,7 @@ def _build_one(recipe: Path, out: Path | None, settings: BuildSettings, override
     cache = StageCache(settings.cache_dir or default_root(), force=settings.force)
     progress = (lambda _: None) if settings.quiet else _progress
     result = run_build(loaded, recipe, out, progress=progress, cache=cache)
+    INTERRUPTS.decide()  # the reports are written: the verdict stands, whatever signal comes now
     typer.echo(terminal_summary(result.report))
     for warning in result.report["warnings"]:  # never silent, gate or no gate
         typer.echo(f"warning: {warning}", err=True)
@@ -144,21 +145,6 @@ def _build_many(recipes: list[Path], out: Path | None, jobs: int, ray: str | Non
     typer.echo("\n".join(f"{o.verdict:>12}  {o.seconds:6.1f} s  {o.recipe}" for o in outcomes))
     if code := worst_exit([outcome.exit_code for outcome in outcomes]):
         raise typer.Exit(code)
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM (a CI runner cancelling the job) ends a build like Ctrl-C: temporary files are removed on the way
-    out, so only complete artifacts stay."""
-
-    def interrupt(signum: int, frame: object) -> NoReturn:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _progress(message: str) -> None:

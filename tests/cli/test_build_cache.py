@@ -135,6 +135,22 @@ def test_a_corrupted_entry_is_detected_and_built_again_never_used(
     assert sha256_file(entry / "files" / INT8_TFLITE) == good
 
 
+def test_a_real_ckit_process_says_on_stderr_that_an_entry_is_corrupt(
+    warm_cache: Path, test_cache: Path, write_recipe: WriteRecipe
+) -> None:
+    """The warning is met during the stage, whose file descriptor 2 goes to build.log: CliRunner (above) captures
+    sys.stderr and never saw that it reached only the log. A real `ckit build` process must print it."""
+    shutil.copytree(warm_cache, test_cache)
+    [entry] = (test_cache / "quantize").iterdir()
+    (entry / "files" / INT8_TFLITE).write_bytes(b"damaged")
+    command = [sys.executable, "-m", "compiler_kit", "build", str(write_recipe()), "--quiet"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr == (
+        f"warning: the cached quantize entry {entry} is corrupt ({INT8_TFLITE}: hash mismatch): building it again\n"
+    )
+
+
 def _edit(stage: str, change: Callable[[dict[str, Any]], object]) -> Callable[[Path], None]:
     """Damage the cached `stage` entry: `change` edits the metadata of its entry.json, parsed, in place."""
 
