@@ -33,7 +33,7 @@ from compiler_kit.frontends.base import FloatModel
 from compiler_kit.runners.litert import LiteRtRunner, TensorCodec
 
 TERMS = ("input", "weights", "activations")
-BUDGET_SAMPLES = 64  # verification samples the budget runs (the first ones): an estimate, not the verdict
+BUDGET_SAMPLES = 32  # verification samples the budget runs (the first ones): an estimate, not the verdict
 # The ops whose constant inputs the int8 model quantizes as weights: (weights position, bias position).
 WEIGHTED_OPS = {"CONV_2D": (1, 2), "DEPTHWISE_CONV_2D": (1, 2), "FULLY_CONNECTED": (1, 2), "TRANSPOSE_CONV": (1, 3)}
 REMEDIES = {
