@@ -142,9 +142,12 @@ class RayBuild:
         refs = [task.remote(job, self.options) for job in absolute]
         try:
             return [self._outcome(job, *ray.get(ref)) for job, ref in zip(absolute, refs, strict=True)]
-        finally:  # on Ctrl-C or SIGTERM too: no build outlives the batch
-            for ref in refs:
+        except BaseException:  # Ctrl-C or SIGTERM: no build outlives the batch (finished tasks are not cancelled:
+            _, running = ray.wait(refs, num_returns=len(refs), timeout=0)  # Ray's core crashed on that once)
+            for ref in running:
                 ray.cancel(ref, force=True)
+            raise
+        finally:
             ray.shutdown()
 
     def _connect(self, ray: Any) -> None:
