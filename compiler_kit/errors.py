@@ -112,6 +112,21 @@ def tree_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def broken_symlink(path: Path, fix: str) -> BadInputError | None:
+    """The error for a symbolic link that cannot be followed (to nothing, or round in a loop); None otherwise."""
+    if not path.is_symlink():
+        return None
+    try:
+        path.resolve(strict=True)
+    except FileNotFoundError:
+        return BadInputError("is a symbolic link to nothing", path=path, fix=fix)
+    except (RuntimeError, OSError) as exc:  # a loop: RuntimeError up to Python 3.12, OSError ELOOP after
+        if isinstance(exc, RuntimeError) or exc.errno == errno.ELOOP:
+            return BadInputError("is a symbolic link that loops", path=path, fix=fix)
+        return BadInputError(f"is a symbolic link that cannot be followed ({exc.strerror})", path=path, fix=fix)
+    return None
+
+
 class ToolMissingError(CkitError):
     """A tool or device the recipe requires is not on this machine."""
 

@@ -11,7 +11,6 @@ member's header is read before its data, since NumPy allocates whatever a header
 
 from __future__ import annotations
 
-import errno
 import math
 import zipfile
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 
-from compiler_kit.errors import BadInputError
+from compiler_kit.errors import BadInputError, broken_symlink
 from compiler_kit.recipe import MAX_SAMPLE_ELEMENTS, DataSpec, Preprocess
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
@@ -78,18 +77,7 @@ def _missing(path: Path, field: str) -> BadInputError:
     not_found = BadInputError(
         f"data set not found ({field}.path)", path=path, fix=f"check {field}.path in the recipe (relative to it)"
     )
-    if not path.is_symlink():
-        return not_found
-    fix = "point the link at the data"
-    try:
-        path.resolve(strict=True)
-    except FileNotFoundError:
-        return BadInputError("is a symbolic link to nothing", path=path, fix=fix)
-    except (RuntimeError, OSError) as exc:  # a loop: RuntimeError up to Python 3.12, OSError ELOOP after
-        if isinstance(exc, RuntimeError) or exc.errno == errno.ELOOP:
-            return BadInputError("is a symbolic link that loops", path=path, fix=fix)
-        return BadInputError(f"is a symbolic link that cannot be followed ({exc.strerror})", path=path, fix=fix)
-    return not_found
+    return broken_symlink(path, "point the link at the data") or not_found
 
 
 def _load_array(

@@ -11,7 +11,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from compiler_kit.edgetpu.statuses import MAPPED
-from compiler_kit.errors import BadInputError
+from compiler_kit.errors import BadInputError, broken_symlink
 
 
 def _enum_names(enum: type) -> dict[int, str]:
@@ -97,7 +97,8 @@ class Op:
 def load_model(path: Path) -> Any:  # -> schema.ModelT
     if not path.is_file():
         problem = "not a file" if path.exists() else "model file not found"
-        raise BadInputError(problem, path=path, fix="pass the path of a .tflite file")
+        fix = "pass the path of a .tflite file"
+        raise broken_symlink(path, fix) or BadInputError(problem, path=path, fix=fix)
     data = path.read_bytes()
     if not data:
         raise BadInputError("the file is empty", path=path, fix="convert or copy the model again")

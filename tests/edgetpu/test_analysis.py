@@ -348,3 +348,16 @@ def test_truncated_model_is_bad_input(built, tmp_path: Path, fraction: float) ->
     path.write_bytes(data[: int(len(data) * fraction)])
     with pytest.raises(BadInputError, match="truncated or corrupt"):
         analyze(path)
+
+
+def test_a_symbolic_link_that_loops_is_named_as_such(tmp_path: Path) -> None:
+    loop = tmp_path / "model.tflite"
+    loop.symlink_to(tmp_path / "other.tflite")
+    (tmp_path / "other.tflite").symlink_to(loop)
+    with pytest.raises(BadInputError, match="is a symbolic link that loops") as raised:
+        analyze(loop)
+    assert str(raised.value).startswith(str(loop)) and "fix: pass the path of a .tflite file" in str(raised.value)
+    dangling = tmp_path / "dangling.tflite"
+    dangling.symlink_to(tmp_path / "nowhere.tflite")
+    with pytest.raises(BadInputError, match="is a symbolic link to nothing"):
+        analyze(dangling)
