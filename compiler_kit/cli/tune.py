@@ -39,10 +39,11 @@ def tune(
         ),
     ] = None,
 ) -> None:
-    """Try quantization settings on RECIPE, each trial a full `ckit build` sharing the stage cache (the model is
-    converted once), and keep the best: passing the gates, then the best int8 accuracy (a labelled classifier)
-    or SNR. Writes RECIPE.tuned.yaml beside the recipe (unless the recipe as written is best), and tune.json,
-    tune.md and tune.html with every trial.
+    """Try quantization settings on a recipe as cached builds, and keep the best.
+
+    Each trial is a full `ckit build` sharing the stage cache (the model is converted once). The best passes the
+    gates, then has the best int8 accuracy (a labelled classifier) or SNR. Writes RECIPE.tuned.yaml beside the
+    recipe (unless the recipe as written is best), and tune.json, tune.md and tune.html with every trial.
 
     Exit codes: 0 the best trial passes its gates · 2 bad recipe or search space, or no trial built · 3 no
     trial passes the gates · 130 interrupted.
