@@ -108,11 +108,8 @@ def with_ranges(calibrated: bytes, samples: Iterable[np.ndarray], method: str, p
 
 def _histograms(calibrated: bytes, samples: Iterable[np.ndarray], ranges: dict[int, Range]) -> dict[int, Histogram]:
     graph = TensorGraph(calibrated, 1)  # every tensor kept, no delegate to fuse them away
-    (detail,) = graph.inputs
     histograms = {index: Histogram(*span) for index, span in ranges.items()}
     for sample in samples:
-        graph.interpreter.set_tensor(detail["index"], np.asarray(sample, dtype=detail["dtype"]))
-        graph.interpreter.invoke()
-        for index, histogram in histograms.items():
-            histogram.add(graph.interpreter.get_tensor(index))
+        for index, values in graph.run(np.asarray(sample, dtype=np.float32), histograms).items():
+            histograms[index].add(values)
     return histograms

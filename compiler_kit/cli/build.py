@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from compiler_kit.cli.errors import INTERRUPTS, exits_cleanly
+from compiler_kit.cli.options import CacheDir, RayAddress
 from compiler_kit.errors import EXIT_BAD_INPUT, EXIT_GATE_FAILED, EXIT_INTERRUPTED
 
 
@@ -22,10 +23,7 @@ def build(
     ] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Build this many recipes at once.")] = 1,
     force: Annotated[bool, typer.Option("--force", help="Run every stage again, replacing its cache entry.")] = False,
-    cache_dir: Annotated[
-        Path | None,
-        typer.Option("--cache-dir", help="Stage cache (default $CKIT_CACHE_DIR, else ~/.cache/ckit)."),
-    ] = None,
+    cache_dir: CacheDir = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines, only the summary.")] = False,
     compiler: Annotated[
         Path | None,
@@ -40,15 +38,7 @@ def build(
             "calibration.method=percentile --set verify.num_samples=100.",
         ),
     ] = None,
-    ray: Annotated[
-        str | None,
-        typer.Option(
-            "--ray",
-            metavar="ADDRESS",
-            help="Run each build as a task on the Ray cluster at ADDRESS (host:port of `ray start --head`); every "
-            "node must see the recipes, data and folders at the same paths.",
-        ),
-    ] = None,
+    ray: RayAddress = None,
 ) -> None:
     """Build recipes: convert, quantize to full-integer int8, verify every stage on the same samples,
     time each runner, write BUILD/report.json, BUILD/report.md and BUILD/report.html, and check the gates.

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from compiler_kit.cli.errors import exits_cleanly
+from compiler_kit.cli.options import CacheDir, RayAddress
 from compiler_kit.errors import EXIT_BAD_INPUT, EXIT_GATE_FAILED
 
 
@@ -27,17 +28,8 @@ def tune(
         Path | None, typer.Option("--out", "-o", help="Folder of the trials and tune reports (default BUILD-tune).")
     ] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Trials built at once (after the first).")] = 1,
-    cache_dir: Annotated[
-        Path | None, typer.Option("--cache-dir", help="Stage cache (default $CKIT_CACHE_DIR, else ~/.cache/ckit).")
-    ] = None,
-    ray: Annotated[
-        str | None,
-        typer.Option(
-            "--ray",
-            metavar="ADDRESS",
-            help="Run the trials as tasks on the Ray cluster at ADDRESS (host:port of `ray start --head`).",
-        ),
-    ] = None,
+    cache_dir: CacheDir = None,
+    ray: RayAddress = None,
 ) -> None:
     """Try quantization settings on a recipe as cached builds, and keep the best.
 
@@ -49,6 +41,7 @@ def tune(
     trial passes the gates · 130 interrupted.
     """
     from compiler_kit.batch import BatchBuild, RayBuild
+    from compiler_kit.cli.build import BuildSettings
     from compiler_kit.recipe import load_recipe
     from compiler_kit.tune import (
         TUNE_HTML,
@@ -65,7 +58,7 @@ def tune(
     loaded = load_recipe(recipe)  # a bad recipe fails here, once, not in every trial
     trials = load_space(space) if space else default_space(loaded.source.framework)
     folder = out or loaded.build_dir(recipe).with_name(f"{loaded.name}-tune")
-    options = ["--cache-dir", str(cache_dir.resolve())] if cache_dir else []
+    options = BuildSettings(False, cache_dir, True, None, []).as_options()  # what every trial's build shares
     batch = RayBuild(ray, options, _progress) if ray else BatchBuild(options, jobs, _progress, quiet=True)
     results = run_trials(recipe, trials, folder, batch)
     chosen = best(results)

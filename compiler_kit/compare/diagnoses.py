@@ -71,7 +71,7 @@ def input_grid(evidence: Evidence) -> list[str]:
     costly = [entry for entry in budget.values() if entry["input_db"] - entry["int8_db"] < INPUT_SHARE_DB]
     if not costly or evidence.verify is None:
         return []
-    values = np.concatenate([x.ravel() for x in _first(evidence.verify, 64)])
+    values = np.concatenate([x.ravel() for x in evidence.verify.first(64)])
     low, high = float(values.min()), float(values.max())
     inner_low, inner_high = np.percentile(values, [0.1, 99.9])
     span = high - low
@@ -172,10 +172,6 @@ DIAGNOSES: dict[str, Callable[[Evidence], list[str]]] = {
 
 def diagnose(evidence: Evidence) -> list[str]:
     return [note for diagnosis in DIAGNOSES.values() for note in diagnosis(evidence)]
-
-
-def _first(dataset: Dataset, count: int) -> list[np.ndarray]:
-    return [dataset.sample(int(index)) for index in dataset.indices[:count]]
 
 
 def statistics_of(layer: str, running_mean: Any, running_var: Any, inputs: list[np.ndarray], axis: int) -> Any:

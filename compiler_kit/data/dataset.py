@@ -76,6 +76,10 @@ class Dataset:
         for k in range(len(indices)):
             yield x[k : k + 1]
 
+    def first(self, count: int) -> list[np.ndarray]:
+        """The first `count` selected samples (what a probe on a few samples takes)."""
+        return [self.sample(int(index)) for index in self.indices[:count]]
+
     def sample(self, index: int) -> np.ndarray:
         """Sample `index` of the source, preprocessed; checked for shape and for NaN or Inf."""
         raw = self.source.read(index)

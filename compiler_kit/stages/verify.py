@@ -129,7 +129,7 @@ def with_source_names(job: Job, layers: LayerDrifts) -> LayerDrifts:
     """Each layer with the name of the source model's layer it is; without names when the source model cannot be
     probed (the reason goes to the build log: names help, they never stop a build)."""
     verify = job[DATA].verify
-    samples = [verify.sample(int(index)) for index in verify.indices[:SOURCE_SAMPLES]]
+    samples = verify.first(SOURCE_SAMPLES)
     try:
         names = source_names(job.recipe.source, job[CONVERT], job[QUANTIZE].float_tflite, samples)
     except Exception as exc:  # a source graph onnxruntime or Keras cannot expose layer by layer
@@ -143,7 +143,7 @@ def source_batchnorm(job: Job) -> BatchNormEvidence | None:
     """The source model's first BatchNorm and its input on calibration samples; None without one or when the source
     model cannot be probed (the reason goes to the build log)."""
     calibration = job[DATA].calibration
-    samples = [calibration.sample(int(index)) for index in calibration.indices[:BATCHNORM_SAMPLES]]
+    samples = calibration.first(BATCHNORM_SAMPLES)
     try:
         return first_batchnorm(job.recipe.source, samples)
     except Exception as exc:  # a source model that cannot be run layer by layer: no evidence, not a failed build

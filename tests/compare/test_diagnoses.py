@@ -27,14 +27,13 @@ def _layer(name: str, clipped: float, source: str | None = None) -> LayerDrift:
 
 
 class _Samples:
-    """The part of a Dataset input_grid reads: indices and sample(index)."""
+    """The part of a Dataset input_grid reads: its first samples."""
 
     def __init__(self, samples: list[np.ndarray]) -> None:
         self.samples = samples
-        self.indices = np.arange(len(samples))
 
-    def sample(self, index: int) -> np.ndarray:
-        return self.samples[index]
+    def first(self, count: int) -> list[np.ndarray]:
+        return self.samples[:count]
 
 
 def test_nothing_measured_means_nothing_diagnosed() -> None:
