@@ -435,3 +435,9 @@ def test_an_override_is_validated_like_the_file(tmp_path: Path) -> None:
     assert load_recipe(path, {"calibration.method": "percentile"}).calibration.method == "percentile"
     with pytest.raises(BadInputError, match=r"calibration\.method"):
         load_recipe(path, {"calibration.method": "median"})
+
+
+@pytest.mark.parametrize("percentile", [50, 100.5])
+def test_a_percentile_outside_its_range_is_refused(tmp_path: Path, percentile: float) -> None:
+    with pytest.raises(BadInputError, match=r"calibration\.percentile"):
+        load_recipe(write(tmp_path), {"calibration.method": "percentile", "calibration.percentile": percentile})

@@ -102,3 +102,28 @@ def test_the_default_space_equalizes_only_graphs_it_can_rewrite() -> None:
 
     assert default_space("keras") == DEFAULT_SPACE
     assert default_space("onnx")[-1] == EQUALIZE == default_space("torch")[-1]
+
+
+def test_a_malformed_set_or_space_ends_in_exit_2_with_one_message(tmp_path: Path) -> None:
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("name: x\n")
+    result = CliRunner().invoke(app, ["build", str(recipe), "--set", "calibration.method"])
+    assert result.exit_code == 2 and result.output.count("error: ") == 1, result.output
+    assert "error: --set 'calibration.method' is not KEY=VALUE" in result.output and "fix: " in result.output
+    space = tmp_path / "space.yaml"
+    space.write_text("calibration.method: mse\n")
+    assert CliRunner().invoke(app, ["tune", str(recipe), "--space", str(space)]).exit_code == 2  # the recipe first
+
+
+@pytest.mark.slow
+def test_when_no_trial_builds_tune_exits_2_and_names_where_to_look(write_recipe: WriteRecipe, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"not a keras file")
+    recipe = write_recipe(lambda r: r["source"].update(path=str(broken)))
+    space = tmp_path / "space.yaml"
+    space.write_text("- name: mse\n  set: {calibration.method: mse}\n")
+    result = CliRunner().invoke(app, ["tune", str(recipe), "--space", str(space), "--out", str(tmp_path / "t")])
+    assert result.exit_code == 2, result.output
+    assert "error: no trial built: see the trials' build.log under trials/" in result.output
+    tune = json.loads((tmp_path / "t" / "tune.json").read_text())
+    assert tune["best"] is None and [t["exit_code"] for t in tune["trials"]] == [2, 2]
