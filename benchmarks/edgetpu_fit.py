@@ -10,8 +10,8 @@ It prints a table of every row and the fitted values, and writes benchmarks/resu
 --write it also writes the values and the fitted rows' errors into latency.py's FITTED and FIT_ERRORS_PCT.
 
 Real runs refine it: `--measured` takes reports of `ckit build` runs made where an Edge TPU was present (their
-`edgetpu.latency.measured_p50_ms`, on the device their `edgetpu` runner names: usb... or pci...) and fits on them
-too, each as one more row, with the report's int8 model as the model.
+`edgetpu.latency.measured_p50_ms`, on the device their `edgetpu` runner or remote `device:NAME:edgetpu` runner
+names: usb... or pci...) and fits on them too, each as one more row, with the report's int8 model as the model.
 """
 
 from __future__ import annotations
@@ -169,8 +169,10 @@ def measured_rows(reports: list[Path]) -> tuple[list[Reference], dict[str, Path]
     rows, paths = [], {}
     for path in reports:
         report = load_report(path)
-        measured = ((report.get("edgetpu") or {}).get("latency") or {}).get("measured_p50_ms")
-        device = (report.get("runners") or {}).get("edgetpu", {}).get("device", "")
+        latency = (report.get("edgetpu") or {}).get("latency") or {}
+        measured, runner = latency.get("measured_p50_ms"), latency.get("measured_by") or "edgetpu"
+        described = (report.get("runners") or {}).get(runner, {})
+        device = described.get("edgetpu_device") or described.get("device") or ""  # a remote device's, or here
         target = "usb" if device.startswith("usb") else "pcie" if device.startswith("pci") else None
         if measured is None or target is None:
             raise SystemExit(f"{path}: no Edge TPU measurement on a named usb or pci device in this report")

@@ -24,6 +24,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     NonNegativeInt,
@@ -39,6 +40,8 @@ from pydantic import (
 from compiler_kit.errors import BadInputError
 from compiler_kit.legalize.rewrites import REWRITES
 
+EDGETPU_DEVICE = r"^(|:\d+|usb(:\d+)?|pci(:\d+)?)$"  # libedgetpu's device strings
+DEVICE_RUNNER = "device:"  # a device's runners: device:NAME (its CPU) and device:NAME:edgetpu
 RunnerName = Literal["source", "onnx", "tflite-float", "tflite-int8", "edgetpu"]
 Layout = Literal["NHWC", "NCHW"]
 IoType = Literal["int8", "uint8", "float32"]
@@ -278,6 +281,57 @@ class OutputTask(_Section):
     units: str = Field("", max_length=32, description="regression: the output's physical units, for the report.")
 
 
+def _device_url(url: str) -> str:
+    from compiler_kit.device.address import DeviceAddress
+
+    DeviceAddress.parse(url)  # a ValueError names the wrong part
+    return url
+
+
+def _expand_home(value: object) -> object:
+    """`~/.ssh/id_ed25519` means the user's home, as it does to ssh."""
+    return Path(value).expanduser() if isinstance(value, str | Path) else value
+
+
+HomePath = Annotated[RecipePath, BeforeValidator(_expand_home)]
+
+
+class Device(_Section):
+    """A device the int8 model is verified on over SSH (a Coral Dev Board, a Raspberry Pi with a USB Accelerator,
+    an edge box): ckit sends the model, the verification inputs and a small agent (standard library, numpy and
+    tflite_runtime or ai_edge_litert on the device) and brings back the outputs and per-run latencies. The device
+    joins the chain as runner `device:NAME` (its CPU) and `device:NAME:edgetpu` (the compiled model, when there is
+    one and the device has libedgetpu). Keys only, host keys checked against known_hosts: a host not in it is
+    refused unless `accept_new_host_key` (or `--accept-new-host-key`) says to trust it on first use."""
+
+    url: Annotated[str, AfterValidator(_device_url)] = Field(
+        description="ssh://user@host[:port]; `local` runs the agent here, with `python` as the device's Python."
+    )
+    name: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Runner name device:NAME; default the host's name."
+    )
+    python: str = Field(
+        "python3", pattern=r"^[A-Za-z0-9_./+-]{1,255}$", description="The device's Python (a name or a path)."
+    )
+    identity: HomePath | None = Field(None, description="Private key file (ssh -i); default ssh's own keys.")
+    known_hosts: HomePath | None = Field(None, description="known_hosts file; default ssh's own.")
+    accept_new_host_key: bool = Field(False, description="Trust a host not yet in known_hosts (never a changed key).")
+    connect_timeout_sec: PositiveInt = Field(10, le=600, description="Give up connecting after this long.")
+    timeout_sec: PositiveInt = Field(600, le=86_400, description="Give up on one run on the device after this long.")
+    edgetpu: Literal["auto", "required", "off"] = Field(
+        "auto", description="Run the compiled model on the device's Edge TPU: auto | required | off."
+    )
+    edgetpu_device: str = Field(
+        "", pattern=EDGETPU_DEVICE, description="The device's delegate device: '', ':N', 'usb[:N]', 'pci[:N]'."
+    )
+
+    @property
+    def runner_name(self) -> str:
+        from compiler_kit.device.address import DeviceAddress
+
+        return f"{DEVICE_RUNNER}{self.name or DeviceAddress.parse(self.url).default_name}"
+
+
 class Verify(_Section):
     """Held-out samples every runner is fed identically; labels make accuracy measurable. `task` says, per output
     name, what the output computes (see OutputTask); every output is compared by name at every step."""
@@ -290,6 +344,15 @@ class Verify(_Section):
     task: dict[str, OutputTask] = Field(
         default_factory=dict, description="Per output name: its task and the task's settings."
     )
+    devices: list[Device] = Field(default_factory=list, description="Devices to verify on over SSH (see Device).")
+
+    @field_validator("devices")
+    @classmethod
+    def _one_runner_per_device(cls, devices: list[Device]) -> list[Device]:
+        names = [device.runner_name for device in devices]
+        if twice := sorted({name for name in names if names.count(name) > 1}):
+            raise ValueError(f"two devices are both {twice[0]}: give each its own `name`")
+        return devices
 
 
 def _output_gate_names(gates: dict[str, float]) -> dict[str, float]:
@@ -334,9 +397,7 @@ class EdgeTpu(_Section):
     timeout_sec: PositiveInt = Field(
         180, le=86_400, description="-t: the compiler's timeout; ckit kills it 30 s later."
     )
-    device: str = Field(
-        "", pattern=r"^(|:\d+|usb(:\d+)?|pci(:\d+)?)$", description="Delegate device: '', ':N', 'usb[:N]', 'pci[:N]'."
-    )
+    device: str = Field("", pattern=EDGETPU_DEVICE, description="Delegate device: '', ':N', 'usb[:N]', 'pci[:N]'.")
 
 
 class Gates(_Section):
@@ -441,6 +502,25 @@ def load_recipe(path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
         raise BadInputError(
             "invalid recipe\n" + "\n".join(lines), fix="correct the keys named above; `ckit schema` lists every key"
         ) from None
+
+
+def with_devices(recipe: Recipe, urls: list[str], accept_new_host_key: bool) -> Recipe:
+    """The recipe with the command line's devices (`--device URL`) added to verify.devices, and every device
+    trusting a new host key when `--accept-new-host-key` says so."""
+    try:
+        added = [Device(url=url) for url in urls]
+    except ValidationError as exc:
+        message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise BadInputError(f"--device: {message}", fix="write --device ssh://user@host[:port]") from None
+    devices = [*recipe.verify.devices, *added]
+    if accept_new_host_key:
+        devices = [device.model_copy(update={"accept_new_host_key": True}) for device in devices]
+    try:
+        verify = Verify.model_validate({**recipe.verify.model_dump(), "devices": devices})
+    except ValidationError as exc:
+        message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise BadInputError(f"--device: {message}", fix="name each device once") from None
+    return recipe.model_copy(update={"verify": verify})
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

@@ -40,6 +40,12 @@ def measure_latency(
     for i in range(runs):
         runner.infer(feed)
         times[i] = runner.last_inference_ms
+    return latency_stats(list(times), first_ms, warmup, runner.threads)
+
+
+def latency_stats(times_ms: list[float], first_ms: float, warmup: int, threads: int) -> LatencyStats:
+    """The statistics of timed runs, wherever they were taken (here, or by a device's agent)."""
+    times = np.asarray(times_ms, dtype=np.float64)
     p50, p90, p99 = np.percentile(times, [50, 90, 99])
     return LatencyStats(
         first_ms=first_ms,
@@ -50,8 +56,8 @@ def measure_latency(
         std_ms=float(times.std()),
         min_ms=float(times.min()),
         max_ms=float(times.max()),
-        runs=runs,
+        runs=len(times),
         warmup=warmup,
-        threads=runner.threads,
+        threads=threads,
         samples_ms=[round(float(t), 6) for t in times],
     )

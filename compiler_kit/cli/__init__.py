@@ -18,6 +18,7 @@ from compiler_kit.cli.errors import INTERRUPTS, SIGNALS
 from compiler_kit.cli.init import init
 from compiler_kit.cli.inspect import inspect_model
 from compiler_kit.cli.report import report_app
+from compiler_kit.cli.run import run
 from compiler_kit.cli.schema import schema
 from compiler_kit.cli.tune import tune
 from compiler_kit.errors import EXIT_INTERRUPTED
@@ -33,6 +34,7 @@ app = typer.Typer(
 # In the order a user meets them: build a recipe, look into a model or a compiler log, check the machine.
 app.command()(build)
 app.command()(tune)
+app.command()(run)
 app.command("inspect")(inspect_model)
 app.command("compile-log")(compile_log)
 app.command()(doctor)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from compiler_kit.cli.errors import INTERRUPTS, exits_cleanly
-from compiler_kit.cli.options import CacheDir, RayAddress
+from compiler_kit.cli.options import AcceptNewHostKey, CacheDir, DeviceUrls, RayAddress
 from compiler_kit.errors import EXIT_BAD_INPUT, EXIT_GATE_FAILED, EXIT_INTERRUPTED
 
 
@@ -39,6 +39,8 @@ def build(
         ),
     ] = None,
     ray: RayAddress = None,
+    devices: DeviceUrls = None,
+    accept_new_host_key: AcceptNewHostKey = False,
 ) -> None:
     """Build recipes: convert, quantize to full-integer int8, verify every stage on the same samples,
     time each runner, write BUILD/report.json, BUILD/report.md and BUILD/report.html, and check the gates.
@@ -46,13 +48,16 @@ def build(
     Every stage is cached by a hash of everything it depends on: a rebuild with nothing changed reuses each
     stage, a change re-runs only the stages downstream of it. Two builds of one folder take turns.
 
+    With --device ssh://user@host (or verify.devices in the recipe) the int8 model also runs on that device,
+    as runner device:NAME, with its drift from tflite-int8 and its own latency in the report.
+
     Exit codes: 0 gates passed · 1 internal error · 2 bad recipe, model or data · 3 a gate failed (the report
-    is still written) · 4 a required tool is missing · 130 interrupted. With several recipes, the most
-    serious code of any build.
+    is still written) · 4 a required tool is missing, or a device unreachable or lost · 130 interrupted. With
+    several recipes, the most serious code of any build.
     """
     from compiler_kit.recipe import parse_overrides
 
-    settings = BuildSettings(force, cache_dir, quiet, compiler, assignments or [])
+    settings = BuildSettings(force, cache_dir, quiet, compiler, assignments or [], devices or [], accept_new_host_key)
     overrides = parse_overrides(settings.assignments)  # a malformed --set stops here, before any build
     with INTERRUPTS.during_command():  # SIGTERM (a CI runner cancelling the job) ends a build like Ctrl-C
         try:
@@ -81,6 +86,8 @@ class BuildSettings:
     quiet: bool
     compiler: Path | None
     assignments: list[str]  # --set KEY=VALUE
+    devices: list[str]  # --device URL
+    accept_new_host_key: bool
 
     def as_options(self) -> list[str]:
         """The same settings for a `ckit build` of its own (a batch's builds, a Ray task)."""
@@ -90,16 +97,18 @@ class BuildSettings:
             *(["--compiler", str(self.compiler.resolve())] if self.compiler else []),
             *(["--quiet"] if self.quiet else []),
             *(option for assignment in self.assignments for option in ("--set", assignment)),
+            *(option for url in self.devices for option in ("--device", url)),
+            *(["--accept-new-host-key"] if self.accept_new_host_key else []),
         ]
 
 
 def _build_one(recipe: Path, out: Path | None, settings: BuildSettings, overrides: dict[str, Any]) -> None:
     from compiler_kit.cache import StageCache, default_root
     from compiler_kit.pipeline import build as run_build
-    from compiler_kit.recipe import load_recipe
+    from compiler_kit.recipe import load_recipe, with_devices
     from compiler_kit.report import REPORT_HTML, REPORT_JSON, REPORT_MD, terminal_summary
 
-    loaded = load_recipe(recipe, overrides)
+    loaded = with_devices(load_recipe(recipe, overrides), settings.devices, settings.accept_new_host_key)
     if settings.compiler is not None:
         edgetpu = loaded.edgetpu.model_copy(update={"compiler": settings.compiler.resolve()})
         loaded = loaded.model_copy(update={"edgetpu": edgetpu})

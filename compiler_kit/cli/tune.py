@@ -58,7 +58,7 @@ def tune(
     loaded = load_recipe(recipe)  # a bad recipe fails here, once, not in every trial
     trials = load_space(space) if space else default_space(loaded.source.framework)
     folder = out or loaded.build_dir(recipe).with_name(f"{loaded.name}-tune")
-    options = BuildSettings(False, cache_dir, True, None, []).as_options()  # what every trial's build shares
+    options = BuildSettings(False, cache_dir, True, None, [], [], False).as_options()  # what every trial's build shares
     batch = RayBuild(ray, options, _progress) if ray else BatchBuild(options, jobs, _progress, quiet=True)
     results = run_trials(recipe, trials, folder, batch)
     chosen = best(results)

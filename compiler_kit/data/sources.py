@@ -232,14 +232,14 @@ def _read_images(spec: DataSpec, preprocess: Preprocess) -> RawSource:
         names: list[str] | None = [d.name for d in class_dirs]
     else:
         files, labels, names = sorted(_images_in(root)), None, None
-    return RawSource(len(files), lambda i: _decode(files[i], preprocess), labels, "NHWC", names, files)
+    return RawSource(len(files), lambda i: decode_image(files[i], preprocess), labels, "NHWC", names, files)
 
 
 def _images_in(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
 
 
-def _decode(path: Path, preprocess: Preprocess) -> np.ndarray:
+def decode_image(path: Path, preprocess: Preprocess) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     channels = 1 if preprocess.color == "grayscale" else 3

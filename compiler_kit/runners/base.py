@@ -2,7 +2,8 @@
 
 `prepare()` once; `infer({input name: array in the SOURCE layout})` -> `{output name: float array}` in the source
 model's layout, keyed by the SOURCE model's output names whatever the converter called them (an int8 runner
-dequantizes); `last_inference_ms` is the time of the last inference alone. Runners execute; they never compare.
+dequantizes); `last_inference_ms` is the time of the last inference alone; `infer_all(feeds)` runs many (a
+`batched` runner, on another machine, in one call). Runners execute; they never compare.
 
 As in Polygraphy's runner template, the public methods live here once and a backend writes only the `*_impl`
 hooks: `stage_impl` turns the feed into the backend's own inputs (untimed), `infer_impl` runs the model (timed,
@@ -14,12 +15,17 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
 
 class Runner(ABC):
+    # Runs every sample in one call (`infer_all`): a runner on another machine, where a round trip per sample would
+    # time the network. The verify stage feeds it after the others.
+    batched = False
+
     def __init__(self, name: str, threads: int) -> None:
         self.name = name
         self.threads = threads
@@ -35,6 +41,11 @@ class Runner(ABC):
         raw = self.infer_impl(staged)
         self.last_inference_ms = (time.perf_counter() - start) * 1e3
         return dict(zip(self.output_names, self.fetch_impl(raw), strict=True))
+
+    def infer_all(self, feeds: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+        """Each feed's outputs in turn."""
+        for feed in feeds:
+            yield self.infer(feed)
 
     @abstractmethod
     def prepare_impl(self) -> list[str]:

@@ -152,11 +152,27 @@ class LiteRtRunner(Runner):
         """External delegates to run with; none here (the CPU), an accelerator's runner supplies its own."""
         return []
 
+    def encode(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The feed as the model's own input tensors, quantized and in its layout. Inputs are matched by position:
+        converters rename tensors (e.g. serving_default_image:0). A batch of samples encodes at once (axis 0)."""
+        return [
+            codec.encode(x if perm is None else np.ascontiguousarray(x.transpose(perm)))
+            for (codec, perm), x in zip(self._feeds, feed.values(), strict=True)
+        ]
+
+    def decode(self, raw: list[np.ndarray]) -> list[np.ndarray]:
+        """The model's output tensors (in `output_tensor_names` order) as float arrays in the source layout."""
+        outputs = [(codec.decode(q), perm) for (codec, perm), q in zip(self._fetches, raw, strict=True)]
+        return [y if perm is None else np.ascontiguousarray(y.transpose(perm)) for y, perm in outputs]
+
+    @property
+    def output_tensor_names(self) -> list[str]:
+        return [detail["name"] for detail in self.outputs]
+
     def stage_impl(self, feed: dict[str, np.ndarray]) -> None:
-        # Inputs are matched by position: converters rename tensors (e.g. serving_default_image:0).
         set_tensor = self.interpreter.set_tensor
-        for (codec, perm), x in zip(self._feeds, feed.values(), strict=True):
-            set_tensor(codec.index, codec.encode(x if perm is None else np.ascontiguousarray(x.transpose(perm))))
+        for (codec, _), tensor in zip(self._feeds, self.encode(feed), strict=True):
+            set_tensor(codec.index, tensor)
 
     def infer_impl(self, staged: None) -> None:
         try:
@@ -166,8 +182,7 @@ class LiteRtRunner(Runner):
 
     def fetch_impl(self, raw: None) -> list[np.ndarray]:
         get_tensor = self.interpreter.get_tensor
-        outputs = [(codec.decode(get_tensor(codec.index)), perm) for codec, perm in self._fetches]
-        return [y if perm is None else np.ascontiguousarray(y.transpose(perm)) for y, perm in outputs]
+        return self.decode([get_tensor(codec.index) for codec, _ in self._fetches])
 
     def _refused(self, exc: RuntimeError) -> BadInputError:
         """LiteRT refuses some models it was given (XNNPACK "failed to prepare" on a tensor whose int8 scale is

@@ -61,10 +61,10 @@ class LatencyStage(CachedStage[Timings]):
         settings, threads = recipe.verify.latency, recipe.verify.threads
         feed = {recipe.inputs[0].name: verify.sample(int(verify.indices[0]))}
         job.prepare_runners()
+        timed_on_devices = job[VERIFY].device_latency  # a device's agent timed its runs with its outputs
         runs = {
-            runner.name: measure_latency(
-                runner, feed, first_ms=first_ms[runner.name], warmup=settings.warmup, runs=settings.runs
-            )
+            runner.name: timed_on_devices.get(runner.name)
+            or measure_latency(runner, feed, first_ms=first_ms[runner.name], warmup=settings.warmup, runs=settings.runs)
             for runner in job.runners
         }
         models = {"tflite-float": tflite.float_tflite, "tflite-int8": tflite.int8_tflite}

@@ -13,7 +13,7 @@ from compiler_kit.compare.layers import worst_layers
 from compiler_kit.compare.metrics import confusion
 from compiler_kit.compare.outputs import OutputTasks, compare_outputs, constant_outputs, resolve_tasks
 from compiler_kit.gates import DRIFT_CANDIDATE, DRIFT_REFERENCE, GateResult, evaluate
-from compiler_kit.recipe import Calibration, Recipe, Verify
+from compiler_kit.recipe import DEVICE_RUNNER, Calibration, Recipe, Verify
 from compiler_kit.report import build_report, leak_findings, write_reports
 from compiler_kit.report.document import budget_findings, degenerate_findings, sample_count_findings, speed_findings
 from compiler_kit.runners import EdgeTpuRunner
@@ -21,7 +21,7 @@ from compiler_kit.stages.base import Job, Stage
 from compiler_kit.stages.convert import CONVERT, FLOAT_MODEL
 from compiler_kit.stages.data import DATA, DataSets
 from compiler_kit.stages.edgetpu import EDGETPU, EDGETPU_FILES
-from compiler_kit.stages.latency import LATENCY
+from compiler_kit.stages.latency import LATENCY, Timings
 from compiler_kit.stages.quantize import FLOAT_TFLITE, INT8_TFLITE
 from compiler_kit.stages.verify import VERIFY, Outputs
 
@@ -39,7 +39,7 @@ class ReportStage(Stage[dict[str, Any]]):
         float_model, edgetpu, timings = job[CONVERT], job[EDGETPU], job[LATENCY]
         section = edgetpu.section
         if timings.edgetpu is not None:
-            section = {**section, "latency": {**timings.edgetpu, "measured_p50_ms": timings.p50_ms(EdgeTpuRunner.NAME)}}
+            section = {**section, "latency": {**timings.edgetpu, **measured_edgetpu(chain, timings)}}
         latency = {name: stats.as_dict() for name, stats in timings.runners.items()}
         constant = constant_outputs(source_outputs)  # said once, as a degenerate model, not again as a diagnosis
         varying_classifiers = [name for name in tasks.of_kind("classification") if name not in constant]
@@ -86,13 +86,25 @@ def output_tasks(recipe: Recipe, source_outputs: dict[str, np.ndarray], data: Da
     return resolve_tasks(recipe.verify.task, shapes, channels_last, data.verify.labels is not None)
 
 
+def measured_edgetpu(chain: list[str], timings: Timings) -> dict[str, Any]:
+    """The Edge TPU's measured median latency: here when one is plugged in, else on the first device that has one
+    (its runner named, for `make edgetpu-fit --measured`)."""
+    on_edgetpu = [name for name in chain if name == EdgeTpuRunner.NAME or name.endswith(f":{EdgeTpuRunner.NAME}")]
+    runner = on_edgetpu[0] if on_edgetpu else None
+    return {"measured_p50_ms": timings.p50_ms(runner) if runner else None, "measured_by": runner}
+
+
 def comparison_pairs(chain: list[str]) -> list[tuple[str, str]]:
-    """Each step against the one before it and against the source, so the report says which step drifted."""
+    """Each step against the one before it and against the source, so the report says which step drifted; a
+    device's runners against tflite-int8 (the same model, run here), so the report says what the device changed."""
     pairs = []
-    for step, (previous, current) in enumerate(itertools.pairwise(chain), start=1):
+    steps = [name for name in chain if not name.startswith(DEVICE_RUNNER)]
+    for step, (previous, current) in enumerate(itertools.pairwise(steps), start=1):
         pairs.append((previous, current))
         if step > 1:
             pairs.append((chain[0], current))
+    for device in (name for name in chain if name.startswith(DEVICE_RUNNER)):
+        pairs += [(DRIFT_CANDIDATE, device), (chain[0], device)]
     return pairs
 
 

@@ -24,16 +24,21 @@ from compiler_kit.compare.layers import LayerDrift, LayerDrifts, layer_drift
 from compiler_kit.compare.source_names import SAMPLES as SOURCE_SAMPLES
 from compiler_kit.compare.source_names import source_names
 from compiler_kit.data import Dataset
-from compiler_kit.errors import BadInputError, describe_exception
+from compiler_kit.device.session import AgentCall, ModelJob
+from compiler_kit.errors import BadInputError, ToolMissingError, describe_exception
+from compiler_kit.recipe import Device
 from compiler_kit.runners import SOURCE_RUNNERS, EdgeTpuRunner, LiteRtRunner, OnnxRuntimeRunner, Runner
+from compiler_kit.runners.device import DeviceRunner, DeviceSession
 from compiler_kit.stage_keys import data_inputs, tool_versions
 from compiler_kit.stages.base import CachedStage, Job
 from compiler_kit.stages.convert import CONVERT
 from compiler_kit.stages.data import DATA
 from compiler_kit.stages.edgetpu import EDGETPU
 from compiler_kit.stages.quantize import QUANTIZE
+from compiler_kit.timing import LatencyStats
 
 OUTPUTS = "outputs.npz"
+ENTRY_FORMAT = 2  # what an entry holds; 2: device_latency. A new format never reads an older entry.
 TOOLS = ("ai-edge-litert", "tensorflow", "keras", "torch", "onnxruntime", "numpy")
 Outputs = dict[str, dict[str, np.ndarray]]  # runner name -> output name -> one array over the samples
 
@@ -46,6 +51,7 @@ class Verified:
     layers: LayerDrifts
     budget: dict[str, Any]  # compiler_kit.compare.budget's error budget
     diagnoses: list[str]  # compiler_kit.compare.diagnoses' findings
+    device_latency: dict[str, LatencyStats]  # a device runner's timed runs, made by its agent with its outputs
 
     def save(self, files: Path, output_names: list[str]) -> dict[str, Any]:
         """The outputs into the entry's files, the rest returned as its metadata."""
@@ -57,6 +63,7 @@ class Verified:
             "unmatched": self.layers.unmatched,
             "budget": self.budget,
             "diagnoses": self.diagnoses,
+            "device_latency": {name: stats.as_dict() for name, stats in self.device_latency.items()},
         }
 
     @classmethod
@@ -68,7 +75,10 @@ class Verified:
                 for runner in meta["runners"]
             }
         layers = LayerDrifts([LayerDrift(**layer) for layer in meta["layers"]], meta["unmatched"])
-        return cls(outputs, meta["first_ms"], meta["runners"], layers, meta["budget"], meta["diagnoses"])
+        device_latency = {name: LatencyStats(**stats) for name, stats in meta["device_latency"].items()}
+        return cls(
+            outputs, meta["first_ms"], meta["runners"], layers, meta["budget"], meta["diagnoses"], device_latency
+        )
 
 
 class VerifyStage(CachedStage[Verified]):
@@ -81,12 +91,14 @@ class VerifyStage(CachedStage[Verified]):
     def key_inputs(self, job: Job) -> dict[str, Any]:
         recipe = job.recipe
         return {
+            "entry_format": ENTRY_FORMAT,
             "models": [job.keys[stage.name] for stage in (QUANTIZE, EDGETPU) if stage.name in job.keys],
             "runners": [runner.name for runner in job.runners],
             "verify": data_inputs(job[DATA].verify, recipe.verify),
             "preprocess": recipe.calibration.preprocess.model_dump(mode="json"),
             "threads": recipe.verify.threads,
             "device": recipe.edgetpu.device,
+            "devices": [_device_key(runner) for runner in job.runners if isinstance(runner, DeviceRunner)],
             "tools": tool_versions(TOOLS),
         }
 
@@ -111,7 +123,8 @@ class VerifyStage(CachedStage[Verified]):
             budget,
             source_batchnorm(job),
         )
-        verified = Verified(outputs, first_ms, described, layers, budget, diagnose(evidence))
+        device_latency = {runner.name: runner.latency() for runner in job.runners if isinstance(runner, DeviceRunner)}
+        verified = Verified(outputs, first_ms, described, layers, budget, diagnose(evidence), device_latency)
         return verified.save(files, float_model.output_names)
 
     def load(self, job: Job, entry: Entry) -> Verified:
@@ -187,7 +200,41 @@ def make_runners(job: Job) -> list[Runner]:
             if edgetpu.runnable and edgetpu.compiled_model
             else []
         ),
+        *(runner for device in recipe.verify.devices for runner in device_runners(job, device)),
     ]
+
+
+def _device_key(runner: DeviceRunner) -> dict[str, Any]:
+    """What a device's results depend on: where it is, its Python and runtime, and what it times."""
+    session = runner.session
+    return {
+        "url": session.device.url,
+        "python": session.device.python,
+        "edgetpu_device": session.device.edgetpu_device,
+        "versions": runner.versions,
+        "latency": session.latency.model_dump(mode="json"),
+    }
+
+
+def device_runners(job: Job, device: Device) -> list[DeviceRunner]:
+    """A device's runners: its CPU on the int8 model, and its Edge TPU on the compiled model when there is one
+    and the device has libedgetpu (`edgetpu: required` makes either missing an error). The device is probed
+    first: its runtime versions belong to the stage's key."""
+    float_model, tflite, compiled = job[CONVERT], job[QUANTIZE], job[EDGETPU].compiled_model
+    call = AgentCall(device)
+    probe = call.probe()
+    name = device.runner_name
+    models = [ModelJob(name, tflite.int8_tflite, edgetpu=False)]
+    on_edgetpu = device.edgetpu != "off" and compiled is not None and probe["edgetpu"]["available"]
+    if device.edgetpu == "required" and not on_edgetpu:
+        why = "the build has no compiled model" if compiled is None else probe["edgetpu"]["reason"]
+        raise ToolMissingError(f"{name} cannot run the Edge TPU model: {why} (the device's edgetpu is required)")
+    if on_edgetpu:
+        assert compiled is not None
+        models.append(ModelJob(f"{name}:edgetpu", compiled, edgetpu=True))
+    io = LiteRtRunner(f"{name} (I/O)", tflite.int8_tflite, 1, float_model.input_perms, float_model.outputs)
+    session = DeviceSession(device, io, models, job.recipe.verify.threads, job.recipe.verify.latency)
+    return [DeviceRunner(model.name, session, probe["versions"]) for model in models]
 
 
 def _flat(outputs: Outputs, names: list[str]) -> dict[str, np.ndarray]:
@@ -198,21 +245,37 @@ def _flat(outputs: Outputs, names: list[str]) -> dict[str, np.ndarray]:
 
 def run_all(runners: list[Runner], verify: Dataset, input_name: str) -> tuple[Outputs, dict[str, float]]:
     """Feed the prepared runners the same samples; keep each one's outputs (by output name) and first inference
-    time. Outputs go into arrays allocated once: a list of per-sample arrays fragments the heap as the set grows."""
+    time. Local runners take each sample in turn (it is read and preprocessed once for all of them); a `batched`
+    runner (a device) takes them all in one call afterwards."""
     outputs: Outputs = {}
     first_ms: dict[str, float] = {}
+    local = [runner for runner in runners if not runner.batched]
     for position, sample in enumerate(verify):
-        for runner in runners:
-            produced = runner.infer({input_name: sample})
-            if position == 0:
-                check_outputs(runner.name, produced, outputs[runners[0].name] if outputs else None)
-                outputs[runner.name] = {
-                    name: np.empty((len(verify), *y.shape[1:]), dtype=y.dtype) for name, y in produced.items()
-                }
-                first_ms[runner.name] = runner.last_inference_ms
-            for name, y in produced.items():
-                outputs[runner.name][name][position] = y[0]
-    return outputs, first_ms
+        for runner in local:
+            _keep(runner, position, runner.infer({input_name: sample}), outputs, first_ms, len(verify))
+    for runner in (runner for runner in runners if runner.batched):
+        feeds = ({input_name: sample} for sample in verify)
+        for position, produced in enumerate(runner.infer_all(feeds)):
+            _keep(runner, position, produced, outputs, first_ms, len(verify))
+    return {runner.name: outputs[runner.name] for runner in runners}, first_ms
+
+
+def _keep(
+    runner: Runner,
+    position: int,
+    produced: dict[str, np.ndarray],
+    outputs: Outputs,
+    first_ms: dict[str, float],
+    samples: int,
+) -> None:
+    """One sample's outputs into the runner's arrays, allocated once on its first sample (a list of per-sample
+    arrays fragments the heap as the set grows)."""
+    if position == 0:
+        check_outputs(runner.name, produced, next(iter(outputs.values()), None))
+        outputs[runner.name] = {name: np.empty((samples, *y.shape[1:]), dtype=y.dtype) for name, y in produced.items()}
+        first_ms[runner.name] = runner.last_inference_ms
+    for name, y in produced.items():
+        outputs[runner.name][name][position] = y[0]
 
 
 def check_outputs(runner: str, produced: dict[str, np.ndarray], reference: dict[str, np.ndarray] | None) -> None:

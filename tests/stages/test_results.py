@@ -14,7 +14,7 @@ from compiler_kit.compare.layers import LayerDrift, LayerDrifts
 from compiler_kit.frontends.base import FloatModel, ModelOutput
 from compiler_kit.stages.latency import Timings
 from compiler_kit.stages.verify import Verified
-from compiler_kit.timing import LatencyStats
+from compiler_kit.timing import LatencyStats, latency_stats
 
 
 def _stored(tmp_path: Path, make: Callable[[Path], dict[str, Any]]) -> Entry:
@@ -65,12 +65,14 @@ def test_verified_outputs_round_trip_by_runner_and_output_name(tmp_path: Path) -
         LayerDrifts([layer], ["x"]),
         budget,
         ["output 'boxes': below one int8 step"],
+        {"device:pi": latency_stats([1.0, 2.0, 4.0], 9.0, 2, 1)},
     )
     entry = _stored(tmp_path, lambda files: verified.save(files, names))
     back = Verified.read(entry, names)
     assert back.first_ms == verified.first_ms and back.runners == verified.runners
     assert list(back.layers) == [layer] and back.layers.unmatched == ["x"] and back.budget == budget
     assert back.diagnoses == verified.diagnoses
+    assert back.device_latency == verified.device_latency and back.device_latency["device:pi"].p50_ms == 2.0
     for runner, by_name in outputs.items():
         assert list(back.outputs[runner]) == names
         for name, array in by_name.items():
