@@ -147,9 +147,9 @@ class SshDevice:
         ]
 
     def ssh_command(self, *remote: str, known_hosts: Path | None = None, extra: tuple[str, ...] = ()) -> list[str]:
-        """A complete `ssh` argv running `remote` on the device (`extra`: more client options, e.g.
-        `multiplexing_options()`)."""
-        return ["ssh", *self.client_args(known_hosts), *extra, self.destination(), "--", *remote]
+        """A complete `ssh` argv running `remote` on the device. `extra` (more client options, e.g.
+        `multiplexing_options()`) comes first: ssh keeps the first value it reads for an option, so these win."""
+        return ["ssh", *extra, *self.client_args(known_hosts), self.destination(), "--", *remote]
 
     def multiplexing_options(self, persist_s: int = 60) -> list[str]:
         """ControlMaster options that work here: the first ssh opens a master that later ones reuse, with its socket
