@@ -6,6 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.ckit-installed
+DEVICE_VENV := .venv-device
+DEVICE_STAMP := $(DEVICE_VENV)/.ckit-device-installed
 DIGITS := calibration/digits/eval.npz
 PHOTOS := calibration/photos/eval
 KERAS_MODEL := recipes/models/digits_cnn.keras
@@ -18,7 +20,7 @@ SCENES := calibration/digit_scenes/eval.npz
 DETECTOR := recipes/models/digit_detector.onnx
 DIGITS_RECIPES := recipes/digits_keras.yaml recipes/digits_torch.yaml recipes/digits_onnx.yaml
 
-.PHONY: setup data models demo recipes browser test lint bench trials clean edgetpu-fit corpus corpus-tune
+.PHONY: setup data models demo recipes browser sshd device-venv test lint bench trials clean edgetpu-fit corpus corpus-tune
 
 setup: $(STAMP)
 
@@ -66,7 +68,28 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 		|| echo "chromium not installed: the browser test of report.html will be skipped"
 
-test: setup browser
+# The SSH device tests (tests/ssh_device.py) start their own sshd on a loopback port: Debian's openssh-server, installed
+# when missing and when apt-get can run. policy-rc.d (exit 101) keeps the package from starting the system's sshd on
+# port 22 (Docker images ship one; where there is none, one is written for the install and removed after it).
+sshd:
+	@test -x /usr/sbin/sshd || ( \
+		policy=/usr/sbin/policy-rc.d; made=; \
+		if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy && chmod 755 $$policy && made=1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; rc=$$?; \
+		if [ -n "$$made" ]; then rm -f $$policy; fi; exit $$rc ) \
+		|| echo "openssh-server not installed: the SSH device tests will be skipped (run \`make sshd device-venv\` as root)"
+
+# The device's Python for the SSH device tests: a separate virtual environment with only what a real device has, the
+# standalone interpreter (tflite-runtime 2.14.0, built against numpy 1.x), and never compiler_kit, TensorFlow or
+# ai-edge-litert. Reinstalls only when this Makefile changes.
+device-venv: $(DEVICE_STAMP)
+$(DEVICE_STAMP): Makefile
+	@test -x $(DEVICE_VENV)/bin/python || $(PYTHON) -m venv $(DEVICE_VENV)
+	$(DEVICE_VENV)/bin/python -m pip install --disable-pip-version-check --quiet "tflite-runtime==2.14.0" "numpy==1.26.4"
+	$(DEVICE_VENV)/bin/python -c "from tflite_runtime.interpreter import Interpreter"
+	@touch $@
+
+test: setup browser sshd device-venv
 	$(PY) -m pytest
 
 lint: setup

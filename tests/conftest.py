@@ -25,6 +25,9 @@ import yaml
 from calibration import digits
 from recipes.models import digits_keras
 
+# the `ssh_device` fixture: a real sshd on a loopback port playing an edge device (tests/ssh_device.py)
+pytest_plugins = ["tests.ssh_device"]
+
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_RECIPE = REPO / "recipes" / "digits_keras.yaml"
 
