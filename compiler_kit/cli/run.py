@@ -37,6 +37,8 @@ def run(
     warmup: Annotated[int, typer.Option(min=0, max=100_000, help="Untimed runs before them.")] = 10,
     threads: Annotated[int, typer.Option(min=1, max=1024, help="CPU threads.")] = 1,
     python: Annotated[str, typer.Option(help="The device's Python.")] = "python3",
+    identity: Annotated[Path | None, typer.Option(help="The device's private key file (default: ssh's own).")] = None,
+    known_hosts: Annotated[Path | None, typer.Option(help="known_hosts file (default: ssh's own).")] = None,
     accept_new_host_key: AcceptNewHostKey = False,
 ) -> None:
     """Classify images with an int8 model, as Coral's classify_image example does: each image resized to the
@@ -60,7 +62,8 @@ def run(
     if device is None:
         ranked = [run_here(here, batch, top, names, latency)]
     else:
-        remote = _device(device, python, accept_new_host_key)
+        trust = {"accept_new_host_key": accept_new_host_key}
+        remote = _device(device, python=python, identity=identity, known_hosts=known_hosts, **trust)
         ranked = run_on_device(remote, classifier, here, batch, top, names, latency)
     typer.echo("\n\n".join(render(r, images) for r in ranked))
 
@@ -78,17 +81,18 @@ def _preprocess(base: Preprocess, scale: float | None, mean: float | None, std: 
         raise BadInputError(f"--scale/--mean/--std: {exc.errors()[0]['msg']}", fix="give finite numbers") from None
 
 
-def _device(url: str, python: str, accept_new_host_key: bool) -> Device:
+def _device(url: str, **settings: object) -> Device:
     from pydantic import ValidationError
 
     from compiler_kit.errors import BadInputError
     from compiler_kit.recipe import Device
 
     try:
-        return Device(url=url, python=python, accept_new_host_key=accept_new_host_key)
+        return Device.model_validate({"url": url, **{k: v for k, v in settings.items() if v is not None}})
     except ValidationError as exc:
         message = exc.errors()[0]["msg"].removeprefix("Value error, ")
-        raise BadInputError(f"--device/--python: {message}", fix="write --device ssh://user@host[:port]") from None
+        where = ".".join(str(part) for part in exc.errors()[0]["loc"])
+        raise BadInputError(f"--{where}: {message}", fix="write --device ssh://user@host[:port]") from None
 
 
 def render(ranked: Ranked, images: list[Path]) -> str:

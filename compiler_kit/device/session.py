@@ -187,8 +187,9 @@ class AgentCall:
         except ValueError:
             raise self._failure(code, progress) from None
         if not result.get("ok"):
+            error = " ".join(str(result.get("error")).split())  # native messages end lines anywhere
             raise BadInputError(
-                f"{self.name} cannot run the job: {result.get('error')} (device runtime: {result.get('versions')})",
+                f"{self.name} cannot run the job: {error} (device runtime: {describe_runtime(result.get('versions'))})",
                 fix="install numpy and tflite-runtime (or ai-edge-litert) on the device, a version that knows the "
                 "model's ops; for the Edge TPU, Coral's libedgetpu1-std",
             )
@@ -222,6 +223,13 @@ class AgentCall:
         if code == SSH_FAILED and not progress.received:
             return DeviceLostError(f"{where} cannot be reached: {said}")
         return DeviceLostError(f"{where} was lost ({said}); completed: {progress.completed()}")
+
+
+def describe_runtime(versions: dict[str, str] | None) -> str:
+    if not versions:
+        return "unknown: the agent could not import numpy or an interpreter"
+    runtime = f"{versions.get('runtime', 'no interpreter')} {versions.get('runtime_version', '')}".strip()
+    return f"{runtime}, numpy {versions.get('numpy')}, Python {versions.get('python')} on {versions.get('machine')}"
 
 
 def _config_value(path: Path) -> str:
