@@ -15,6 +15,9 @@ e  MobileNetV2 int8 against float TFLite, p50 latency at 1 and 2 threads (ckit's
    int8 / float < 1 (int8 is the faster model).
 f  `ckit tune` (the digits recipe, three trials, two at a time) cold on a local two-CPU Ray cluster against the
    local process pool: wall-time ratio <= 1.10 (Ray's overhead per trial at most 10 %), the trials' numbers equal.
+g  a device over SSH on loopback (benchmarks/device.py): the agent's latency over SSH within 5 % of the same agent
+   here; the verify stage with 1000 samples and the device within 2x of it without; 20 builds whose device is
+   killed at random points: 0 tracebacks, 0 partial results reported as complete.
 
 Every cold `ckit build` gets an empty --out folder and an empty CKIT_CACHE_DIR of its own (and --force when this
 ckit has it): nothing is reused from another build or from the user's cache. Results: benchmarks/results/
@@ -40,6 +43,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from benchmarks.device import measure_device
 from benchmarks.measure import (
     REPO,
     CommandFailed,
@@ -68,6 +72,9 @@ TARGETS = {
     "d_memory": Target("<", 20.0, " %"),
     "e": Target("<", 1.0),
     "f": Target("<=", 1.10),
+    "g_latency": Target("<=", 1.05),
+    "g_verify": Target("<=", 2.0),
+    "g_disconnect": Target("<=", 0),
 }
 
 
@@ -366,6 +373,10 @@ def start_ray_cluster() -> tuple[str, Callable[[], object]]:
     return f"127.0.0.1:{port}", lambda: run_process([ray, "stop", "--force"])
 
 
+def measure_device_part(suite: Suite) -> None:
+    measure_device(suite, tiled_recipe)
+
+
 PARTS: dict[str, tuple[str, list[Callable[[Suite], None]]]] = {
     "a": ("cold build against the bare converter calls", [measure_cold]),
     "b": ("warm rebuild", [measure_warm]),
@@ -373,6 +384,7 @@ PARTS: dict[str, tuple[str, list[Callable[[Suite], None]]]] = {
     "d": ("verification throughput and peak memory", [measure_throughput, measure_memory]),
     "e": ("MobileNetV2 int8 against float latency", [measure_mobilenet]),
     "f": ("ckit tune on a local Ray cluster against the local process pool", [measure_ray]),
+    "g": ("a device over SSH on loopback against the same work here", [measure_device_part]),
 }
 
 

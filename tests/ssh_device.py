@@ -97,6 +97,22 @@ def _wait_dead(processes: list[psutil.Process], timeout_s: float = 10.0) -> None
             time.sleep(0.01)
 
 
+PYENV_LOCK = Path.home() / ".pyenv" / "shims" / ".pyenv-shim"
+
+
+def _clear_stale_pyenv_lock() -> None:
+    """This machine's root ~/.bashrc runs `pyenv init`, whose rehash takes the lock file ~/.pyenv/shims/.pyenv-shim;
+    a session killed during its login leaves the lock behind, and every later login then waits 60 s for it (seen
+    here: the next `ssh ... true` timed out). The lock is stale once no pyenv rehash runs."""
+    rehashing = any(
+        "rehash" in " ".join(process.info["cmdline"] or [])
+        for process in psutil.process_iter(["cmdline"])
+        if "pyenv" in " ".join(process.info["cmdline"] or [])
+    )
+    if not rehashing:
+        PYENV_LOCK.unlink(missing_ok=True)
+
+
 @dataclass
 class SshDevice:
     """One fake device: its address, the throwaway credentials a client needs, the device's Python and scratch
@@ -182,6 +198,7 @@ class SshDevice:
         self._process.wait(timeout=10)  # the listener is ours to reap
         _wait_dead(processes)
         self._process = None
+        _clear_stale_pyenv_lock()
 
     def freeze(self) -> None:
         """SIGSTOP sshd and every session: a device that hangs or a network that goes silent. The connection stays
@@ -266,7 +283,7 @@ def _start_sshd(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     raise OSError(f"sshd accepts no connection on port {port} after {READY_TIMEOUT_S} s: {log.read_text()[-2000:]}")
 
 
-def _missing() -> list[str]:
+def missing() -> list[str]:
     missing = [str(SSHD)] if not os.access(SSHD, os.X_OK) else []
     missing += [tool for tool in ("ssh", "ssh-keygen") if shutil.which(tool) is None]
     if not os.access(DEVICE_PYTHON, os.X_OK):
@@ -274,16 +291,11 @@ def _missing() -> list[str]:
     return missing
 
 
-@pytest.fixture(scope="session")
-def ssh_device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshDevice]:
-    """A running sshd on a loopback port for the whole session, with throwaway keys; stopped (with its sessions) at
-    the end. A test that calls `kill_sessions()` or `freeze()` must `restart()` before it ends (in a `finally`)."""
-    missing = _missing()
-    if missing:
-        pytest.skip(f"SSH device tests need {', '.join(missing)}: run `make sshd device-venv`")
+def start_device(folder: Path, workdir: Path) -> SshDevice:
+    """sshd on a free loopback port with throwaway keys in `folder`, ready for connections (also what
+    benchmarks/device.py measures against). Stop it with `kill_sessions()`."""
     if os.geteuid() == 0:
         PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
-    folder = tmp_path_factory.mktemp("ssh_device")
     host_key = _keygen(folder / "host_key", "ckit-test-device")
     user_key = _keygen(folder / "id_ed25519", "ckit-test-client")
     (folder / "authorized_keys").write_text(user_key + "\n")
@@ -305,8 +317,6 @@ def ssh_device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshDevice]:
         raise RuntimeError(f"sshd did not start in {START_ATTEMPTS} attempts: {last_error}")
     (folder / "known_hosts").write_text(f"[{HOST}]:{port} {host_key}\n")
     (folder / "known_hosts_wrong_key").write_text(f"[{HOST}]:{port} {wrong_key}\n")
-    workdir = tmp_path_factory.mktemp("ssh_device_workdir")
-    control_dir = Path(tempfile.mkdtemp(prefix="ckit-ssh-", dir="/tmp"))
     device = SshDevice(
         host=HOST,
         port=port,
@@ -317,14 +327,28 @@ def ssh_device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshDevice]:
         workdir=workdir,
         known_hosts_without_key=folder / "known_hosts_without_key",
         known_hosts_wrong_key=folder / "known_hosts_wrong_key",
-        control_dir=control_dir,
+        control_dir=Path(tempfile.mkdtemp(prefix="ckit-ssh-", dir="/tmp")),
         log=log,
         config=config,
         _process=process,
     )
     try:
         device._wait_ready()
+    except BaseException:
+        device.kill_sessions()
+        raise
+    return device
+
+
+@pytest.fixture(scope="session")
+def ssh_device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshDevice]:
+    """A running sshd on a loopback port for the whole session, with throwaway keys; stopped (with its sessions) at
+    the end. A test that calls `kill_sessions()` or `freeze()` must `restart()` before it ends (in a `finally`)."""
+    if absent := missing():
+        pytest.skip(f"SSH device tests need {', '.join(absent)}: run `make sshd device-venv`")
+    device = start_device(tmp_path_factory.mktemp("ssh_device"), tmp_path_factory.mktemp("ssh_device_workdir"))
+    try:
         yield device
     finally:
         device.kill_sessions()  # multiplexing masters lose their connection and exit with it
-        shutil.rmtree(control_dir, ignore_errors=True)
+        shutil.rmtree(device.control_dir, ignore_errors=True)
