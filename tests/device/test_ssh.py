@@ -168,3 +168,15 @@ def test_ckit_run_refuses_a_compiled_model(tmp_path: Path) -> None:
     compiled.write_bytes(b"TFL3")
     result = ckit("run", str(compiled), str(tmp_path / "x.png"))
     assert result.exit_code == 2 and "give the build folder, or the int8 model" in result.output
+
+
+@pytest.mark.slow
+def test_a_required_edgetpu_the_device_cannot_give_exits_4(device_python: Path, write_recipe: WriteRecipe) -> None:
+    """No compiled model here (no edgetpu_compiler) and no libedgetpu on the device: `edgetpu: required` stops."""
+
+    def require_edgetpu(recipe: dict) -> None:
+        recipe["verify"]["devices"] = [{"url": "local", "python": str(device_python), "edgetpu": "required"}]
+
+    result = ckit("build", str(write_recipe(require_edgetpu)))
+    assert result.exit_code == 4, result.output
+    assert "error: device:local cannot run the Edge TPU model: the build has no compiled model" in result.output
