@@ -16,6 +16,7 @@ from compiler_kit.artifacts import BuildFolder
 from compiler_kit.cache import StageCache, default_root
 from compiler_kit.errors import BadInputError
 from compiler_kit.frontends.onnx import ONNX2TF_LOG
+from compiler_kit.progress import Reporter
 from compiler_kit.recipe import Recipe
 from compiler_kit.report import REPORT_HTML, REPORT_JSON, REPORT_MD
 from compiler_kit.report.diff import baseline_values, load_report
@@ -47,6 +48,7 @@ def build(
     out_dir: Path | None = None,
     progress: Progress = print,
     cache: StageCache | None = None,
+    reporter: Reporter | None = None,
 ) -> BuildResult:
     folder = BuildFolder(out_dir or recipe.build_dir(recipe_path))
     folder.ensure_writable()
@@ -56,7 +58,7 @@ def build(
     with folder.locked(progress):
         folder.remove_leftovers((BUILD_LOG, REPORT_JSON, REPORT_MD, REPORT_HTML, ONNX2TF_LOG))
         with cache.for_build(scratch=folder.root):  # after remove_leftovers, which takes its scratch for a dead build's
-            log = StageLog(STAGE_NAMES, progress, folder.path(BUILD_LOG))
+            log = StageLog(STAGE_NAMES, progress, folder.path(BUILD_LOG), reporter)
             job = Job(recipe, recipe_path, folder, cache, log, compiler, baseline)
             for stage in STAGES:
                 with log(stage.name, stage.plan(job)):

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from compiler_kit.progress import NO_TASK, Task
 from compiler_kit.runners import Runner
 
 
@@ -30,16 +31,18 @@ class LatencyStats:
 
 
 def measure_latency(
-    runner: Runner, feed: dict[str, np.ndarray], *, first_ms: float, warmup: int, runs: int
+    runner: Runner, feed: dict[str, np.ndarray], *, first_ms: float, warmup: int, runs: int, task: Task = NO_TASK
 ) -> LatencyStats:
     """Time `runs` inferences of one sample after `warmup` untimed ones; `first_ms` was measured by the caller
     on the runner's very first inference (it includes one-off work such as memory planning)."""
     for _ in range(warmup):
         runner.infer(feed)
+        task.advance()
     times = np.empty(runs)
     for i in range(runs):
         runner.infer(feed)
         times[i] = runner.last_inference_ms
+        task.advance()
     return latency_stats(list(times), first_ms, warmup, runner.threads)
 
 

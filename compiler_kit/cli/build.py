@@ -105,6 +105,7 @@ class BuildSettings:
 def _build_one(recipe: Path, out: Path | None, settings: BuildSettings, overrides: dict[str, Any]) -> None:
     from compiler_kit.cache import StageCache, default_root
     from compiler_kit.pipeline import build as run_build
+    from compiler_kit.progress import Reporter
     from compiler_kit.recipe import load_recipe, with_devices
     from compiler_kit.report import REPORT_HTML, REPORT_JSON, REPORT_MD, terminal_summary
 
@@ -114,7 +115,11 @@ def _build_one(recipe: Path, out: Path | None, settings: BuildSettings, override
         loaded = loaded.model_copy(update={"edgetpu": edgetpu})
     cache = StageCache(settings.cache_dir or default_root(), force=settings.force)
     progress = (lambda _: None) if settings.quiet else _progress
-    result = run_build(loaded, recipe, out, progress=progress, cache=cache)
+    reporter = Reporter.for_terminal(settings.quiet)
+    try:
+        result = run_build(loaded, recipe, out, progress=progress, cache=cache, reporter=reporter)
+    finally:
+        reporter.close()
     INTERRUPTS.decide()  # the reports are written: the verdict stands, whatever signal comes now
     typer.echo(terminal_summary(result.report))
     for warning in result.report["warnings"]:  # never silent, gate or no gate

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Generic, TypeVar, cast
 from compiler_kit import lazy, stage_keys
 from compiler_kit.artifacts import BuildFolder
 from compiler_kit.cache import Entry, StageCache, stage_key
+from compiler_kit.progress import Reporter
 from compiler_kit.recipe import Recipe
 from compiler_kit.runners import Runner
 
@@ -67,9 +68,12 @@ class StageLog:
     """Announces each stage with its number and elapsed time, keeps the timings and the cache verdicts for the
     report, and sends what native code prints during a stage to the build log."""
 
-    def __init__(self, names: tuple[str, ...], progress: Progress, log_path: Path) -> None:
+    def __init__(
+        self, names: tuple[str, ...], progress: Progress, log_path: Path, reporter: Reporter | None = None
+    ) -> None:
         self.names = names
         self.progress = progress
+        self.reporter = reporter or Reporter()  # progress inside a stage: bars, lines or nothing
         self.log_path = log_path
         self.seconds: dict[str, float] = {}
         self.cache: dict[str, dict[str, str]] = {}
@@ -80,7 +84,8 @@ class StageLog:
         number = f"[{self.names.index(name) + 1}/{len(self.names)}]"
         self.progress(f"{number} {name}{': ' + plan if plan else ''} ...")
         self._started[name] = time.perf_counter()
-        with lazy.native_output_to(self.log_path):  # TF and the converter print from C++; keep it in the log
+        # TF and the converter print from C++: that goes to the log, the reporter keeps its own copy of stderr
+        with self.reporter.stage(name), lazy.native_output_to(self.log_path):
             yield
         self.seconds[name] = self.elapsed(name)
         how = "reused from the cache" if self.cache.get(name, {}).get("status") == "hit" else "done"
@@ -118,6 +123,11 @@ class Job:
     def model_sha256(self) -> str:
         """Read once: the convert stage's key and the report both name the model by it."""
         return stage_keys.model_sha256(self.recipe.source)
+
+    @property
+    def reporter(self) -> Reporter:
+        """Where a stage's counted work reports (the build's terminal, its log, or nothing)."""
+        return self.log.reporter
 
     def cached(self, stage: CachedStage[Any]) -> Entry:
         """The stage's entry (reused or produced now); what it holds for the build folder is installed there."""

@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from compiler_kit.cache import Entry
 from compiler_kit.edgetpu.analysis import analyze
 from compiler_kit.edgetpu.latency import latency_section
+from compiler_kit.runners import Runner
 from compiler_kit.runners.xnnpack import ops_outside_xnnpack
 from compiler_kit.stages.base import CachedStage, Job
 from compiler_kit.stages.data import DATA
@@ -58,18 +61,24 @@ class LatencyStage(CachedStage[Timings]):
 
     def produce(self, job: Job, files: Path) -> dict[str, Any]:
         recipe, verify, first_ms, tflite = job.recipe, job[DATA].verify, job[VERIFY].first_ms, job[QUANTIZE]
-        settings, threads = recipe.verify.latency, recipe.verify.threads
+        threads = recipe.verify.threads
         feed = {recipe.inputs[0].name: verify.sample(int(verify.indices[0]))}
         job.prepare_runners()
         timed_on_devices = job[VERIFY].device_latency  # a device's agent timed its runs with its outputs
         runs = {
-            runner.name: timed_on_devices.get(runner.name)
-            or measure_latency(runner, feed, first_ms=first_ms[runner.name], warmup=settings.warmup, runs=settings.runs)
+            runner.name: timed_on_devices.get(runner.name) or self._timed(job, runner, feed, first_ms[runner.name])
             for runner in job.runners
         }
         models = {"tflite-float": tflite.float_tflite, "tflite-int8": tflite.int8_tflite}
         outside = {name: ops_outside_xnnpack(path, threads) for name, path in models.items()}
         return Timings(runs, _predicted_edgetpu(job), outside).to_meta()
+
+    def _timed(self, job: Job, runner: Runner, feed: dict[str, np.ndarray], first_ms: float) -> LatencyStats:
+        settings = job.recipe.verify.latency
+        with job.reporter.task(f"{runner.name} runs", settings.warmup + settings.runs) as task:
+            return measure_latency(
+                runner, feed, first_ms=first_ms, warmup=settings.warmup, runs=settings.runs, task=task
+            )
 
     def load(self, job: Job, entry: Entry) -> Timings:
         return Timings.from_meta(entry.meta)

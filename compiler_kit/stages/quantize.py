@@ -9,6 +9,7 @@ from typing import Any
 
 from compiler_kit import lazy
 from compiler_kit.cache import Entry
+from compiler_kit.progress import Counting
 from compiler_kit.quantize import Int8Quantizer
 from compiler_kit.stage_keys import data_inputs, tool_versions
 from compiler_kit.stages.base import CachedStage, Job
@@ -45,8 +46,11 @@ class QuantizeStage(CachedStage[TfliteModels]):
         lazy.tensorflow(threads=job.recipe.verify.threads)
         quantizer, float_model = Int8Quantizer(job.recipe.quantization), job[CONVERT]
         (files / FLOAT_TFLITE).write_bytes(quantizer.float_tflite(float_model))
-        settings = job.recipe.calibration
-        int8 = quantizer.int8_tflite(float_model, job[DATA].calibration, settings.method, settings.percentile)
+        settings, calibration = job.recipe.calibration, job[DATA].calibration
+        passes = 1 if settings.method == "min-max" else 2  # the other methods read the samples again for ranges
+        with job.reporter.task("calibration samples", passes * len(calibration)) as task:
+            counted = Counting(calibration, task)
+            int8 = quantizer.int8_tflite(float_model, counted, settings.method, settings.percentile)
         (files / INT8_TFLITE).write_bytes(int8)
         return {}
 

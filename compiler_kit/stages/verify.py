@@ -26,6 +26,7 @@ from compiler_kit.compare.source_names import source_names
 from compiler_kit.data import Dataset
 from compiler_kit.device.session import AgentCall, ModelJob
 from compiler_kit.errors import BadInputError, ToolMissingError, describe_exception
+from compiler_kit.progress import QUIET, Counting, Reporter
 from compiler_kit.recipe import Device
 from compiler_kit.runners import SOURCE_RUNNERS, EdgeTpuRunner, LiteRtRunner, OnnxRuntimeRunner, Runner
 from compiler_kit.runners.device import DeviceRunner, DeviceSession
@@ -105,9 +106,11 @@ class VerifyStage(CachedStage[Verified]):
     def produce(self, job: Job, files: Path) -> dict[str, Any]:
         job.prepare_runners()
         verify, float_model, tflite = job[DATA].verify, job[CONVERT], job[QUANTIZE]
-        outputs, first_ms = run_all(job.runners, verify, job.recipe.inputs[0].name)
+        outputs, first_ms = run_all(job.runners, verify, job.recipe.inputs[0].name, job.reporter)
         threads = job.recipe.verify.threads
-        layers = layer_drift(tflite.float_tflite, tflite.int8_tflite, verify, float_model.input_perms[0], threads)
+        with job.reporter.task("samples, float vs int8 layer by layer", len(verify)) as task:
+            samples = Counting(verify, task)
+            layers = layer_drift(tflite.float_tflite, tflite.int8_tflite, samples, float_model.input_perms[0], threads)
         layers = with_source_names(job, layers)
         described = {runner.name: runner.describe() for runner in job.runners}
         budget = quantization_budget(job, outputs)
@@ -243,20 +246,26 @@ def _flat(outputs: Outputs, names: list[str]) -> dict[str, np.ndarray]:
     return {f"{runner}#{k}": by_name[name] for runner, by_name in outputs.items() for k, name in enumerate(names)}
 
 
-def run_all(runners: list[Runner], verify: Dataset, input_name: str) -> tuple[Outputs, dict[str, float]]:
+def run_all(
+    runners: list[Runner], verify: Dataset, input_name: str, reporter: Reporter = QUIET
+) -> tuple[Outputs, dict[str, float]]:
     """Feed the prepared runners the same samples; keep each one's outputs (by output name) and first inference
     time. Local runners take each sample in turn (it is read and preprocessed once for all of them); a `batched`
     runner (a device) takes them all in one call afterwards."""
     outputs: Outputs = {}
     first_ms: dict[str, float] = {}
     local = [runner for runner in runners if not runner.batched]
-    for position, sample in enumerate(verify):
-        for runner in local:
-            _keep(runner, position, runner.infer({input_name: sample}), outputs, first_ms, len(verify))
+    with reporter.task(f"samples through {len(local)} runners", len(verify)) as task:
+        for position, sample in enumerate(verify):
+            for runner in local:
+                _keep(runner, position, runner.infer({input_name: sample}), outputs, first_ms, len(verify))
+            task.advance()
     for runner in (runner for runner in runners if runner.batched):
         feeds = ({input_name: sample} for sample in verify)
-        for position, produced in enumerate(runner.infer_all(feeds)):
-            _keep(runner, position, produced, outputs, first_ms, len(verify))
+        with reporter.task(f"samples on {runner.name}", len(verify)) as task:
+            for position, produced in enumerate(runner.infer_all(feeds)):
+                _keep(runner, position, produced, outputs, first_ms, len(verify))
+                task.advance()
     return {runner.name: outputs[runner.name] for runner in runners}, first_ms
 
 

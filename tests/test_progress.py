@@ -1,0 +1,100 @@
+"""Progress inside stages: plain lines in logs (rate-limited per stage, with counts), rich bars on a terminal,
+nothing when quiet; and a real build under a pseudo-terminal and under pipes."""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from compiler_kit.progress import NO_TASK, Counting, LineReporter, Reporter
+from tests.conftest import WriteRecipe
+
+
+def test_lines_carry_the_stage_the_work_and_its_counts() -> None:
+    stream = io.StringIO()
+    reporter = LineReporter(stream, every_s=0)
+    with reporter.stage("verify"), reporter.task("samples", 4) as task:
+        for _ in range(4):
+            task.advance()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 4 and lines[-1].startswith("  verify: samples: 4/4 (")
+    assert "/s" in lines[0] and "s left" in lines[0]
+
+
+def test_lines_come_at_most_once_per_interval_per_stage() -> None:
+    stream = io.StringIO()
+    reporter = LineReporter(stream, every_s=0.2)
+    with reporter.stage("latency"):
+        for name in ("a runs", "b runs"):  # two tasks of one stage share its interval
+            with reporter.task(name, 1000) as task:
+                deadline = time.monotonic() + 0.5
+                while time.monotonic() < deadline:
+                    task.advance()
+                    time.sleep(0.001)
+    lines = stream.getvalue().splitlines()
+    assert 3 <= len(lines) <= 6, lines  # about 1.0 s of work at one line per 0.2 s, never one per advance
+
+
+def test_counting_advances_on_every_pass() -> None:
+    stream = io.StringIO()
+    reporter = LineReporter(stream, every_s=0)
+    with reporter.task("calibration samples", 6) as task:
+        items = Counting([1, 2, 3], task)
+        assert list(items) + list(items) == [1, 2, 3, 1, 2, 3]
+    assert stream.getvalue().splitlines()[-1].startswith("calibration samples: 6/6")
+
+
+def test_quiet_is_silent() -> None:
+    reporter = Reporter.for_terminal(quiet=True)
+    assert type(reporter) is Reporter
+    with reporter.stage("convert"), reporter.task("x", 3) as task:
+        assert task is NO_TASK
+
+
+def _ckit_build(recipe: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "compiler_kit", "build", str(recipe), "--force", *extra]
+
+
+def _read_pty(command: list[str], env: dict[str, str]) -> tuple[int, str]:
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(command, stdin=follower, stdout=follower, stderr=follower, env=env, close_fds=True)
+    os.close(follower)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([leader], [], [], 1.0)
+        if ready:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # the follower side closed: the build is over
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif process.poll() is not None:
+            break
+    os.close(leader)
+    return process.wait(), b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.slow
+def test_a_build_on_a_terminal_shows_bars_and_in_a_log_plain_lines(write_recipe: WriteRecipe) -> None:
+    recipe = write_recipe()
+    env = {**os.environ, "CKIT_PROGRESS_INTERVAL_S": "0.2", "COLUMNS": "120"}
+    code, terminal = _read_pty(_ckit_build(recipe), env)
+    assert code == 0, terminal[-2000:]
+    assert "━" in terminal and "samples through 3 runners" in terminal  # rich's bars, with the work's name
+    assert "\x1b[" in terminal  # drawn in place with escape codes, not printed as lines
+    logged = subprocess.run(_ckit_build(recipe), capture_output=True, text=True, env=env, check=False)
+    assert logged.returncode == 0, logged.stderr[-2000:]
+    lines = [line for line in logged.stderr.splitlines() if line.startswith("  verify: samples through 3 runners: ")]
+    assert lines and "/360 (" in lines[-1] and "━" not in logged.stderr and "\x1b[" not in logged.stderr
+    quiet = subprocess.run(_ckit_build(recipe, "--quiet"), capture_output=True, text=True, env=env, check=False)
+    assert quiet.returncode == 0 and "samples through" not in quiet.stderr + quiet.stdout
