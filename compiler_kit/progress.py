@@ -12,6 +12,7 @@ breaks a bar.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import time
@@ -70,13 +71,20 @@ class Reporter:
         """Bars on a terminal, lines in a log, nothing when quiet: decided by what stderr is now."""
         if quiet:
             return Reporter()
-        stream = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1, encoding="utf-8", errors="replace")
+        try:
+            stream = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1, encoding="utf-8", errors="replace")
+        except (OSError, io.UnsupportedOperation):  # stderr is no file (captured by a test runner): write to it as is
+            return LineReporter(sys.stderr, _interval(), owned=False)
         if stream.isatty():
             return BarReporter(stream)
-        return LineReporter(stream, float(os.environ.get("CKIT_PROGRESS_INTERVAL_S", LINE_EVERY_S)))
+        return LineReporter(stream, _interval())
 
 
 QUIET = Reporter()
+
+
+def _interval() -> float:
+    return float(os.environ.get("CKIT_PROGRESS_INTERVAL_S", LINE_EVERY_S))
 
 
 class _Counted:
@@ -95,8 +103,8 @@ class _Counted:
 class LineReporter(Reporter):
     """A plain line per stage at most every LINE_EVERY_S, for logs that keep every line."""
 
-    def __init__(self, stream: IO[str], every_s: float = LINE_EVERY_S) -> None:
-        self.stream, self.every_s = stream, every_s
+    def __init__(self, stream: IO[str], every_s: float = LINE_EVERY_S, owned: bool = True) -> None:
+        self.stream, self.every_s, self.owned = stream, every_s, owned  # owned: a duplicate made for it
         self.prefix = ""
         self._last = time.monotonic()
 
@@ -116,7 +124,8 @@ class LineReporter(Reporter):
             self.stream.write(f"{self.prefix}{counted.summary()}\n")
 
     def close(self) -> None:
-        self.stream.close()
+        if self.owned:
+            self.stream.close()
 
 
 class _LineTask:

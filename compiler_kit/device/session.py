@@ -14,12 +14,14 @@ is `DeviceLostError` (exit 4) naming the device and what it completed.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shlex
 import subprocess
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,29 +68,30 @@ class DeviceRun:
 
 @dataclass
 class Progress:
-    """What the agent said it completed, from its progress lines: for the message when the device is lost."""
+    """What the agent said it completed, read from its progress lines as they arrive: for a live count of samples
+    (`on_samples`) and for the message when the device is lost."""
 
-    received: bool = False
+    on_samples: Callable[[str, int], None] = lambda model, done: None
+    received_at: float | None = None  # when the device had every byte
     done: dict[str, tuple[int, int]] = field(default_factory=dict)
     timed: set[str] = field(default_factory=set)
-    received_at: float | None = None
     other: list[str] = field(default_factory=list)  # ssh's and native code's lines
 
-    def read(self, stderr: str, started: float) -> None:
-        for line in stderr.splitlines():
-            if not line.startswith(PROGRESS):
-                self.other.append(line)
-                continue
-            event = json.loads(line[len(PROGRESS) :])
-            if "received" in event:
-                self.received, self.received_at = True, started + float(event["seconds"])
-            elif "timed" in event:
-                self.timed.add(event["model"])
-            else:
-                self.done[event["model"]] = (event["done"], event["of"])
+    def read(self, line: str) -> None:
+        if not line.startswith(PROGRESS):
+            self.other.append(line.rstrip())
+            return
+        event = json.loads(line[len(PROGRESS) :])
+        if "received" in event:
+            self.received_at = time.perf_counter()
+        elif "timed" in event:
+            self.timed.add(event["model"])
+        else:
+            self.done[event["model"]] = (event["done"], event["of"])
+            self.on_samples(event["model"], event["done"])
 
     def completed(self) -> str:
-        if not self.received:
+        if self.received_at is None:
             return "nothing: the model and inputs were not all received"
         steps = ["the model and inputs were received"]
         steps += [f"{name} ran {done} of {of} samples" for name, (done, of) in self.done.items()]
@@ -131,12 +134,21 @@ class AgentCall:
 
     def probe(self) -> dict[str, Any]:
         """The device's runtime versions and whether an Edge TPU answers there."""
-        result, _, _ = self._call({"mode": "probe", "edgetpu_device": self.device.edgetpu_device}, [])
+        job = {"mode": "probe", "edgetpu_device": self.device.edgetpu_device}
+        result, _ = self._call(job, [], Progress())
         return result
 
     def run(
-        self, models: Sequence[ModelJob], inputs: list[np.ndarray], *, threads: int, warmup: int, runs: int
+        self,
+        models: Sequence[ModelJob],
+        inputs: list[np.ndarray],
+        *,
+        threads: int,
+        warmup: int,
+        runs: int,
+        on_samples: Callable[[str, int], None] = lambda model, done: None,
     ) -> DeviceRun:
+        """Every model on every input sample, then its timed runs; `on_samples(model, done)` as the device counts."""
         buffer = io.BytesIO()
         np.savez(buffer, **{f"i{k}": array for k, array in enumerate(inputs)})
         contents = [job.path.read_bytes() for job in models]
@@ -151,34 +163,25 @@ class AgentCall:
             "runs": runs,
             "edgetpu_device": self.device.edgetpu_device,
         }
-        started = time.perf_counter()
-        result, payload, progress = self._call(job, [*contents, buffer.getvalue()])
+        started, progress = time.perf_counter(), Progress(on_samples)
+        result, payload = self._call(job, [*contents, buffer.getvalue()], progress)
         wall_s = time.perf_counter() - started
         transfer_s = (progress.received_at or started) - started
         return DeviceRun(result["versions"], _model_runs(result, payload), transfer_s, wall_s)
 
-    def _call(self, job: dict[str, Any], blobs: list[bytes]) -> tuple[dict[str, Any], bytes, Progress]:
+    def _call(self, job: dict[str, Any], blobs: list[bytes], progress: Progress) -> tuple[dict[str, Any], bytes]:
         agent = AGENT.read_bytes()
         stdin = b"".join([b"%d\n" % len(agent), agent, json.dumps(job).encode() + b"\n", *blobs])
         timeout = self.device.connect_timeout_sec + self.device.timeout_sec
-        started = time.perf_counter()
         try:
-            done = subprocess.run(self.argv(), input=stdin, capture_output=True, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired as expired:
-            progress = self._progress(expired.stderr, started)
-            raise DeviceLostError(
-                f"{self.name} ({self.device.url}) did not finish within {timeout} s; completed: {progress.completed()}"
-            ) from None
+            code, stdout, timed_out = _exchange(self.argv(), stdin, timeout, progress)
         except FileNotFoundError as exc:  # no ssh client here, or a local device's Python is missing
             raise ToolMissingError(f"{self.name}: cannot start {exc.filename}: {exc.strerror}") from None
-        progress = self._progress(done.stderr, started)
-        result, payload = self._result(done.returncode, done.stdout, progress)
-        return result, payload, progress
-
-    def _progress(self, stderr: bytes | None, started: float) -> Progress:
-        progress = Progress()
-        progress.read((stderr or b"").decode(errors="replace"), started)
-        return progress
+        if timed_out:
+            raise DeviceLostError(
+                f"{self.name} ({self.device.url}) did not finish within {timeout} s; completed: {progress.completed()}"
+            )
+        return self._result(code, stdout, progress)
 
     def _result(self, code: int, stdout: bytes, progress: Progress) -> tuple[dict[str, Any], bytes]:
         head, _, payload = stdout.partition(b"\n")
@@ -220,9 +223,45 @@ class AgentCall:
             return ToolMissingError(
                 f"{where}: the device has no {self.device.python} ({said}): set the device's `python`"
             )
-        if code == SSH_FAILED and not progress.received:
+        if code == SSH_FAILED and progress.received_at is None:
             return DeviceLostError(f"{where} cannot be reached: {said}")
         return DeviceLostError(f"{where} was lost ({said}); completed: {progress.completed()}")
+
+
+def _exchange(argv: list[str], stdin: bytes, timeout: float, progress: Progress) -> tuple[int, bytes, bool]:
+    """Run `argv`: `stdin` written and stderr read line by line (into `progress`) on threads of their own, stdout
+    read here; killed after `timeout` seconds. Returns the exit code, stdout, and whether it timed out."""
+    process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+    feed, errors = process.stdin, process.stderr
+
+    def write() -> None:
+        with contextlib.suppress(OSError):  # the far side gone: its exit code and stderr say why
+            feed.write(stdin)
+            feed.close()
+
+    def read() -> None:
+        for line in errors:
+            progress.read(line.decode(errors="replace"))
+
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        process.kill()
+
+    killer = threading.Timer(timeout, expire)
+    threads = [threading.Thread(target=write, daemon=True), threading.Thread(target=read, daemon=True)]
+    for thread in [killer, *threads]:
+        thread.start()
+    try:
+        stdout = process.stdout.read()
+        code = process.wait()
+    finally:
+        killer.cancel()
+        for thread in threads:
+            thread.join(timeout=10)
+    return code, stdout, expired.is_set()
 
 
 def describe_runtime(versions: dict[str, str] | None) -> str:

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from compiler_kit.progress import NO_TASK, Task
+
 
 class Runner(ABC):
     # Runs every sample in one call (`infer_all`): a runner on another machine, where a round trip per sample would
@@ -42,10 +44,13 @@ class Runner(ABC):
         self.last_inference_ms = (time.perf_counter() - start) * 1e3
         return dict(zip(self.output_names, self.fetch_impl(raw), strict=True))
 
-    def infer_all(self, feeds: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
-        """Each feed's outputs in turn."""
+    def infer_all(
+        self, feeds: Iterable[dict[str, np.ndarray]], task: Task = NO_TASK
+    ) -> Iterator[dict[str, np.ndarray]]:
+        """Each feed's outputs in turn; `task` advances per feed done."""
         for feed in feeds:
             yield self.infer(feed)
+            task.advance()
 
     @abstractmethod
     def prepare_impl(self) -> list[str]:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from compiler_kit.device.session import AgentCall, DeviceRun, ModelJob, ModelRun
+from compiler_kit.progress import NO_TASK, Task
 from compiler_kit.recipe import Device, Latency
 from compiler_kit.runners.base import Runner
 from compiler_kit.runners.litert import LiteRtRunner
@@ -38,15 +39,40 @@ class DeviceSession:
         if not self.io.output_names:
             self.io.prepare()
 
-    def run(self, inputs: list[np.ndarray]) -> dict[str, ModelRun]:
+    def run(self, inputs: list[np.ndarray], task: Task = NO_TASK, model: str = "") -> dict[str, ModelRun]:
+        """Every model on `inputs` (one call, reused while the inputs are the same); `task` counts `model`'s samples
+        as the device reports them."""
         digest = hashlib.sha256(b"".join(array.tobytes() for array in inputs)).hexdigest()
+        counted = _Counter(task, model)
         if self.last is None or digest != self._inputs_digest:
             settings = self.latency
             self.last = self.call.run(
-                self.models, inputs, threads=self.threads, warmup=settings.warmup, runs=settings.runs
+                self.models,
+                inputs,
+                threads=self.threads,
+                warmup=settings.warmup,
+                runs=settings.runs,
+                on_samples=counted.update,
             )
             self._inputs_digest = digest
+        counted.finish(len(inputs[0]))
         return self.last.models
+
+
+class _Counter:
+    """The device reports how many samples a model has done; a task advances by the difference, once."""
+
+    def __init__(self, task: Task, model: str) -> None:
+        self.task, self.model, self.done = task, model, 0
+
+    def update(self, model: str, done: int) -> None:
+        if model == self.model and done > self.done:
+            self.task.advance(done - self.done)
+            self.done = done
+
+    def finish(self, total: int) -> None:
+        """Up to `total` (a session reused by its second runner did the work earlier, with no one counting)."""
+        self.update(self.model, total)
 
 
 class DeviceRunner(Runner):
@@ -64,8 +90,8 @@ class DeviceRunner(Runner):
     def stage_impl(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.io.encode(feed)
 
-    def infer_impl(self, staged: list[np.ndarray]) -> ModelRun:
-        return self.session.run(staged)[self.name]
+    def infer_impl(self, staged: list[np.ndarray], task: Task = NO_TASK) -> ModelRun:
+        return self.session.run(staged, task, self.name)[self.name]
 
     def fetch_impl(self, raw: ModelRun) -> list[np.ndarray]:
         return self.session.io.decode([raw.outputs[name] for name in self.session.io.output_tensor_names])
@@ -73,11 +99,14 @@ class DeviceRunner(Runner):
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return next(self.infer_all([feed]))
 
-    def infer_all(self, feeds: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
-        """Every feed in one call; `last_inference_ms` is the device's own time of its first inference."""
+    def infer_all(
+        self, feeds: Iterable[dict[str, np.ndarray]], task: Task = NO_TASK
+    ) -> Iterator[dict[str, np.ndarray]]:
+        """Every feed in one call (`task` counts the samples as the device runs them); `last_inference_ms` is the
+        device's own time of its first inference."""
         listed = list(feeds)
         batch = {name: np.concatenate([feed[name] for feed in listed]) for name in listed[0]}
-        run = self.infer_impl(self.stage_impl(batch))
+        run = self.infer_impl(self.stage_impl(batch), task)
         self.last_inference_ms = run.first_ms
         outputs = dict(zip(self.output_names, self.fetch_impl(run), strict=True))
         for position in range(len(listed)):

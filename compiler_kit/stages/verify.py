@@ -263,9 +263,8 @@ def run_all(
     for runner in (runner for runner in runners if runner.batched):
         feeds = ({input_name: sample} for sample in verify)
         with reporter.task(f"samples on {runner.name}", len(verify)) as task:
-            for position, produced in enumerate(runner.infer_all(feeds)):
+            for position, produced in enumerate(runner.infer_all(feeds, task)):
                 _keep(runner, position, produced, outputs, first_ms, len(verify))
-                task.advance()
     return {runner.name: outputs[runner.name] for runner in runners}, first_ms
 
 
