@@ -4,7 +4,8 @@ The model is read by tflite_graph.py (no TensorFlow import, so it is fast). Each
 status the compiler would write in its .log (statuses.py), following Coral's documented requirements (see
 /work/shared/edgetpu/FACTS.md): 8-bit tensors only, static shapes, rank <= 3 beyond size-1 outer dimensions, the
 supported-op table and its limits, op versions compiler 16 can parse, constant parameters, and ONE Edge TPU
-subgraph. An op version compiler 16 cannot parse fails the whole model: nothing maps, and the advice names what fixes it.
+subgraph. An op version compiler 16 cannot parse fails the whole model: nothing maps, and the advice names what
+fixes it.
 
 The rules were then checked against what the real compiler did to Coral's published models (the pairs of an int8
 model and its *_edgetpu.tflite in benchmarks/edgetpu_truth/, `make edgetpu-truth`); each rule that pairs changed
@@ -339,7 +340,7 @@ def _apply_one_subgraph_rule(ops: list[Op]) -> None:
         cut_by[op.index] = blocker
         if blocker is not None and op.mapped:
             op.status = MORE_THAN_ONE_SUBGRAPH
-            op.reason = f"reads the result of #{blocker.index} {blocker.operator}, which runs on the CPU after Edge TPU ops"
+            op.reason = f"reads the result of #{blocker.index} {blocker.operator}, on the CPU after Edge TPU ops"
 
 
 def _own_status(op: Op) -> bool:
