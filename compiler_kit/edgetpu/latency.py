@@ -10,7 +10,9 @@
   concatenations, reshapes) costs its output elements at ELEMENTWISE_PER_SECOND.
 - Parameter streaming: parameter bytes beyond the ~8 MB on-chip cache cross the host interface on every
   inference (FACTS.md), at the target's bandwidth; so do the input and output tensors.
-- CPU part: the ops after the one-subgraph cut, MEASURED here with LiteRT (`cpu_part_ms`), never guessed.
+- CPU part: the ops the analysis leaves to the CPU, MEASURED here with LiteRT (`cpu_part_ms`), never guessed. A
+  custom op (a pose decoder, a detection post-processing op) or an op this LiteRT does not know has no kernel here:
+  it is left out of the measurement and named in `cpu_unmeasured_ops`, never a failure.
 
 The constants marked "fitted" were fitted by `benchmarks/edgetpu_fit.py` on the four rows of Coral's published
 benchmarks in FACTS.md (MobileNet v1 224, MobileNet v2 224, Inception v4 299, ResNet-50 V1 299; USB Accelerator
@@ -171,9 +173,10 @@ def _elements(shape: tuple[int, ...]) -> int:
 
 
 def cpu_part_ms(model_path: Path, prediction: EdgeTpuPrediction, threads: int = 1, runs: int = 50) -> float:
-    """Median time of the ops the Edge TPU does not run (those after the cut), measured with LiteRT on this
-    CPU: they are cut out of the int8 model into a model of their own and timed on zero inputs."""
-    cpu_ops = [op.index for op in prediction.per_op if not op.mapped]
+    """Median time of the ops the Edge TPU does not run, measured with LiteRT on this CPU: they are cut out of the
+    int8 model into a model of their own and timed on zero inputs. Ops without a kernel here (`unmeasured_ops`)
+    are left out: the interpreter would refuse to prepare the model for them."""
+    cpu_ops = [op.index for op in prediction.per_op if not op.mapped and op.runs_here]
     if not cpu_ops:
         return 0.0
     interpreter_class, _ = lazy.litert_interpreter()
@@ -230,6 +233,11 @@ def _constant(model: Any, tensor: Any) -> bool:
     return buffer is not None and buffer.data is not None and len(buffer.data) > 0
 
 
+def unmeasured_ops(prediction: EdgeTpuPrediction) -> list[str]:
+    """The CPU ops LiteRT has no kernel for here (custom or unknown ops), as `#index OPERATOR`."""
+    return [f"#{op.index} {op.operator}" for op in prediction.per_op if not op.mapped and not op.runs_here]
+
+
 def latency_section(prediction: EdgeTpuPrediction, threads: int = 1, off_chip_bytes: int | None = None) -> dict:
     """The predicted latency per target of an analyzed int8 model, beside the ideal floor (every MAC at 4 TOPS):
     the report's `edgetpu.latency`. The op mapping is the static analysis's; when the compiler ran, pass its own
@@ -237,6 +245,7 @@ def latency_section(prediction: EdgeTpuPrediction, threads: int = 1, off_chip_by
     cpu_ms = cpu_part_ms(prediction.path, prediction, threads)
     return {
         "predicted": True,
+        "cpu_unmeasured_ops": unmeasured_ops(prediction),
         "ideal_floor_ms": prediction.ideal_latency_ms,
         "targets": {target: estimate(prediction, target, cpu_ms, off_chip_bytes).as_dict() for target in TARGETS},
         "fit_errors_pct": FIT_ERRORS_PCT,
