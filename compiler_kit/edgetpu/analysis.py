@@ -423,10 +423,19 @@ def _failures(ops: list[Op], cut: Op | None) -> list[Failure]:
                 "partially_mapped",
                 f"{on_cpu} of {len(ops)} ops run on the CPU: #{cut.index} {cut.operator} cannot be mapped "
                 f"({cut.status}), and every op that reads its result after the Edge TPU part stays on the CPU",
-                f"replace #{cut.index} {cut.operator} with supported ops, or move it to the end of the model",
+                _cut_advice(cut),
             )
         )
     return failures
+
+
+def _cut_advice(cut: Op) -> str:
+    if cut.kind == "custom":
+        return (
+            f"custom ops always run on the CPU: keep #{cut.index} {cut.operator} after the ops meant for the Edge TPU "
+            "(only what reads its result is cut from them)"
+        )
+    return f"replace #{cut.index} {cut.operator} with supported ops, or move it to the end of the model"
 
 
 _TRANSPOSE_CONV_FIX = (

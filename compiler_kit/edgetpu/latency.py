@@ -23,6 +23,7 @@ every report labels it as one.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -179,15 +180,9 @@ def cpu_part_ms(model_path: Path, prediction: EdgeTpuPrediction, threads: int = 
     cpu_ops = [op.index for op in prediction.per_op if not op.mapped and op.runs_here]
     if not cpu_ops:
         return 0.0
-    interpreter_class, _ = lazy.litert_interpreter()
+    submodel = cpu_submodel(model_path.read_bytes(), cpu_ops)
     try:
-        interpreter = interpreter_class(
-            model_content=cpu_submodel(model_path.read_bytes(), cpu_ops), num_threads=threads
-        )
-        interpreter.allocate_tensors()
-        for detail in interpreter.get_input_details():
-            interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], dtype=detail["dtype"]))
-        interpreter.invoke()  # the first run plans memory: not timed
+        interpreter = _prepared(submodel, threads)
     except RuntimeError as exc:  # XNNPACK refuses tensors whose int8 scale is absurd (a -3.4e38 padding)
         raise BadInputError(
             f"LiteRT cannot run the ops the Edge TPU would leave to the CPU, so their time cannot be measured "
@@ -202,6 +197,27 @@ def cpu_part_ms(model_path: Path, prediction: EdgeTpuPrediction, threads: int = 
         interpreter.invoke()
         times.append((time.perf_counter() - start) * 1e3)
     return float(np.median(times))
+
+
+def _prepared(model_bytes: bytes, threads: int) -> Any:
+    """An interpreter of `model_bytes`, run once on zero inputs (the first run plans memory). XNNPACK, LiteRT's
+    default delegate, refuses some ops the reference kernels run (a RESIZE_BILINEAR with align_corners from 1x1, in
+    Coral's DeepLabV3 of google-coral/edgetpu@5020de9): then the reference kernels are timed. The error of the
+    first attempt is raised when neither prepares."""
+    interpreter_class, _ = lazy.litert_interpreter()
+    resolver = sys.modules[interpreter_class.__module__].OpResolverType
+    first_error = None
+    for options in ({}, {"experimental_op_resolver_type": resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES}):
+        try:
+            interpreter = interpreter_class(model_content=model_bytes, num_threads=threads, **options)
+            interpreter.allocate_tensors()
+            for detail in interpreter.get_input_details():
+                interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], dtype=detail["dtype"]))
+            interpreter.invoke()
+            return interpreter
+        except RuntimeError as exc:
+            first_error = first_error or exc
+    raise first_error or RuntimeError("no interpreter")
 
 
 def cpu_submodel(model_bytes: bytes, op_indices: list[int]) -> bytes:
