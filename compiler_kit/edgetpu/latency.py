@@ -202,12 +202,16 @@ def cpu_part_ms(model_path: Path, prediction: EdgeTpuPrediction, threads: int = 
 def _prepared(model_bytes: bytes, threads: int) -> Any:
     """An interpreter of `model_bytes`, run once on zero inputs (the first run plans memory). XNNPACK, LiteRT's
     default delegate, refuses some ops the reference kernels run (a RESIZE_BILINEAR with align_corners from 1x1, in
-    Coral's DeepLabV3 of google-coral/edgetpu@5020de9): then the reference kernels are timed. The error of the
+    Coral's DeepLabV3 of google-coral/edgetpu@5020de9): then the reference kernels are timed, unless a scale is
+    absurd (a max-pool padded with -3.4e38), on which they abort the process instead of raising. The error of the
     first attempt is raised when neither prepares."""
     interpreter_class, _ = lazy.litert_interpreter()
     resolver = sys.modules[interpreter_class.__module__].OpResolverType
+    attempts: list[dict[str, Any]] = [{}]
+    if _scales_are_sane(model_bytes):
+        attempts.append({"experimental_op_resolver_type": resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES})
     first_error = None
-    for options in ({}, {"experimental_op_resolver_type": resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES}):
+    for options in attempts:
         try:
             interpreter = interpreter_class(model_content=model_bytes, num_threads=threads, **options)
             interpreter.allocate_tensors()
@@ -218,6 +222,23 @@ def _prepared(model_bytes: bytes, threads: int) -> Any:
         except RuntimeError as exc:
             first_error = first_error or exc
     raise first_error or RuntimeError("no interpreter")
+
+
+MAX_SANE_SCALE = 1e10  # an 8-bit step of 1e10: no real activation range; the -inf padding gives about 1e36
+
+
+def _scales_are_sane(model_bytes: bytes) -> bool:
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(model_bytes, 0)
+    scales = [
+        float(scale)
+        for graph in model.subgraphs or []
+        for tensor in graph.tensors or []
+        if tensor.quantization is not None and tensor.quantization.scale is not None
+        for scale in tensor.quantization.scale
+    ]
+    return all(math.isfinite(scale) and abs(scale) < MAX_SANE_SCALE for scale in scales)
 
 
 def cpu_submodel(model_bytes: bytes, op_indices: list[int]) -> bytes:
