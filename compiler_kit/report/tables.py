@@ -208,6 +208,8 @@ def edgetpu_latency_caption(latency: dict[str, Any]) -> str:
         f"Edge TPU latency PREDICTED by ckit's cost model (no device; {trust}); ideal floor, every MAC at 4 TOPS: "
         f"{latency['ideal_floor_ms']:.3g} ms. The CPU part is measured here with LiteRT."
     )
+    if unmeasured := latency.get("cpu_unmeasured_ops"):
+        text += f" Not in it (no kernel here: custom or unknown ops, time not counted): {', '.join(unmeasured)}."
     if latency.get("measured_p50_ms") is not None:
         text += f" Measured on the Edge TPU here: p50 {latency['measured_p50_ms']:.3g} ms."
     return text

@@ -72,3 +72,19 @@ def test_bad_files_exit_2_with_one_message(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_inspect_never_imports_a_framework(built) -> None:
     assert frameworks_imported_by(["inspect", str(built.build_dir / "model_int8.tflite")]) == []
+
+
+def test_a_model_with_a_custom_op_is_inspected_not_refused(tmp_path: Path) -> None:
+    """Coral's posenet models end in a custom decoder op LiteRT has no kernel for: the op is listed on the CPU with
+    its reason, the CPU part after it is timed without it, and the latency caption names it; exit 0."""
+    from tests.edgetpu.test_compiler_rules import custom_op_graph
+
+    model = custom_op_graph(tmp_path)
+    result = runner.invoke(app, ["inspect", str(model)])
+    assert result.exit_code == 0, result.output
+    assert "MyPoseDecoder" in result.output and "reason: custom op 'MyPoseDecoder'" in result.output
+    assert "Not in it (no kernel here: custom or unknown ops, time not counted): #1 MyPoseDecoder" in result.output
+    data = json.loads(runner.invoke(app, ["inspect", "--json", str(model)]).output)
+    assert data["latency"]["cpu_unmeasured_ops"] == ["#1 MyPoseDecoder"]
+    assert data["latency"]["targets"]["usb"]["cpu_ms"] > 0  # the RESHAPE after it was timed
+    assert [op["kind"] for op in data["per_op"]] == ["builtin", "custom", "builtin"]
