@@ -148,8 +148,7 @@ def test_the_showcase_builds_with_true_labels_and_maps_fully(
 ) -> None:
     recipe = yaml.safe_load(RECIPE.read_text())
     recipe["source"]["path"] = str(_shipped_model())
-    recipe["calibration"]["data"]["path"] = str(photo_dir / "calibration")
-    recipe["calibration"]["num_samples"] = 32
+    recipe["calibration"]["data"]["path"] = str(photo_dir / "calibration")  # all 96, as shipped: 32 lose 13.5 pp
     recipe["verify"]["data"]["path"] = str(orientation_dir)
     recipe["verify"]["latency"] = {"warmup": 2, "runs": 5}
     result = build_recipe(recipe, tmp_path)
