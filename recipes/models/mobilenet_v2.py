@@ -1,4 +1,4 @@
-"""The realistic-graph example: MobileNetV2 (width 1.0, 224x224, 1000 classes), defined here in plain PyTorch.
+"""A speed benchmark, untrained (no accuracy to measure): MobileNetV2 (width 1.0, 224x224, 1000 classes), in PyTorch.
 
 Its weights are NOT trained and nothing is downloaded: they are a seeded initialisation, then the BatchNorm
 statistics are settled on the calibration photographs (calibration/photos.py) so activations have realistic
