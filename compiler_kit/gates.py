@@ -1,7 +1,8 @@
 """Gates: the recipe's limits, checked against the report's numbers. A failed gate makes `ckit build` exit 3.
 
 A gate is named `max_<name>` or `min_<name>` after what it judges: a registered metric (compare/metrics.py) of the
-comparison source -> tflite-int8, or an Edge TPU figure (`ops_on_edgetpu_fraction`, `off_chip_bytes`);
+comparison source -> tflite-int8 (and of source -> each device runner, as `<gate>[device:NAME]`: the model that ships
+is the one the device runs), or an Edge TPU figure (`ops_on_edgetpu_fraction`, `off_chip_bytes`);
 `max_latency_p50_ms` judges each named runner's median latency, `max_predicted_edgetpu_ms` each named target's
 predicted Edge TPU latency (edgetpu/latency.py: a prediction, for models nobody has run on the device yet).
 `outputs` gates judge one output's metrics (its task's and the signal metrics), named `outputs[<name>].<gate>`.
@@ -39,11 +40,13 @@ def evaluate(
     baseline: dict[str, float | None] | None = None,
     predicted_edgetpu_ms: dict[str, float] | None = None,
     per_output: dict[str, dict[str, float | None]] | None = None,
+    devices: dict[str, dict[str, float | None]] | None = None,
 ) -> list[GateResult]:
     """`measured`: the metrics of source -> tflite-int8 and the Edge TPU figures (ops_on_edgetpu_fraction,
     off_chip_bytes); `latency_p50_ms`: median latency by runner; `baseline`: report.diff.baseline_values();
     `predicted_edgetpu_ms`: predicted Edge TPU latency by target (none when the Edge TPU stage is off);
-    `per_output`: each output's metrics of source -> tflite-int8."""
+    `per_output`: each output's metrics of source -> tflite-int8; `devices`: the metrics of source -> each device
+    runner, judged by the same drift gates."""
     measured = {**measured, **_relative_to(baseline or {}, measured)}
     keyed = {"max_latency_p50_ms": latency_p50_ms, "max_predicted_edgetpu_ms": predicted_edgetpu_ms or {}}
     results = []
@@ -53,6 +56,11 @@ def evaluate(
         if threshold is not None:
             bound, metric = field.split("_", 1)
             results.append(_judge(field, bound, threshold, measured.get(metric)))
+            results += [
+                _judge(f"{field}[{runner}]", bound, threshold, metrics[metric])
+                for runner, metrics in (devices or {}).items()
+                if metric in metrics
+            ]
     for field, values in keyed.items():
         for key, threshold in getattr(gates, field).items():
             results.append(_judge(f"{field}[{key}]", "max", threshold, values.get(key)))

@@ -401,7 +401,8 @@ class EdgeTpu(_Section):
 
 
 class Gates(_Section):
-    """Limits a build must meet, else exit code 3. Drift gates judge source -> tflite-int8."""
+    """Limits a build must meet, else exit code 3. Drift gates judge source -> tflite-int8, and source -> each
+    device runner (verify.devices) as `<gate>[device:NAME]`."""
 
     max_accuracy_drop_pp: float | None = Field(None, description="Accuracy drop in percentage points (needs labels).")
     min_top1_agreement: float | None = Field(None, ge=0, le=1, description="Share of equal top-1 predictions.")

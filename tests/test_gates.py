@@ -113,3 +113,11 @@ def test_predicted_edgetpu_latency_is_gated_per_target_and_missing_predictions_f
     ]
     # The Edge TPU stage off: no prediction, and a gate on it cannot pass.
     assert not evaluate(gates, DRIFT, {})[0].passed
+
+
+def test_drift_gates_judge_each_device_runner_too():
+    gates = Gates(min_snr_db=15, max_off_chip_bytes=0)
+    devices = {"device:pi": {"snr_db": 40.0}, "device:mendel": {"snr_db": 0.0}}
+    results = {r.name: r for r in evaluate(gates, {**DRIFT, "off_chip_bytes": 0}, {}, devices=devices)}
+    assert results["min_snr_db[device:pi]"].passed and not results["min_snr_db[device:mendel]"].passed
+    assert not any(name.startswith("max_off_chip_bytes[") for name in results)  # a device has no Edge TPU figures

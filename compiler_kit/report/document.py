@@ -71,6 +71,11 @@ def findings(comparisons: list[dict[str, Any]]) -> list[str]:
     return notes
 
 
+# A device's runtime against LiteRT here on one file: int8 kernels round differently (the digits CNN: 47.6 dB
+# between tflite-runtime 2.14 and LiteRT 2.1), but below this the device computes something else.
+DEVICE_SNR_DB = 20.0
+
+
 def _conversion_findings(step: str, outputs: dict[str, dict[str, Any]]) -> list[str]:
     notes = []
     for name, entry in outputs.items():
@@ -150,6 +155,26 @@ def speed_findings(latency: dict[str, Any], outside_xnnpack: dict[str, dict[str,
         f"{slower}: XNNPACK, LiteRT's fast CPU kernels, leaves these int8 ops to slower ones: {ops} (float model: "
         f"{float_ops or 'none'}). On a device these kernels run only the ops the Edge TPU leaves to its CPU"
     ]
+
+
+def device_findings(comparisons: list[dict[str, Any]], runners: dict[str, dict[str, Any]]) -> list[str]:
+    """A device that computes the same int8 file differently from LiteRT here: its runtime, not the model, is at
+    fault (seen here: tflite-runtime 2.7.0 applies one scale to FULLY_CONNECTED weights quantized per channel, so
+    the digits CNN scores 9.7% there and 97.5% here; per-tensor weights run bit-exact on it)."""
+    findings = []
+    for comparison in comparisons:
+        device = comparison["candidate"]
+        snr = comparison["metrics"].get("snr_db")
+        if comparison["reference"] != "tflite-int8" or snr is None or snr >= DEVICE_SNR_DB:
+            continue
+        runtime = runners.get(device, {})
+        findings.append(
+            f"{device} runs the same int8 file differently from tflite-int8 here (SNR {snr:.1f} dB between them): "
+            f"its runtime ({runtime.get('runtime')} {runtime.get('version')}) computes some op otherwise. Update "
+            "the device's runtime, or try quantization.granularity: per-tensor (older runtimes ignore per-channel "
+            "FULLY_CONNECTED weights)"
+        )
+    return findings
 
 
 def budget_findings(budget: dict[str, Any]) -> list[str]:

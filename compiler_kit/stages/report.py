@@ -15,7 +15,13 @@ from compiler_kit.compare.outputs import OutputTasks, compare_outputs, constant_
 from compiler_kit.gates import DRIFT_CANDIDATE, DRIFT_REFERENCE, GateResult, evaluate
 from compiler_kit.recipe import DEVICE_RUNNER, Calibration, Recipe, Verify
 from compiler_kit.report import build_report, leak_findings, write_reports
-from compiler_kit.report.document import budget_findings, degenerate_findings, sample_count_findings, speed_findings
+from compiler_kit.report.document import (
+    budget_findings,
+    degenerate_findings,
+    device_findings,
+    sample_count_findings,
+    speed_findings,
+)
 from compiler_kit.runners import EdgeTpuRunner
 from compiler_kit.stages.base import Job, Stage
 from compiler_kit.stages.convert import CONVERT, FLOAT_MODEL
@@ -65,6 +71,7 @@ class ReportStage(Stage[dict[str, Any]]):
                 *speed_findings(latency, timings.outside_xnnpack),
                 *leak_findings(data.shared, len(data.verify)),
                 *budget_findings(verified.budget),
+                *device_findings(comparisons, verified.runners),
             ],
             confusion=_confusion(verified.outputs, tasks),
             quantization_budget=verified.budget,
@@ -129,7 +136,12 @@ def gates(job: Job, comparisons: Comparisons, edgetpu_section: dict[str, Any]) -
     p50 = {name: stats.p50_ms for name, stats in timings.runners.items()}
     predicted = edgetpu_section.get("latency", {}).get("targets", {})
     predicted_ms = {target: estimate["predicted_ms"] for target, estimate in predicted.items()}
-    results = evaluate(job.recipe.gates, measured, p50, job.baseline, predicted_ms, per_output)
+    devices = {
+        c["candidate"]: c["metrics"]
+        for c in comparisons
+        if c["reference"] == DRIFT_REFERENCE and c["candidate"].startswith(DEVICE_RUNNER)
+    }
+    results = evaluate(job.recipe.gates, measured, p50, job.baseline, predicted_ms, per_output, devices)
     if edgetpu_section.get("predicted") is False and not edgetpu_section["compiled"]:
         results.append(GateResult("edgetpu_compiled", 1.0, 0.0, False))  # the compiler ran and refused the model
     return results

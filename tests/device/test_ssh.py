@@ -180,3 +180,28 @@ def test_a_required_edgetpu_the_device_cannot_give_exits_4(device_python: Path, 
     result = ckit("build", str(write_recipe(require_edgetpu)))
     assert result.exit_code == 4, result.output
     assert "error: device:local cannot run the Edge TPU model: the build has no compiled model" in result.output
+
+
+@pytest.mark.slow
+def test_a_coral_era_runtime_that_computes_otherwise_fails_the_gates(
+    legacy_device_python: Path, write_recipe: WriteRecipe, tmp_path: Path
+) -> None:
+    """Python 3.7 and tflite-runtime 2.7.0, as Mendel-era boards have: the agent runs there. That runtime applies one
+    scale to FULLY_CONNECTED weights quantized per channel (measured: the digits CNN scores 9.7% there, 97.5% here),
+    so the device's drift gates fail and a finding names the runtime; per-tensor weights run bit-exact on it."""
+
+    def add_device(recipe: dict) -> None:
+        recipe["verify"]["devices"] = [{"url": "local", "python": str(legacy_device_python), "name": "mendel"}]
+
+    recipe = write_recipe(add_device)
+    failed = ckit("build", str(recipe))
+    assert failed.exit_code == 3, failed.output
+    assert "gate failed: min_snr_db[device:mendel]" in failed.output
+    assert "device:mendel runs the same int8 file differently from tflite-int8" in failed.output
+    report = json.loads((tmp_path / "build" / "report.json").read_text())
+    assert report["runners"]["device:mendel"]["device_versions"]["python"].startswith("3.7.")
+    fixed = ckit("build", str(recipe), "--set", "quantization.granularity=per-tensor")
+    assert fixed.exit_code == 0, fixed.output
+    report = json.loads((tmp_path / "build" / "report.json").read_text())
+    pairs = {(c["reference"], c["candidate"]): c["metrics"] for c in report["comparisons"]}
+    assert pairs[("tflite-int8", "device:mendel")]["max_abs_error"] == 0  # bit-exact
