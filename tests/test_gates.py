@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
+from compiler_kit.edgetpu.latency import TARGETS
 from compiler_kit.gates import GateResult, evaluate, needs_labels
 from compiler_kit.recipe import Gates
 
@@ -113,3 +115,12 @@ def test_predicted_edgetpu_latency_is_gated_per_target_and_missing_predictions_f
     ]
     # The Edge TPU stage off: no prediction, and a gate on it cannot pass.
     assert not evaluate(gates, DRIFT, {})[0].passed
+
+
+def test_the_dev_board_is_a_target_of_its_own_in_the_recipe_and_the_gates():
+    gates = Gates(max_predicted_edgetpu_ms={"devboard": 10.0})
+    results = evaluate(gates, DRIFT, {}, None, {"usb": 2.5, "devboard": 12.0, "pcie": 2.6})
+    assert [(r.name, r.passed) for r in results] == [("max_predicted_edgetpu_ms[devboard]", False)]
+    assert set(TARGETS) == {"usb", "devboard", "pcie"}  # what the recipe accepts is what the cost model predicts
+    with pytest.raises(ValidationError):
+        Gates(max_predicted_edgetpu_ms={"coral-mini": 1.0})
