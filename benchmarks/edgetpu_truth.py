@@ -86,6 +86,12 @@ def load_truth(path: Path = TRUTH) -> dict[str, dict[str, Any]]:
     return json.loads(path.read_text())["models"]
 
 
+POPULATE_HINT = (
+    "fill the cache once with `python -m benchmarks.edgetpu_truth populate --mirror CLONE_OF_google-coral/test_data "
+    "--mirror CLONE_OF_google-coral/edgetpu` (README: make edgetpu-truth)"
+)
+
+
 def cached(blob: str) -> Path:
     return CACHE / "blobs" / f"{blob}.tflite"
 

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from benchmarks import edgetpu_truth
 from compiler_kit import lazy
 from compiler_kit.frontends import frontend_for
 from compiler_kit.quantize import Int8Quantizer
@@ -140,18 +141,28 @@ def _application(name: str, size: int, **options: Any) -> Callable[[], Any]:
 class ZooModel:
     name: str  # as in Coral's table and benchmarks/edgetpu_reference.json
     input_size: int
-    build: Callable[[], Any]
+    build: Callable[[], Any] | None  # None: Coral's own int8 file, read from the edgetpu_truth cache by its blob id
+    blob: str = ""  # git blob id of Coral's file (benchmarks/edgetpu_truth/pairs.json cites its repository and commit)
 
     @property
     def path(self) -> Path:
+        if self.blob:
+            return edgetpu_truth.cached(self.blob)
         return ZOO_DIR / f"{re.sub(r'[^a-z0-9]+', '_', self.name.lower())}_{self.input_size}_int8.tflite"
+
+
+def _coral(name: str, input_size: int, blob: str) -> ZooModel:
+    """Coral's own int8 model, the very architecture (and weights) of a published row: preferred to a build in code
+    whenever the file is in the edgetpu_truth cache (`python -m benchmarks.edgetpu_truth populate`)."""
+    return ZooModel(name, input_size, None, blob)
 
 
 ZOO = {
     model.name: model
     for model in (
         ZooModel("MobileNet v1", 224, _application("MobileNet", 224, alpha=1.0)),
-        ZooModel("MobileNet v2", 224, _application("MobileNetV2", 224)),
+        # google-coral/test_data@086adea mobilenet_v2_1.0_224_quant.tflite, the model Coral's benchmarks time
+        _coral("MobileNet v2", 224, "c31ccd43b2c2e3258093208cbeeb6046aa7ab2ba"),
         ZooModel("Inception v4", 299, inception_v4),
         ZooModel("ResNet-50 V1", 299, _application("ResNet50", 299)),
         ZooModel("Inception v1", 224, inception_v1),
@@ -160,6 +171,10 @@ ZOO = {
         ZooModel("ResNet-152 V2", 299, _application("ResNet152V2", 299)),
         ZooModel("VGG16", 224, _application("VGG16", 224)),
         ZooModel("VGG19", 224, _application("VGG19", 224)),
+        # Coral's table says "DenseNet (224x224)" without a depth; DenseNet-121, the smallest of Keras's, is assumed
+        ZooModel("DenseNet", 224, _application("DenseNet121", 224)),
+        # google-coral/test_data@104342d deeplabv3_mnv2_pascal_quant.tflite: DeepLab V3 on MobileNet v2, 513x513
+        _coral("DeepLab V3", 513, "cfb544901b574fc95309f4d3cd33b81934642f1c"),
     )
 }
 
@@ -180,6 +195,8 @@ def build(entry: ZooModel) -> float:
     """Build and cache one model unless its .tflite exists; the seconds it took (0 when cached)."""
     if entry.path.exists():
         return 0.0
+    if entry.build is None:
+        raise SystemExit(f"{entry.name}: Coral's file {entry.path} is not cached: {edgetpu_truth.POPULATE_HINT}")
     start = time.perf_counter()
     model_bytes = quantize(entry.build(), entry.input_size)
     entry.path.parent.mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,9 @@ DEVICE_RUNNER = "device:"  # a device's runners: device:NAME (its CPU) and devic
 RunnerName = Literal["source", "onnx", "tflite-float", "tflite-int8", "edgetpu"]
 Layout = Literal["NHWC", "NCHW"]
 IoType = Literal["int8", "uint8", "float32"]
-EdgeTpuTarget = Literal["usb", "pcie"]  # USB Accelerator; Dev Board, M.2 and Mini PCIe cards
+# The cost model's targets (edgetpu/latency.py TARGET_SPECS): a USB Accelerator on an x86-64 desktop; the Dev Board
+# (PCIe, Cortex-A53 host); an M.2 / Mini PCIe card in an x86-64 desktop.
+EdgeTpuTarget = Literal["usb", "devboard", "pcie"]
 REWRITE_NAMES = tuple(REWRITES)
 RewriteName = Literal[REWRITE_NAMES]  # type: ignore[valid-type]  # the legalization registry's names
 
@@ -415,7 +417,8 @@ class Gates(_Section):
         None, ge=0, le=1, description="Share of ops mapped to the Edge TPU (compiled, or predicted)."
     )
     max_off_chip_bytes: NonNegativeInt | None = Field(
-        None, description="Parameter bytes streamed from host memory per inference (beyond the 8 MB cache)."
+        None,
+        description="Parameter bytes streamed from host memory per inference (beyond the ~7 MiB usable on-chip cache).",
     )
     max_predicted_edgetpu_ms: dict[EdgeTpuTarget, PositiveFloat] = Field(
         default_factory=dict,

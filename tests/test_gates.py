@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
+from compiler_kit.edgetpu.latency import TARGETS
 from compiler_kit.gates import GateResult, evaluate, needs_labels
 from compiler_kit.recipe import Gates
 
@@ -121,3 +123,12 @@ def test_drift_gates_judge_each_device_runner_too():
     results = {r.name: r for r in evaluate(gates, {**DRIFT, "off_chip_bytes": 0}, {}, devices=devices)}
     assert results["min_snr_db[device:pi]"].passed and not results["min_snr_db[device:mendel]"].passed
     assert not any(name.startswith("max_off_chip_bytes[") for name in results)  # a device has no Edge TPU figures
+
+
+def test_the_dev_board_is_a_target_of_its_own_in_the_recipe_and_the_gates():
+    gates = Gates(max_predicted_edgetpu_ms={"devboard": 10.0})
+    results = evaluate(gates, DRIFT, {}, None, {"usb": 2.5, "devboard": 12.0, "pcie": 2.6})
+    assert [(r.name, r.passed) for r in results] == [("max_predicted_edgetpu_ms[devboard]", False)]
+    assert set(TARGETS) == {"usb", "devboard", "pcie"}  # what the recipe accepts is what the cost model predicts
+    with pytest.raises(ValidationError):
+        Gates(max_predicted_edgetpu_ms={"coral-mini": 1.0})

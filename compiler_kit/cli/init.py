@@ -312,7 +312,7 @@ def render(facts: ModelFacts, name: str) -> str:
         _commented("#     tflite-int8: 5.0", "median latency per runner, in ms"),
         _commented("#   min_ops_on_edgetpu_fraction: 0.9", "ops mapped to the Edge TPU (compiled, or predicted)"),
         "#   max_predicted_edgetpu_ms:",
-        _commented("#     usb: 10.0", "PREDICTED Edge TPU latency (cost model): usb | pcie"),
+        _commented("#     usb: 10.0", "PREDICTED Edge TPU latency (cost model): usb | devboard | pcie"),
         "",
         "# output:",
         _commented(f"#   dir: build/{name}", "the default; `ckit build --out DIR` overrides it"),

@@ -27,8 +27,9 @@ def inspect_model(
 ) -> None:
     """Predict what the Edge TPU compiler will do with a TFLite model: each op's status in the compiler's words,
     ops on the Edge TPU and the CPU, parameter memory on-chip and off-chip, multiply-accumulates, the predicted
-    latency on a USB Accelerator and a PCIe card (cost model; the CPU part timed here) beside the ideal floor at
-    4 TOPS, and what to fix. Exit codes: 0 analyzed · 2 not a readable TFLite model.
+    latency on a USB Accelerator, a Dev Board and a PCIe card (cost model; the CPU part estimated for each target's
+    host CPU, and timed here apart) beside the ideal floor at 4 TOPS, and what to fix.
+    Exit codes: 0 analyzed · 2 not a readable TFLite model.
     """
     from compiler_kit.edgetpu.analysis import analyze
     from compiler_kit.edgetpu.latency import latency_section
@@ -64,7 +65,7 @@ def render(prediction: EdgeTpuPrediction, latency: dict[str, Any] | None = None)
         f"Ops on the Edge TPU: {prediction.ops_on_edgetpu}   on the CPU: {prediction.ops_on_cpu}   "
         f"Edge TPU subgraphs: {prediction.edgetpu_subgraphs}",
         f"Parameters: {_size(prediction.parameter_bytes)}; on-chip {_size(prediction.on_chip_bytes)}, "
-        f"off-chip {_size(prediction.off_chip_bytes)} (cache {_size(ON_CHIP_CACHE_BYTES)})",
+        f"off-chip {_size(prediction.off_chip_bytes)} (usable cache {_size(ON_CHIP_CACHE_BYTES)})",
         f"Multiply-accumulates: {prediction.macs:,}   ideal latency floor at 4 TOPS: "
         f"{prediction.ideal_latency_ms:.6f} ms",
     ]

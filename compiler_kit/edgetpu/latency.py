@@ -1,23 +1,31 @@
-"""Edge TPU latency without a device: a cost model of one inference, for the USB Accelerator and for PCIe targets.
+"""Edge TPU latency without a device: a cost model of one inference on a target = an interface and a host CPU.
 
-    predicted = overhead (per target) + TPU compute + parameter streaming + input/output transfer + CPU part
+    predicted = host overhead + TPU compute + parameter streaming + input/output transfer + host CPU part
+
+Targets (TARGETS): "usb" (a USB Accelerator on an x86-64 desktop), "devboard" (the Dev Board: its Edge TPU on PCIe,
+its host a quad-core Cortex-A53) and "pcie" (an M.2 / Mini PCIe card in an x86-64 desktop). Coral publishes figures
+for the first two only; "pcie" is their composition (the PCIe link of the Dev Board, the desktop host of the USB
+rows) and is never compared with a measurement.
 
 - TPU compute: each mapped op's multiply-accumulates on the peak 4 TOPS array (2e12 MAC/s), divided by a
   utilisation. A convolution (and a fully connected layer) fills the 64x64 systolic array with its input and
   output channels: channel counts that are not multiples of 64 waste the rest of a pass, and a full array still
-  reaches only CONV_UTILISATION of its peak. A depthwise convolution has no input-channel reduction to spread
-  over the array, so it uses it far worse: DEPTHWISE_UTILISATION. Every other mapped op (adds, pools,
-  concatenations, reshapes) costs its output elements at ELEMENTWISE_PER_SECOND.
-- Parameter streaming: parameter bytes beyond the ~8 MB on-chip cache cross the host interface on every
-  inference (FACTS.md), at the target's bandwidth; so do the input and output tensors.
-- CPU part: the ops the analysis leaves to the CPU, MEASURED here with LiteRT (`cpu_part_ms`), never guessed. A
-  custom op (a pose decoder, a detection post-processing op) or an op this LiteRT does not know has no kernel here:
-  it is left out of the measurement and named in `cpu_unmeasured_ops`, never a failure.
+  reaches only conv_utilisation of its peak. A depthwise convolution has no input-channel reduction to spread
+  over the array, so it uses it far worse: depthwise_utilisation. Every other mapped op (adds, pools,
+  concatenations, reshapes) costs its output elements at elementwise_per_second.
+- Parameter streaming: parameter bytes beyond the usable on-chip cache (hardware.ON_CHIP_CACHE_BYTES, from real
+  compiler-16 logs) cross the interface on every inference at its bandwidth; so do the input and output tensors.
+- Host: a fixed per-inference overhead (driver, invoke(), transfer set-up: slower on a slower CPU), and the ops the
+  Edge TPU leaves to the CPU, ESTIMATED for the target's CPU from their sizes: multiply-accumulates at
+  macs_per_second plus activation elements read and written at elements_per_second. Custom ops count too (a
+  detection model's TFLite_Detection_PostProcess reads every box's class scores on the host). The rates are fitted
+  on Coral's published CPU-only figures (the whole int8 model on the desktop CPU and on the Cortex-A53), the rest on
+  the published Edge TPU figures: see benchmarks/edgetpu_fit.py and the README ("Edge TPU latency without a device").
+  A prediction depends on the model file alone, never on this machine: the CPU part timed HERE with LiteRT is
+  reported beside it (`cpu_part_here`), never inside it.
 
-The constants marked "fitted" were fitted by `benchmarks/edgetpu_fit.py` on the four rows of Coral's published
-benchmarks in FACTS.md (MobileNet v1 224, MobileNet v2 224, Inception v4 299, ResNet-50 V1 299; USB Accelerator
-and Dev Board), and on nothing else; FIT_ERRORS_PCT keeps the errors on those rows. It is a prediction, and
-every report labels it as one.
+The constants between the FITTED markers are written by `python -m benchmarks.edgetpu_fit --write`. It is a
+prediction, and every report labels it as one, with its leave-one-model-out error on Coral's published rows.
 """
 
 from __future__ import annotations
@@ -43,70 +51,101 @@ FREE_OPS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "QUANTIZE"})  # layou
 
 @dataclass(frozen=True)
 class Interface:
-    """How a target talks to the host: a fixed cost per inference and the bandwidth of what crosses it."""
+    """The link between the host and the Edge TPU: what crosses it (streamed parameters, input, output) per second."""
 
     name: str
-    overhead_ms: float  # invoke(), driver and transfer set-up, per inference
-    bytes_per_second: float  # streamed parameters and input/output tensors
+    bytes_per_second: float
+
+
+@dataclass(frozen=True)
+class Host:
+    """The CPU that drives the Edge TPU and runs the ops it cannot."""
+
+    name: str
+    overhead_ms: float  # per inference: invoke(), the driver, the transfer set-up
+    macs_per_second: float  # int8 multiply-accumulates of an op left to this CPU
+    elements_per_second: float  # activation elements an op left to this CPU reads and writes
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    interface: str  # a key of CostModel.interfaces
+    host: str  # a key of CostModel.hosts
+
+
+TARGET_SPECS = {
+    "usb": Target("USB Accelerator on an x86-64 desktop", "usb", "desktop"),
+    "devboard": Target("Dev Board (Edge TPU on PCIe, quad Cortex-A53 host)", "pcie", "cortex-a53"),
+    "pcie": Target("M.2 / Mini PCIe card in an x86-64 desktop (composed, not fitted)", "pcie", "desktop"),
+}
+TARGETS = tuple(TARGET_SPECS)
 
 
 @dataclass(frozen=True)
 class CostModel:
     conv_utilisation: float  # share of the array's peak a channel-filling convolution reaches
     depthwise_utilisation: float  # the same for a depthwise convolution, per channel-filled pass
-    elementwise_per_second: float  # output elements per second of ops without multiply-accumulates
-    targets: dict[str, Interface]
+    elementwise_per_second: float  # output elements per second of mapped ops without multiply-accumulates
+    interfaces: dict[str, Interface]
+    hosts: dict[str, Host]
 
 
-# Every value written by `python -m benchmarks.edgetpu_fit --write` (after `make edgetpu-fit` built the models):
-# least squares on log(predicted / published) over FACTS.md's four reference rows on both targets, and nothing else,
-# within physical bounds (see the script). Four models pin only some combinations of these seven constants (the
-# script reports how many are loose): each value is one consistent reading of the published figures, not a
-# measurement of the chip, and Coral's other published models judge it (benchmarks/results/edgetpu_fit.json).
+# --- FITTED: written by `python -m benchmarks.edgetpu_fit --write`; edit the script, not these lines ---
 FITTED = CostModel(
-    conv_utilisation=0.5789,  # fitted: mostly by Inception v4 and ResNet-50, 12 and 7 GMACs
-    depthwise_utilisation=0.02239,  # fitted: by the MobileNets, the only reference models with depthwise convolutions
-    elementwise_per_second=2.907e9,  # fitted: mostly by ResNet-50's additions and Inception v4's concatenations
-    targets={
-        "usb": Interface(
-            "USB Accelerator",
-            overhead_ms=0.7475,  # fitted: by the MobileNets, whose parameters all fit on the chip
-            bytes_per_second=514.3e6,  # fitted: by Inception v4 and ResNet-50, which stream 34 and 17 MB
+    conv_utilisation=1,
+    depthwise_utilisation=0.00805,
+    elementwise_per_second=1.674e9,
+    interfaces={
+        "usb": Interface("USB 3.0", bytes_per_second=500e6),
+        "pcie": Interface("PCIe Gen2 x1", bytes_per_second=459e6),
+    },
+    hosts={
+        "desktop": Host(
+            "x86-64 desktop",
+            overhead_ms=0.001,
+            macs_per_second=21.98e9,
+            elements_per_second=396.2e6,
         ),
-        "pcie": Interface(
-            "Dev Board / PCIe",
-            overhead_ms=0.6781,  # fitted: as for "usb", on the Dev Board's figures
-            bytes_per_second=416.7e6,  # fitted: as for "usb"
+        "cortex-a53": Host(
+            "quad Cortex-A53",
+            overhead_ms=0.09334,
+            macs_per_second=4.244e9,
+            elements_per_second=224.8e6,
         ),
     },
 )
-TARGETS = tuple(FITTED.targets)
-# Error of the prediction on each fitted row, in % (predicted / published - 1), as benchmarks/edgetpu_fit.py
-# printed it with FITTED: {target: {model: error}}.
-FIT_ERRORS_PCT: dict[str, dict[str, float]] = {
-    "usb": {
-        "MobileNet v1": 0.0,
-        "MobileNet v2": 0.0,
-        "Inception v4": 0.7,
-        "ResNet-50 V1": -0.7,
-    },
-    "pcie": {
-        "MobileNet v1": 0.0,
-        "MobileNet v2": 0.0,
-        "Inception v4": -0.8,
-        "ResNet-50 V1": 0.9,
-    },
+# Leave-one-model-out |error| in % on Coral's published Edge TPU rows, per target: {target: {rows, median, worst}}.
+LOO_ERRORS_PCT: dict[str, dict[str, float]] = {
+    "usb": {"rows": 16, "median": 12.4, "worst": 104.5},
+    "devboard": {"rows": 16, "median": 11.2, "worst": 97.8},
 }
+# --- end FITTED ---
+
+
+@dataclass(frozen=True)
+class Features:
+    """What the cost model reads of an analyzed model: each sum is the constant it is divided by away."""
+
+    mapped: bool  # anything on the Edge TPU at all (no overhead without it)
+    conv_seconds: float  # convolutions' MACs / (peak x channel fill): seconds at conv_utilisation = 1
+    depthwise_seconds: float  # the same for depthwise convolutions
+    tpu_elements: int  # output elements of the other mapped ops
+    streamed_bytes: int  # parameters beyond the on-chip cache
+    io_bytes: int  # activations entering and leaving the Edge TPU part
+    cpu_macs: int  # of the ops left to the host CPU
+    cpu_elements: int  # activation elements those ops read and write
 
 
 @dataclass(frozen=True)
 class LatencyEstimate:
     target: str
+    host: str
     overhead_ms: float
     tpu_compute_ms: float
     parameter_stream_ms: float
     io_ms: float
-    cpu_ms: float  # measured on this machine's CPU with LiteRT: the ops after the cut
+    cpu_ms: float  # the ops left to the CPU, ESTIMATED for the target's host CPU (never timed here)
 
     @property
     def total_ms(self) -> float:
@@ -122,19 +161,81 @@ def channel_fill(channels: int) -> float:
     return channels / (ARRAY_SIDE * math.ceil(channels / ARRAY_SIDE))
 
 
-def op_seconds(op: Op, model: CostModel = FITTED) -> float:
-    """Time of one mapped op on the array."""
+def _array_kind(op: Op) -> str:
+    """How a mapped op uses the array: "free", "depthwise", "conv" or "elementwise"."""
     if op.operator in FREE_OPS or not op.outputs:
-        return 0.0
+        return "free"
     if op.operator == "DEPTHWISE_CONV_2D":
-        utilisation = model.depthwise_utilisation * channel_fill(op.outputs[0].shape[-1])
-        return op.macs / (PEAK_MACS_PER_SECOND * utilisation)
-    if op.operator in MATRIX_OPS and op.macs:
+        return "depthwise"
+    return "conv" if op.operator in MATRIX_OPS and op.macs else "elementwise"
+
+
+def _full_array_seconds(op: Op) -> float:
+    """An op's MACs over the peak, divided by the share of the array its channels fill."""
+    fill = channel_fill(op.outputs[0].shape[-1])
+    if op.operator != "DEPTHWISE_CONV_2D":
         weights = op.input(1)
-        in_channels = weights.shape[-1] if weights is not None and weights.shape else 1
-        utilisation = model.conv_utilisation * channel_fill(in_channels) * channel_fill(op.outputs[0].shape[-1])
-        return op.macs / (PEAK_MACS_PER_SECOND * utilisation)
-    return _elements(op.outputs[0].shape) / model.elementwise_per_second
+        fill *= channel_fill(weights.shape[-1] if weights is not None and weights.shape else 1)
+    return op.macs / (PEAK_MACS_PER_SECOND * fill)
+
+
+def activation_elements(op: Op) -> int:
+    """Elements an op reads (its non-constant inputs) and writes: the memory traffic of running it on a CPU."""
+    read = [t for t in op.inputs if t is not None and not t.constant]
+    return sum(_elements(t.shape) for t in read + op.outputs)
+
+
+def features(prediction: EdgeTpuPrediction, off_chip_bytes: int | None = None) -> Features:
+    """The sums the cost model needs. `off_chip_bytes` overrides the static analysis with the compiler's figure."""
+    by_kind: dict[str, list[Op]] = {"free": [], "depthwise": [], "conv": [], "elementwise": []}
+    for op in prediction.per_op:
+        if op.mapped:
+            by_kind[_array_kind(op)].append(op)
+    cpu = [op for op in prediction.per_op if not op.mapped]
+    return Features(
+        mapped=any(op.mapped for op in prediction.per_op),
+        conv_seconds=sum(map(_full_array_seconds, by_kind["conv"])),
+        depthwise_seconds=sum(map(_full_array_seconds, by_kind["depthwise"])),
+        tpu_elements=sum(_elements(op.outputs[0].shape) for op in by_kind["elementwise"]),
+        streamed_bytes=prediction.off_chip_bytes if off_chip_bytes is None else off_chip_bytes,
+        io_bytes=io_bytes(prediction),
+        cpu_macs=sum(op.macs for op in cpu),
+        cpu_elements=sum(activation_elements(op) for op in cpu),
+    )
+
+
+def whole_model_on_cpu(prediction: EdgeTpuPrediction) -> Features:
+    """The features of running every op on the host CPU (Coral's CPU-only columns), nothing on the Edge TPU."""
+    ops = prediction.per_op
+    return Features(False, 0.0, 0.0, 0, 0, 0, sum(op.macs for op in ops), sum(activation_elements(op) for op in ops))
+
+
+def host_cpu_ms(found: Features, host: Host) -> float:
+    return (found.cpu_macs / host.macs_per_second + found.cpu_elements / host.elements_per_second) * 1e3
+
+
+def estimate_features(found: Features, target: str, model: CostModel = FITTED) -> LatencyEstimate:
+    spec = TARGET_SPECS[target]
+    interface, host = model.interfaces[spec.interface], model.hosts[spec.host]
+    compute_s = found.conv_seconds / model.conv_utilisation + found.depthwise_seconds / model.depthwise_utilisation
+    compute_s += found.tpu_elements / model.elementwise_per_second
+    return LatencyEstimate(
+        target=target,
+        host=spec.host,
+        overhead_ms=host.overhead_ms if found.mapped else 0.0,
+        tpu_compute_ms=compute_s * 1e3,
+        parameter_stream_ms=found.streamed_bytes / interface.bytes_per_second * 1e3,
+        io_ms=found.io_bytes / interface.bytes_per_second * 1e3,
+        cpu_ms=host_cpu_ms(found, host),
+    )
+
+
+def estimate(
+    prediction: EdgeTpuPrediction, target: str, off_chip_bytes: int | None = None, model: CostModel = FITTED
+) -> LatencyEstimate:
+    """The predicted latency of one inference on `target` (a key of TARGET_SPECS). `off_chip_bytes` overrides the
+    static analysis with the compiler's own figure when it ran. A function of the model file alone."""
+    return estimate_features(features(prediction, off_chip_bytes), target, model)
 
 
 def io_bytes(prediction: EdgeTpuPrediction) -> int:
@@ -145,28 +246,6 @@ def io_bytes(prediction: EdgeTpuPrediction) -> int:
     entering = [t for index, t in consumed.items() if index not in produced]
     leaving = [t for index, t in produced.items() if index not in consumed]
     return sum(_elements(t.shape) for t in entering + leaving)
-
-
-def estimate(
-    prediction: EdgeTpuPrediction,
-    target: str,
-    cpu_ms: float = 0.0,
-    off_chip_bytes: int | None = None,
-    model: CostModel = FITTED,
-) -> LatencyEstimate:
-    """The predicted latency of one inference on `target` ("usb" or "pcie"). `off_chip_bytes` overrides the
-    static analysis with the compiler's own figure when it ran; `cpu_ms` is the measured CPU part."""
-    interface = model.targets[target]
-    mapped = [op for op in prediction.per_op if op.mapped]
-    streamed = prediction.off_chip_bytes if off_chip_bytes is None else off_chip_bytes
-    return LatencyEstimate(
-        target=target,
-        overhead_ms=interface.overhead_ms if mapped else 0.0,
-        tpu_compute_ms=sum(op_seconds(op, model) for op in mapped) * 1e3,
-        parameter_stream_ms=streamed / interface.bytes_per_second * 1e3,
-        io_ms=io_bytes(prediction) / interface.bytes_per_second * 1e3,
-        cpu_ms=cpu_ms,
-    )
 
 
 def _elements(shape: tuple[int, ...]) -> int:
@@ -275,15 +354,29 @@ def unmeasured_ops(prediction: EdgeTpuPrediction) -> list[str]:
     return [f"#{op.index} {op.operator}" for op in prediction.per_op if not op.mapped and not op.runs_here]
 
 
+def cpu_part_here(prediction: EdgeTpuPrediction, threads: int = 1) -> dict[str, Any] | None:
+    """The ops left to the CPU timed on THIS machine with LiteRT: a fact about this machine, reported beside the
+    prediction and never inside it. None when every op maps; a failure to time them is reported, not raised."""
+    if all(op.mapped for op in prediction.per_op):
+        return None
+    try:
+        measured: float | None = cpu_part_ms(prediction.path, prediction, threads)
+        error = None
+    except BadInputError as exc:
+        measured, error = None, str(exc)
+    return {"ms": measured, "threads": threads, "unmeasured_ops": unmeasured_ops(prediction), "error": error}
+
+
 def latency_section(prediction: EdgeTpuPrediction, threads: int = 1, off_chip_bytes: int | None = None) -> dict:
     """The predicted latency per target of an analyzed int8 model, beside the ideal floor (every MAC at 4 TOPS):
     the report's `edgetpu.latency`. The op mapping is the static analysis's; when the compiler ran, pass its own
-    count of streamed parameter bytes."""
-    cpu_ms = cpu_part_ms(prediction.path, prediction, threads)
+    count of streamed parameter bytes. `targets` depends on the model file alone; `cpu_part_here` is this machine's."""
+    here = cpu_part_here(prediction, threads)
     return {
         "predicted": True,
-        "cpu_unmeasured_ops": unmeasured_ops(prediction),
         "ideal_floor_ms": prediction.ideal_latency_ms,
-        "targets": {target: estimate(prediction, target, cpu_ms, off_chip_bytes).as_dict() for target in TARGETS},
-        "fit_errors_pct": FIT_ERRORS_PCT,
+        "targets": {target: estimate(prediction, target, off_chip_bytes).as_dict() for target in TARGETS},
+        "loo_errors_pct": LOO_ERRORS_PCT,
+        "cpu_part_here": here,
+        "cpu_unmeasured_ops": here["unmeasured_ops"] if here else [],
     }

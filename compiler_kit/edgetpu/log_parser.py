@@ -132,7 +132,7 @@ _HARD = ("not_quantized", "op_version", "dynamic_shape", "large_activations", "i
 
 
 def parse_size(text: str) -> int | None:
-    """`6.00MiB` -> 6291456. KB/MB are read as binary units like the compiler's KiB/MiB (the cache is 8 MiB)."""
+    """`6.00MiB` -> 6291456. KB/MB are read as binary units like the compiler's KiB/MiB (the chip has about 8 MB)."""
     match = _SIZE.match(text.strip())
     return round(float(match[1]) * _UNITS[match[2].upper()]) if match else None
 

@@ -32,6 +32,7 @@ EDGETPU: tuple[tuple[str, Kind, Better], ...] = (
     ("ops_on_cpu", "count", "lower"),
     ("off_chip_bytes", "bytes", "lower"),
     ("predicted_ms[usb]", "ms", "lower"),
+    ("predicted_ms[devboard]", "ms", "lower"),
     ("predicted_ms[pcie]", "ms", "lower"),
 )
 ARTIFACTS = ("float_tflite", "int8_tflite")

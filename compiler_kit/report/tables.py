@@ -184,7 +184,7 @@ def edgetpu_summary(report: dict[str, Any]) -> str:
 
 def edgetpu_latency_table(latency: dict[str, Any]) -> Table:
     """The predicted Edge TPU latency per target and its parts (`edgetpu.latency` of a report, or inspect's)."""
-    headers = ["target (PREDICTED)", "total ms", "overhead", "TPU compute", "parameter stream", "I/O", "CPU part"]
+    headers = ["target (PREDICTED)", "total ms", "overhead", "TPU compute", "parameter stream", "I/O", "host CPU part"]
     rows = [
         [target, *(_num(estimate[key], 3) for key in _LATENCY_PARTS)]
         for target, estimate in latency.get("targets", {}).items()
@@ -196,22 +196,28 @@ _LATENCY_PARTS = ("predicted_ms", "overhead_ms", "tpu_compute_ms", "parameter_st
 
 
 def edgetpu_latency_caption(latency: dict[str, Any]) -> str:
-    """What the prediction is and how far to trust it: the cost model's error on the rows it was fitted on."""
-    errors = [error for per_model in latency.get("fit_errors_pct", {}).values() for error in per_model.values()]
+    """What the prediction is and how far to trust it: the cost model's leave-one-model-out error on Coral's published
+    figures, per target; then the CPU part as timed on THIS machine, which is not in the prediction."""
+    errors = latency.get("loo_errors_pct") or {}
     trust = (
-        f"its error on the {len(errors)} measured rows it was fitted on (Coral's benchmarks): {min(errors):+.0f}% to "
-        f"{max(errors):+.0f}%"
+        "leave-one-model-out |error| on Coral's published figures: "
+        + "; ".join(
+            f"{t} median {e['median']:.0f}%, worst {e['worst']:.0f}% ({e['rows']:.0f} rows)" for t, e in errors.items()
+        )
         if errors
         else "not yet fitted on published measurements"
     )
     text = (
         f"Edge TPU latency PREDICTED by ckit's cost model (no device; {trust}); ideal floor, every MAC at 4 TOPS: "
-        f"{latency['ideal_floor_ms']:.3g} ms. The CPU part is measured here with LiteRT."
+        f"{latency['ideal_floor_ms']:.3g} ms. The CPU part is estimated for each target's host CPU."
     )
+    if here := latency.get("cpu_part_here"):
+        timed = f"{here['ms']:.3g} ms" if here.get("ms") is not None else f"not timed ({here.get('error')})"
+        text += f" The same ops timed on this machine with LiteRT (not in the prediction): {timed}."
     if unmeasured := latency.get("cpu_unmeasured_ops"):
-        text += f" Not in it (no kernel here: custom or unknown ops, time not counted): {', '.join(unmeasured)}."
+        text += f" Not in that timing (no kernel here: custom or unknown ops): {', '.join(unmeasured)}."
     if latency.get("measured_p50_ms") is not None:
-        text += f" Measured on the Edge TPU here: p50 {latency['measured_p50_ms']:.3g} ms."
+        text += f" Measured on an Edge TPU: p50 {latency['measured_p50_ms']:.3g} ms."
     return text
 
 

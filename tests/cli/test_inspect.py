@@ -28,7 +28,7 @@ def test_table_lists_every_op_and_the_predicted_verdict(built) -> None:
     assert "Ops on the Edge TPU: 7   on the CPU: 0   Edge TPU subgraphs: 1" in result.output
     assert "Multiply-accumulates: 365,184" in result.output and "4 TOPS" in result.output
     assert "Edge TPU latency PREDICTED by ckit's cost model" in result.output
-    assert "target (PREDICTED)" in result.output and "\nusb " in result.output and "\npcie " in result.output
+    assert "target (PREDICTED)" in result.output and "\nusb " in result.output and "\ndevboard " in result.output
 
 
 @pytest.mark.slow
@@ -52,7 +52,8 @@ def test_json_is_the_prediction(built) -> None:
     assert data["predicted"] is True and data["ops_on_edgetpu"] == 7 and data["macs"] == 365_184
     latency = data["latency"]
     assert latency["predicted"] is True and latency["ideal_floor_ms"] == data["ideal_latency_ms"]
-    for target in ("usb", "pcie"):  # every op maps: nothing runs on the CPU, nothing streams
+    assert latency["cpu_part_here"] is None
+    for target in ("usb", "devboard", "pcie"):  # every op maps: nothing runs on the CPU, nothing streams
         estimate = latency["targets"][target]
         assert estimate["cpu_ms"] == 0 and estimate["parameter_stream_ms"] == 0
         assert estimate["predicted_ms"] > estimate["tpu_compute_ms"] > latency["ideal_floor_ms"]
@@ -76,15 +77,18 @@ def test_inspect_never_imports_a_framework(built) -> None:
 
 def test_a_model_with_a_custom_op_is_inspected_not_refused(tmp_path: Path) -> None:
     """Coral's posenet models end in a custom decoder op LiteRT has no kernel for: the op is listed on the CPU with
-    its reason, the CPU part after it is timed without it, and the latency caption names it; exit 0."""
+    its reason, the CPU part is estimated for each target's host with it and timed here without it (the caption names
+    it); exit 0."""
     from tests.edgetpu.test_compiler_rules import custom_op_graph
 
     model = custom_op_graph(tmp_path)
     result = runner.invoke(app, ["inspect", str(model)])
     assert result.exit_code == 0, result.output
     assert "MyPoseDecoder" in result.output and "reason: custom op 'MyPoseDecoder'" in result.output
-    assert "Not in it (no kernel here: custom or unknown ops, time not counted): #1 MyPoseDecoder" in result.output
+    assert "Not in that timing (no kernel here: custom or unknown ops): #1 MyPoseDecoder" in result.output
     data = json.loads(runner.invoke(app, ["inspect", "--json", str(model)]).output)
     assert data["latency"]["cpu_unmeasured_ops"] == ["#1 MyPoseDecoder"]
-    assert data["latency"]["targets"]["usb"]["cpu_ms"] > 0  # the RESHAPE after it was timed
+    latency = data["latency"]
+    assert latency["cpu_part_here"]["ms"] > 0  # the RESHAPE after it was timed here
+    assert 0 < latency["targets"]["usb"]["cpu_ms"] < latency["targets"]["devboard"]["cpu_ms"]  # estimated per host
     assert [op["kind"] for op in data["per_op"]] == ["builtin", "custom", "builtin"]

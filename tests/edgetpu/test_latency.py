@@ -11,7 +11,15 @@ import pytest
 from compiler_kit import lazy
 from compiler_kit.edgetpu.analysis import EdgeTpuPrediction, analyze
 from compiler_kit.edgetpu.hardware import ON_CHIP_CACHE_BYTES
-from compiler_kit.edgetpu.latency import TARGETS, cpu_part_ms, cpu_submodel, estimate
+from compiler_kit.edgetpu.latency import (
+    FITTED,
+    TARGET_SPECS,
+    TARGETS,
+    cpu_part_ms,
+    cpu_submodel,
+    estimate,
+    latency_section,
+)
 from compiler_kit.edgetpu.statuses import MORE_THAN_ONE_SUBGRAPH
 
 # the converter warns that nothing describes the float input's range: irrelevant for int8 input
@@ -80,19 +88,33 @@ def test_parameter_streaming_grows_past_the_on_chip_cache(build: Callable[..., P
         assert estimate(big, target, off_chip_bytes=0).parameter_stream_ms == 0
 
 
-def test_cpu_fallback_adds_the_measured_cpu_time(build: Callable[..., Path]) -> None:
+def test_the_cpu_part_is_estimated_for_each_targets_host_and_timed_here_apart(build: Callable[..., Path]) -> None:
     # a softmax over 16 x 16 x 64 = 16384 elements is beyond the Edge TPU's 16,000: it stays on the CPU
     layers = lazy.keras().layers
     path = build("big_softmax", [conv(64), layers.Flatten(), layers.Softmax()])
     prediction = analyze(path)
     assert [op.operator for op in prediction.per_op if not op.mapped] == ["SOFTMAX"]
-    cpu_ms = cpu_part_ms(path, prediction, runs=5)
-    assert cpu_ms > 0
-    for target in TARGETS:
-        on_tpu = estimate(prediction, target)
-        with_cpu = estimate(prediction, target, cpu_ms=cpu_ms)
-        assert with_cpu.cpu_ms == cpu_ms
-        assert with_cpu.total_ms == pytest.approx(on_tpu.total_ms + cpu_ms)
+    cpu = {target: estimate(prediction, target).cpu_ms for target in TARGETS}
+    assert 0 < cpu["usb"] == cpu["pcie"] < cpu["devboard"]  # the desktop host, twice; the Cortex-A53 is slower
+    section = latency_section(prediction)
+    assert section["cpu_part_here"]["ms"] > 0 and section["cpu_part_here"]["unmeasured_ops"] == []
+    for target, predicted in section["targets"].items():  # the time measured here is in no prediction
+        assert predicted["cpu_ms"] == cpu[target] and predicted["host"] == TARGET_SPECS[target].host
+
+
+def test_a_prediction_is_a_function_of_the_file_alone(build: Callable[..., Path]) -> None:
+    layers = lazy.keras().layers
+    path = build("big_softmax", [conv(64), layers.Flatten(), layers.Softmax()])
+    first, second = latency_section(analyze(path)), latency_section(analyze(path))
+    assert first["targets"] == second["targets"]
+
+
+def test_the_dev_board_differs_from_the_usb_accelerator_without_streaming(build: Callable[..., Path]) -> None:
+    prediction = analyze(build("deep", [conv(128), conv(128)]))
+    usb, devboard = estimate(prediction, "usb"), estimate(prediction, "devboard")
+    assert usb.parameter_stream_ms == devboard.parameter_stream_ms == 0
+    assert usb.overhead_ms == FITTED.hosts["desktop"].overhead_ms
+    assert devboard.overhead_ms == FITTED.hosts["cortex-a53"].overhead_ms != usb.overhead_ms
 
 
 def test_ops_forced_off_the_tpu_leave_its_compute_for_the_cpu(build: Callable[..., Path]) -> None:
@@ -119,3 +141,26 @@ def test_a_cpu_submodel_cut_at_the_start_computes_what_the_whole_model_does(buil
         interpreter.invoke()
         outputs.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]))
     np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+def detection_graph(tmp_path: Path) -> Path:
+    """A conv head on the Edge TPU, reshaped into box encodings and class scores, then an SSD's post-processing op:
+    a custom op, which the host runs."""
+    from tests.edgetpu.test_compiler_rules import TinyGraph, _conv
+
+    graph = TinyGraph()
+    x = graph.tensor("x", "int8", [1, 4, 4, 2], model_input=True)
+    head = _conv(graph, x, "conv")  # 1 x 4 x 4 x 2 = 32 elements
+    encodings, scores = graph.tensor("encodings", "int8", [1, 8, 4]), graph.tensor("scores", "int8", [1, 8, 4])
+    graph.op("RESHAPE", [head, graph.constant("shape", "int32", [1, 8, 4])], [encodings])
+    graph.op("RESHAPE", [head, graph.constant("shape2", "int32", [1, 8, 4])], [scores])
+    detections = graph.tensor("detections", "int8", [1, 10, 4], model_output=True)
+    graph.op("", [encodings, scores], [detections], custom="TFLite_Detection_PostProcess")
+    return graph.write(tmp_path / "detection.tflite")
+
+
+def test_a_detection_post_processing_op_costs_host_time(tmp_path: Path) -> None:
+    prediction = analyze(detection_graph(tmp_path))
+    assert [op.operator for op in prediction.per_op if not op.mapped] == ["TFLite_Detection_PostProcess"]
+    assert 0 < estimate(prediction, "usb").cpu_ms < estimate(prediction, "devboard").cpu_ms
+    assert latency_section(prediction)["cpu_unmeasured_ops"] == ["#3 TFLite_Detection_PostProcess"]

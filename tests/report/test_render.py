@@ -297,13 +297,16 @@ def test_edgetpu_latency_is_labelled_a_prediction_and_sits_beside_a_device_measu
     latency = {
         "ideal_floor_ms": 0.15,
         "targets": {"usb": {**parts, "predicted_ms": 2.64}},
-        "fit_errors_pct": {"usb": {"MobileNet v1": 0.4, "ResNet-50 V1": -0.7}},
+        "loo_errors_pct": {"usb": {"rows": 14, "median": 8.4, "worst": 31.2}},
+        "cpu_part_here": {"ms": 0.42, "threads": 1, "unmeasured_ops": [], "error": None},
         "measured_p50_ms": 2.9,
     }
     caption = edgetpu_latency_caption(latency)
-    assert "PREDICTED" in caption and "2 measured rows it was fitted on (Coral's benchmarks): -1% to +0%" in caption
+    assert "PREDICTED" in caption and "leave-one-model-out |error| on Coral's published figures" in caption
+    assert "usb median 8%, worst 31% (14 rows)" in caption
     assert "ideal floor, every MAC at 4 TOPS: 0.15 ms" in caption
-    assert "Measured on the Edge TPU here: p50 2.9 ms" in caption
+    assert "timed on this machine with LiteRT (not in the prediction): 0.42 ms" in caption
+    assert "Measured on an Edge TPU: p50 2.9 ms" in caption
     headers, rows = edgetpu_latency_table(latency)
     assert headers[:2] == ["target (PREDICTED)", "total ms"]
     assert rows == [["usb", "2.640", "0.750", "1.600", "0.000", "0.290", "0.000"]]
