@@ -49,6 +49,8 @@ IoType = Literal["int8", "uint8", "float32"]
 # (PCIe, Cortex-A53 host); an M.2 / Mini PCIe card in an x86-64 desktop.
 EdgeTpuTarget = Literal["usb", "devboard", "pcie"]
 REWRITE_NAMES = tuple(REWRITES)
+# The quantization remedies of `legalize`: recipe field -> the opt-in rewrite it switches on.
+REMEDY_REWRITES = {"equalize": "cross_layer_equalization", "bias_correction": "bias_correction"}
 RewriteName = Literal[REWRITE_NAMES]  # type: ignore[valid-type]  # the legalization registry's names
 
 # Limits on what a recipe may declare, so a typo or a hostile recipe is refused before anything allocates.
@@ -217,7 +219,8 @@ class Legalize(_Section):
     unequal-stride convolutions, explicit padding, hard-swish and hard-sigmoid, channel shuffles, and the [1]-shaped
     constants that make onnx2tf lose the layout). Each rewrite is checked with onnxruntime against
     the model as it came (a rewrite that changes the outputs is undone) and listed in the report's
-    `legalization` section. `enabled: false` converts the model as it is; `skip` leaves out single rewrites."""
+    `legalization` section. `enabled: false` converts the model as it is; `skip` leaves out single rewrites.
+    `equalize` and `bias_correction` switch on the quantization remedies, which run after the Edge TPU rewrites."""
 
     enabled: bool = Field(True, description="Apply the Edge TPU rewrites (ONNX and torch sources).")
     skip: list[RewriteName] = Field(
@@ -228,6 +231,17 @@ class Legalize(_Section):
         description="Cross-layer equalization, a quantization remedy: balance the channel ranges of each Conv -> "
         "Relu -> Conv (exact) so one wide channel no longer sets the int8 step of all (ONNX and torch sources).",
     )
+    bias_correction: bool = Field(
+        False,
+        description="Bias correction, a quantization remedy (ONNX and torch sources; it does not apply to a Keras "
+        "model, which the report then says): lower the bias of every Conv, Gemm and MatMul with constant weights by "
+        "the mean output shift its int8 weights (per channel, or per tensor as quantization.granularity says) cause "
+        "on the calibration samples. Not exact: the float model moves by that shift. Most useful after equalize.",
+    )
+
+    def remedies(self) -> dict[str, str]:
+        """The quantization remedies these settings switch on: recipe field -> the opt-in rewrite it runs."""
+        return {field: name for field, name in REMEDY_REWRITES.items() if getattr(self, field)}
 
 
 class Quantization(_Section):

@@ -3,9 +3,9 @@
 A search space is data: a list of trials, each a name and the recipe fields it sets (dotted keys, as `ckit build
 --set` takes them), or a grid (a mapping of dotted keys to lists of values: every combination is a trial). The
 default space tries the remedies that keep a model fully int8: the calibration range methods and more calibration
-samples, and for ONNX and torch sources cross-layer equalization. Every trial is `ckit build RECIPE --set ...` into
-its own folder, sharing the stage cache: the first trial converts the model, the others reuse its conversion and run
-in parallel (`-j`, or as tasks on a Ray cluster).
+samples, and for ONNX and torch sources cross-layer equalization, bias correction and both. Every trial is `ckit
+build RECIPE --set ...` into its own folder, sharing the stage cache: the first trial converts the model, the others
+reuse its conversion (the graph remedies convert their own) and run in parallel (`-j`, or as tasks on a Ray cluster).
 
 The best trial passes the recipe's gates, then has the best int8 result: the labelled accuracy of a classifier,
 else the worst SNR over outputs (source -> tflite-int8), then the best SNR. Ties go to the earlier trial (the
@@ -45,12 +45,18 @@ DEFAULT_SPACE = [
     Trial("mse", {"calibration.method": "mse"}),
     Trial("1000 calibration samples", {"calibration.num_samples": 1000}),
 ]
-# Cross-layer equalization rewrites the ONNX graph: for ONNX and torch sources only (a Keras model has none).
+# The graph remedies rewrite the ONNX graph: for ONNX and torch sources only (a Keras model has none). Equalization
+# moves weight ranges, and with them the int8 weights' rounding error, which bias correction then cancels.
 EQUALIZE = Trial("cross-layer equalization", {"legalize.equalize": True})
+BIAS_CORRECTION = Trial("bias correction", {"legalize.bias_correction": True})
+EQUALIZE_AND_CORRECT = Trial(
+    "cross-layer equalization + bias correction", {"legalize.equalize": True, "legalize.bias_correction": True}
+)
+GRAPH_REMEDIES = [EQUALIZE, BIAS_CORRECTION, EQUALIZE_AND_CORRECT]
 
 
 def default_space(framework: str) -> list[Trial]:
-    return [*DEFAULT_SPACE, EQUALIZE] if framework in ("onnx", "torch") else DEFAULT_SPACE
+    return [*DEFAULT_SPACE, *GRAPH_REMEDIES] if framework in ("onnx", "torch") else DEFAULT_SPACE
 
 
 def load_space(path: Path) -> list[Trial]:

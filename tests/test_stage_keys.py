@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -63,3 +64,36 @@ def test_a_missing_model_file_is_bad_input_naming_the_field(tmp_path: Path) -> N
     with pytest.raises(BadInputError, match="model file not found") as caught:
         model_sha256(source)
     assert "check source.path" in str(caught.value)
+
+
+def test_bias_correction_keys_the_conversion_by_the_calibration_samples_and_the_weight_granularity(
+    tmp_path: Path,
+) -> None:
+    """Bias correction reads the calibration samples and mimics the weight quantization: a change to either
+    converts again; how activation ranges are chosen does not, and without bias correction neither counts."""
+    from compiler_kit.stages.data import calibration_set
+
+    rng = np.random.default_rng(0)
+    for name in ("a.npz", "b.npz"):
+        np.savez(tmp_path / name, x=rng.random((6, 4, 4, 1), dtype=np.float32))
+    recipe = {
+        "name": "keys",
+        "source": {"framework": "onnx", "path": "model.onnx"},
+        "inputs": [{"name": "x", "shape": [1, 4, 4, 1]}],
+        "calibration": {"data": {"path": "a.npz"}},
+        "verify": {"data": {"path": "a.npz"}},
+        "legalize": {"bias_correction": True},
+    }
+
+    def key(**sections: dict[str, Any]) -> str:
+        loaded = _load({**recipe, **sections}, tmp_path / "recipe.yaml")
+        return stage_key("convert", convert_inputs(loaded, "model-sha256", calibration_set(loaded)))
+
+    corrected = key()
+    assert key(calibration={"data": {"path": "b.npz"}}) != corrected
+    assert key(calibration={"data": {"path": "a.npz"}, "num_samples": 3}) != corrected
+    assert key(quantization={"granularity": "per-tensor"}) != corrected
+    assert key(calibration={"data": {"path": "a.npz"}, "method": "mse"}) == corrected
+    plain = {"legalize": {"bias_correction": False}}
+    assert key(**plain) != corrected
+    assert key(**plain, calibration={"data": {"path": "b.npz"}}) == key(**plain)

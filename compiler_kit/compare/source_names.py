@@ -107,7 +107,7 @@ def onnx_tensors(path: Path, samples: list[np.ndarray], renamed: dict[str, str])
     return _tensors(producer, list(producer), runs)
 
 
-def onnx_intermediates(model: Any, wanted: list[str], samples: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+def onnx_intermediates(model: Any, wanted: list[str], samples: Iterable[np.ndarray]) -> list[dict[str, np.ndarray]]:
     """The `wanted` tensors of an ONNX model (onnx.ModelProto, edited in place) on each sample: each made a graph
     output, every node kept (no graph optimization fuses them away)."""
     import onnx

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from compiler_kit.errors import BadInputError
+from compiler_kit.legalize.graph import RemedyData
 from compiler_kit.recipe import InputSpec, Legalize, Source
 
 SAVED_MODEL = "saved_model"
@@ -127,10 +128,16 @@ def refuse_non_finite(names: list[str], origin: Path | str) -> None:
 
 
 class Frontend(Protocol):
-    """Converts; never quantizes, never calibrates (that is the one quantizer's job)."""
+    """Converts; never quantizes, never calibrates (that is the one quantizer's job). Calibration samples reach a
+    frontend only for the legalization remedy that needs them (bias correction)."""
 
     def convert(
-        self, source: Source, inputs: list[InputSpec], out_dir: Path, settings: Legalize = DEFAULT_LEGALIZE
+        self,
+        source: Source,
+        inputs: list[InputSpec],
+        out_dir: Path,
+        settings: Legalize = DEFAULT_LEGALIZE,
+        data: RemedyData | None = None,
     ) -> FloatModel:
-        """Fill `out_dir` (a fresh folder), legalizing for the Edge TPU as `settings` say where the frontend can;
-        a bad model is a `BadInputError`."""
+        """Fill `out_dir` (a fresh folder), legalizing for the Edge TPU as `settings` say where the frontend can
+        (`data`: the calibration samples for `settings.bias_correction`); a bad model is a `BadInputError`."""

@@ -19,6 +19,7 @@ import numpy as np
 from compiler_kit import lazy
 from compiler_kit.errors import BadInputError, describe_exception
 from compiler_kit.frontends.base import DEFAULT_LEGALIZE, SAVED_MODEL, FloatModel, ModelOutput, refuse_non_finite
+from compiler_kit.legalize.graph import RemedyData
 from compiler_kit.recipe import InputSpec, Legalize, Source
 
 SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -107,9 +108,21 @@ def keras_output_names(model: Any) -> list[str]:
 NOT_LEGALIZED = {"enabled": False, "reason": "Keras models convert without onnx2tf: no rewrite applies"}
 
 
+def not_legalized(settings: Legalize) -> dict[str, object]:
+    """The legalization section of a Keras build; remedies the recipe asks for are named (`ignored`), so that a
+    build with `legalize.bias_correction: true` says it ran without it (the report's findings repeat it)."""
+    ignored = [f"legalize.{field}" for field in settings.remedies()]
+    return {**NOT_LEGALIZED, **({"ignored": ignored} if ignored else {})}
+
+
 class KerasFrontend:
     def convert(
-        self, source: Source, inputs: list[InputSpec], out_dir: Path, settings: Legalize = DEFAULT_LEGALIZE
+        self,
+        source: Source,
+        inputs: list[InputSpec],
+        out_dir: Path,
+        settings: Legalize = DEFAULT_LEGALIZE,
+        data: RemedyData | None = None,
     ) -> FloatModel:
         tf = lazy.tensorflow()
         assert source.path is not None
@@ -134,5 +147,5 @@ class KerasFrontend:
             SIGNATURE_KEY,
             input_perms=[None] * len(inputs),
             outputs=[ModelOutput(name, name, None) for name in names],
-            legalization=NOT_LEGALIZED,
+            legalization=not_legalized(settings),
         )

@@ -37,6 +37,7 @@ from compiler_kit.frontends.base import (
 )
 from compiler_kit.frontends.onnx_names import sanitize_names
 from compiler_kit.legalize import legalize
+from compiler_kit.legalize.graph import RemedyData
 from compiler_kit.recipe import InputSpec, Legalize, Source
 
 STATIC_ONNX, ONNX2TF_LOG = "model_static.onnx", "onnx2tf.log"
@@ -163,14 +164,23 @@ class ConverterFailed(BadInputError):
 
 class OnnxFrontend:
     def convert(
-        self, source: Source, inputs: list[InputSpec], out_dir: Path, settings: Legalize = DEFAULT_LEGALIZE
+        self,
+        source: Source,
+        inputs: list[InputSpec],
+        out_dir: Path,
+        settings: Legalize = DEFAULT_LEGALIZE,
+        data: RemedyData | None = None,
     ) -> FloatModel:
         assert source.path is not None
-        return convert_onnx(source.path, inputs, out_dir, settings)
+        return convert_onnx(source.path, inputs, out_dir, settings, data)
 
 
 def convert_onnx(
-    onnx_path: Path, inputs: list[InputSpec], out_dir: Path, settings: Legalize = DEFAULT_LEGALIZE
+    onnx_path: Path,
+    inputs: list[InputSpec],
+    out_dir: Path,
+    settings: Legalize = DEFAULT_LEGALIZE,
+    data: RemedyData | None = None,
 ) -> FloatModel:
     import onnx
 
@@ -180,8 +190,8 @@ def convert_onnx(
     original_names = sanitize_names(model)
     with work_dir() as work:
         model = simplify(model, Path(work))
-        remedies = frozenset({"cross_layer_equalization"} if settings.equalize else ())
-        legal = legalize(model, frozenset(settings.skip), settings.enabled, remedies)
+        remedies = frozenset(settings.remedies().values())
+        legal = legalize(model, frozenset(settings.skip), settings.enabled, remedies, data)
         onnx.save(legal.model, str(out_dir / STATIC_ONNX))
         _run_onnx2tf(out_dir / STATIC_ONNX, out_dir, Path(work), _Names(legal.model, original_names))
     model_inputs, model_outputs = saved_model_shapes(out_dir / SAVED_MODEL)

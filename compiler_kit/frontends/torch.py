@@ -24,6 +24,7 @@ from typing import Any
 from compiler_kit.errors import BadInputError, describe_exception
 from compiler_kit.frontends.base import DEFAULT_LEGALIZE, FloatModel, refuse_non_finite
 from compiler_kit.frontends.onnx import convert_onnx
+from compiler_kit.legalize.graph import RemedyData
 from compiler_kit.recipe import InputSpec, Legalize, Source
 
 EXPORTED_ONNX, EXPORT_LOG = "model.onnx", "torch_export.log"
@@ -326,8 +327,13 @@ def export_onnx(model: Any, inputs: list[InputSpec], path: Path, log_path: Path)
 
 class TorchFrontend:
     def convert(
-        self, source: Source, inputs: list[InputSpec], out_dir: Path, settings: Legalize = DEFAULT_LEGALIZE
+        self,
+        source: Source,
+        inputs: list[InputSpec],
+        out_dir: Path,
+        settings: Legalize = DEFAULT_LEGALIZE,
+        data: RemedyData | None = None,
     ) -> FloatModel:
         export_onnx(load_torch_model(source), inputs, out_dir / EXPORTED_ONNX, out_dir / EXPORT_LOG)
-        float_model = convert_onnx(out_dir / EXPORTED_ONNX, inputs, out_dir, settings)
+        float_model = convert_onnx(out_dir / EXPORTED_ONNX, inputs, out_dir, settings, data)
         return dataclasses.replace(float_model, intermediates={"onnx": EXPORTED_ONNX})

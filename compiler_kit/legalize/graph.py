@@ -1,21 +1,35 @@
 """A thin editing layer over an ONNX model for the legalization rewrites: who produces a value, its static shape,
-constant values, fresh unique names, and node insertion that keeps the graph topologically sorted."""
+constant values, fresh unique names, and node insertion that keeps the graph topologically sorted. A graph may carry
+calibration data for the rewrites that need it (bias correction)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 
-class Graph:
-    """The main graph of one ONNX model (shapes inferred once, on the model with the recipe's static input)."""
+@dataclass(frozen=True)
+class RemedyData:
+    """What a data-driven remedy sees: calibration samples of the model's (single) input, in the model's own layout
+    and shape, and whether the quantizer gives weights one scale per tensor rather than one per output channel."""
 
-    def __init__(self, model: Any) -> None:
+    samples: Iterable[np.ndarray]  # iterated once each time a remedy runs (a Dataset, a list)
+    per_tensor_weights: bool = False
+
+
+class Graph:
+    """The main graph of one ONNX model (shapes inferred once, on the model with the recipe's static input), and the
+    calibration data when the build has some for the remedies."""
+
+    def __init__(self, model: Any, data: RemedyData | None = None) -> None:
         import onnx
 
         self.model = model
+        self.data = data
         self.graph = model.graph
         inferred = onnx.shape_inference.infer_shapes(model)
         self.shapes = {

@@ -15,7 +15,8 @@ architectures and pretrained models; see the README's corpus table):
   TRANSPOSE ops follow, and depthwise convolutions come out as grouped CONV_2D.
 
 Each rewrite is a function `(Graph) -> the names of the nodes it rewrote`, registered by name in the order they
-run: the recipe's `legalize.skip` names rewrites to leave out.
+run: the recipe's `legalize.skip` names rewrites to leave out. The quantization remedies come last and run only when
+the recipe asks: cross-layer equalization here, bias correction in bias_correction.py (registered after it).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class Rewrite:
     name: str
     summary: str
     apply: Callable[[Graph], list[str]]
-    opt_in: bool = False  # a quantization remedy, run only when the recipe asks (legalize.equalize)
+    opt_in: bool = False  # a quantization remedy, run only when the recipe asks (legalize.equalize, ...)
+    exact: bool = True  # False: moves the float outputs on purpose (bias correction), checked for a sound graph only
 
 
 RewriteFunction = Callable[[Graph], list[str]]
@@ -54,9 +56,11 @@ SIGN_PRESERVING_OPS = frozenset(
 NONNEGATIVE_SEARCH_DEPTH = 16
 
 
-def rewrite(name: str, summary: str, opt_in: bool = False) -> Callable[[RewriteFunction], RewriteFunction]:
+def rewrite(
+    name: str, summary: str, opt_in: bool = False, exact: bool = True
+) -> Callable[[RewriteFunction], RewriteFunction]:
     def register(apply: RewriteFunction) -> RewriteFunction:
-        REWRITES[name] = Rewrite(name, summary, apply, opt_in)
+        REWRITES[name] = Rewrite(name, summary, apply, opt_in, exact)
         return apply
 
     return register

@@ -22,6 +22,8 @@ Schema 2 (every schema 1 key kept, with its meaning):
 - quantization_budget{reference, outputs{output name: {input_db, weights_db, activations_db, combined_db, int8_db,
   dominant}}, worst_output, dominant, remedy, weights_replaced, activations_quantized, activations_unmatched}, or
   {error} when the budget could not be made (compiler_kit.compare.budget).
+- legalization.rewrites[].exact: False for a remedy that moves the float model on purpose (bias correction);
+  legalization.ignored[]: a Keras build's remedies that the recipe asked for and that do not apply to it.
 """
 
 from __future__ import annotations
@@ -59,13 +61,17 @@ def tool_versions() -> dict[str, str | None]:
     return tools
 
 
-def findings(comparisons: list[dict[str, Any]]) -> list[str]:
-    """Plain statements about the drift, so the report says which step, and which output, lost accuracy."""
+def findings(comparisons: list[dict[str, Any]], legalization: dict[str, Any] | None = None) -> list[str]:
+    """Plain statements about the drift, so the report says which step, and which output, lost accuracy.
+    `legalization`: the report's section, whose remedies may have moved the float model on purpose."""
+    moved = remedies_that_move(legalization or {})
     notes = []
     for comparison in comparisons:
         step, metrics = f"{comparison['reference']} -> {comparison['candidate']}", comparison["metrics"]
         if comparison["candidate"] in CONVERSION_STEPS:
-            notes += _conversion_findings(step, comparison.get("outputs") or {"": {"metrics": metrics}})
+            # The float TFLite model is the legalized graph; the `onnx` runner runs the export as it came.
+            on_purpose = moved if comparison["candidate"] == "tflite-float" else []
+            notes += _conversion_findings(step, comparison.get("outputs") or {"": {"metrics": metrics}}, on_purpose)
         if metrics["accuracy_drop_pp"] is not None and metrics["accuracy_drop_pp"] > 0:
             notes.append(f"{step} loses {metrics['accuracy_drop_pp']:.2f} accuracy points")
     return notes
@@ -76,16 +82,26 @@ def findings(comparisons: list[dict[str, Any]]) -> list[str]:
 DEVICE_SNR_DB = 20.0
 
 
-def _conversion_findings(step: str, outputs: dict[str, dict[str, Any]]) -> list[str]:
+def remedies_that_move(legalization: dict[str, Any]) -> list[str]:
+    """The applied rewrites that are not exact (bias correction): they change the float model on purpose."""
+    rows = legalization.get("rewrites", [])
+    return [row["name"] for row in rows if row["status"] == "applied" and not row.get("exact", True)]
+
+
+def _conversion_findings(step: str, outputs: dict[str, dict[str, Any]], on_purpose: list[str]) -> list[str]:
     notes = []
     for name, entry in outputs.items():
         cosine, snr = entry["metrics"]["cosine"], entry["metrics"]["snr_db"]
         if cosine < CONVERSION_MIN_COSINE and snr < CONVERSION_MIN_SNR_DB:
             which = f" output '{name}'" if len(outputs) > 1 else ""
+            measured = f"cosine {cosine:.6f} < {CONVERSION_MIN_COSINE}, SNR {snr:.1f} dB < {CONVERSION_MIN_SNR_DB:.0f}"
             notes.append(
-                f"conversion {step}{which} is NOT lossless (cosine {cosine:.6f} < {CONVERSION_MIN_COSINE}, SNR "
-                f"{snr:.1f} dB < {CONVERSION_MIN_SNR_DB:.0f}): the converter changed the model (layout or an op); "
-                "look there before blaming quantization"
+                f"conversion {step}{which} is not lossless ({measured}), as intended: the legalization remedy "
+                f"{', '.join(on_purpose)} moved the float model's biases to cancel the int8 weights' mean error; "
+                "judge source -> tflite-int8"
+                if on_purpose
+                else f"conversion {step}{which} is NOT lossless ({measured}): the converter changed the model (layout "
+                "or an op); look there before blaming quantization"
             )
     return notes
 
@@ -109,12 +125,17 @@ def edgetpu_findings(section: dict[str, Any]) -> list[str]:
 
 
 def legalization_findings(section: dict[str, Any]) -> list[str]:
-    return [
+    undone = [
         f"legalization rewrite {row['name']} was undone ({row['status'].removeprefix('reverted: ')}); the model "
         "was converted without it: please report the model"
         for row in section.get("rewrites", [])
         if row["status"].startswith("reverted")
     ]
+    ignored = [  # remedies a Keras build cannot apply (it has no ONNX graph)
+        f"{field} does not apply to this model ({section.get('reason', 'not legalized')}): it was converted without it"
+        for field in section.get("ignored", [])
+    ]
+    return undone + ignored
 
 
 def degenerate_findings(constant: list[str], samples: int) -> list[str]:
@@ -238,7 +259,7 @@ def build_report(
         "runners": runners,
         "tasks": tasks,
         "comparisons": comparisons,
-        "findings": findings(comparisons) + legalization_findings(legalization) + diagnoses + warnings,
+        "findings": findings(comparisons, legalization) + legalization_findings(legalization) + diagnoses + warnings,
         "diagnoses": diagnoses,
         "warnings": warnings,
         "latency": latency,

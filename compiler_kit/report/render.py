@@ -87,8 +87,9 @@ def _markdown_legalization(report: dict[str, Any]) -> list[str]:
     if not section.get("enabled") or not table[1]:
         return []
     return [
-        "## Edge TPU legalization\n\nExact rewrites of the source graph before conversion, each checked with "
-        "onnxruntime against the model as it came (`legalize` in the recipe).\n\n" + _markdown_table(table)
+        "## Edge TPU legalization\n\nExact rewrites of the source graph before conversion (and the quantization "
+        "remedies the recipe asks for), each checked with onnxruntime against the model as it came (`legalize` in "
+        "the recipe).\n\n" + _markdown_table(table)
     ]
 
 

@@ -97,11 +97,20 @@ def test_tuning_digits_with_hot_calibration_pixels_chooses_percentile(
     assert 'data-plot="tune"' in (tmp_path / "t" / "tune.html").read_text()
 
 
-def test_the_default_space_equalizes_only_graphs_it_can_rewrite() -> None:
-    from compiler_kit.tune import EQUALIZE, default_space
+def test_the_default_space_tries_the_graph_remedies_only_on_graphs_it_can_rewrite() -> None:
+    """Equalization, bias correction, and both (bias correction cancels the rounding error equalization moves)
+    for ONNX and torch sources; a Keras model has no ONNX graph."""
+    from compiler_kit.tune import default_space
 
     assert default_space("keras") == DEFAULT_SPACE
-    assert default_space("onnx")[-1] == EQUALIZE == default_space("torch")[-1]
+    remedies = {trial.name: trial.settings for trial in default_space("onnx")[len(DEFAULT_SPACE) :]}
+    assert remedies == {
+        "cross-layer equalization": {"legalize.equalize": True},
+        "bias correction": {"legalize.bias_correction": True},
+        "cross-layer equalization + bias correction": {"legalize.equalize": True, "legalize.bias_correction": True},
+    }
+    assert default_space("torch") == default_space("onnx")
+    assert not any(key.startswith("legalize.") for trial in default_space("keras") for key in trial.settings)
 
 
 def test_a_malformed_set_or_space_ends_in_exit_2_with_one_message(tmp_path: Path) -> None:

@@ -202,6 +202,29 @@ def test_findings_flag_a_lossy_conversion():
     assert "0.990000" in note
 
 
+def test_findings_call_a_float_model_moved_by_bias_correction_intended_not_a_converter_fault():
+    """The float TFLite model is the bias-corrected graph; the `onnx` runner runs the export as it came."""
+    applied = {"name": "bias_correction", "status": "applied", "exact": False}
+    moved = [comparison("onnx", 0.99), comparison("tflite-float", 0.99)]
+    exported, converted = findings(moved, {"rewrites": [applied]})
+    assert "NOT lossless" in exported and "the converter changed the model" in exported
+    assert "as intended" in converted and "bias_correction" in converted and "converter" not in converted
+    reverted = {**applied, "status": "reverted: changed the outputs"}
+    assert "the converter changed the model" in findings(moved, {"rewrites": [reverted]})[1]
+
+
+def test_a_remedy_a_keras_build_cannot_apply_is_a_finding():
+    from compiler_kit.frontends.keras import not_legalized
+    from compiler_kit.recipe import Legalize
+    from compiler_kit.report.document import legalization_findings
+
+    assert "ignored" not in not_legalized(Legalize())
+    section = not_legalized(Legalize(bias_correction=True))
+    assert section["enabled"] is False and section["ignored"] == ["legalize.bias_correction"]
+    [note] = legalization_findings(section)
+    assert note.startswith("legalize.bias_correction does not apply to this model (Keras models convert without")
+
+
 def test_findings_say_nothing_for_a_lossless_conversion():
     assert findings([comparison("tflite-float", 1.0)]) == []
     assert findings([comparison("tflite-float", CONVERSION_MIN_COSINE)]) == []
