@@ -22,6 +22,10 @@ Schema 2 (every schema 1 key kept, with its meaning):
 - quantization_budget{reference, outputs{output name: {input_db, weights_db, activations_db, combined_db, int8_db,
   dominant}}, worst_output, dominant, remedy, weights_replaced, activations_quantized, activations_unmatched}, or
   {error} when the budget could not be made (compiler_kit.compare.budget).
+- calibration_curve{reference, verify_samples, available, points[{samples, snr_db{output name: dB}}],
+  seconds{quantize, run}}: the int8 model's SNR against float by calibration samples (n/4, n/2 and the build's n;
+  compare/calibration_curve.py), or {skipped} when the build calibrates on too many samples to quantize again
+  cheaply, or {error}.
 """
 
 from __future__ import annotations
@@ -152,10 +156,15 @@ def speed_findings(latency: dict[str, Any], outside_xnnpack: dict[str, dict[str,
     ]
 
 
-def budget_findings(budget: dict[str, Any]) -> list[str]:
-    if "error" not in budget:
-        return []
-    return [f"the quantization error budget could not be made ({budget['error']}): please report the model"]
+def explanation_findings(budget: dict[str, Any], curve: dict[str, Any]) -> list[str]:
+    """The error budget and the calibration curve explain a result and never stop a build: one that could not be
+    made says so."""
+    made = {"the quantization error budget": budget, "the calibration curve": curve}
+    return [
+        f"{what} could not be made ({section['error']}): please report the model"
+        for what, section in made.items()
+        if "error" in section
+    ]
 
 
 def leak_findings(shared: int, verify_samples: int) -> list[str]:
@@ -187,6 +196,7 @@ def build_report(
     warnings: list[str],
     confusion: dict[str, Any] | None,
     quantization_budget: dict[str, Any],
+    calibration_curve: dict[str, Any],
     diagnoses: list[str],
     stage_seconds: dict[str, float],
     cache: dict[str, Any],
@@ -222,6 +232,7 @@ def build_report(
         "layers": layers,
         "worst_layers": worst_layers,
         "quantization_budget": quantization_budget,
+        "calibration_curve": calibration_curve,
         "gates": gates,
         "tools": tool_versions(),
         "inputs": {"model_sha256": model_sha256, "recipe_sha256": recipe.sha256(), "datasets": datasets},

@@ -1,5 +1,6 @@
 """The quantize stage: the float SavedModel -> a float TFLite model and a full-integer int8 one, by the one
-quantizer, calibrated on the calibration set."""
+quantizer, calibrated on the calibration set; and the int8 model again from fewer of its samples, for the
+calibration curve (compiler_kit.compare.calibration_curve), which the verify stage measures."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from typing import Any
 
 from compiler_kit import lazy
 from compiler_kit.cache import Entry
+from compiler_kit.compare.calibration_curve import curve_sizes, quantize_draws
+from compiler_kit.data import Dataset
+from compiler_kit.edgetpu.analysis import model_macs
+from compiler_kit.errors import describe_exception
 from compiler_kit.quantize import Int8Quantizer
 from compiler_kit.stage_keys import data_inputs, tool_versions
 from compiler_kit.stages.base import CachedStage, Job
@@ -16,6 +21,7 @@ from compiler_kit.stages.convert import CONVERT
 from compiler_kit.stages.data import DATA
 
 FLOAT_TFLITE, INT8_TFLITE = "model_float.tflite", "model_int8.tflite"
+CURVE_MODELS = "calibration_curve"  # the folder of the curve's int8 models
 TOOLS = ("tensorflow", "ai-edge-litert")
 
 
@@ -23,14 +29,19 @@ TOOLS = ("tensorflow", "ai-edge-litert")
 class TfliteModels:
     float_tflite: Path
     int8_tflite: Path
+    curve_models: Path  # the folder of the calibration curve's int8 models
+    curve_draws: dict[str, Any]  # what compiler_kit.compare.calibration_curve.quantize_draws made, or why not
 
 
 class QuantizeStage(CachedStage[TfliteModels]):
     name = "quantize"
-    installed = (FLOAT_TFLITE, INT8_TFLITE)
+    installed = (FLOAT_TFLITE, INT8_TFLITE, CURVE_MODELS)
 
     def plan(self, job: Job) -> str:
-        return f"float and int8 TFLite from {len(job[DATA].calibration)} calibration samples"
+        samples = len(job[DATA].calibration)
+        sizes = " and ".join(map(str, curve_sizes(samples)))
+        curve = f", int8 from {sizes} of them for the calibration curve unless the model is too large" if sizes else ""
+        return f"float and int8 TFLite from {samples} calibration samples{curve}"
 
     def key_inputs(self, job: Job) -> dict[str, Any]:
         recipe = job.recipe
@@ -48,10 +59,28 @@ class QuantizeStage(CachedStage[TfliteModels]):
         settings = job.recipe.calibration
         int8 = quantizer.int8_tflite(float_model, job[DATA].calibration, settings.method, settings.percentile)
         (files / INT8_TFLITE).write_bytes(int8)
-        return {}
+        return {"curve_draws": curve_draws(job, quantizer, files)}
 
     def load(self, job: Job, entry: Entry) -> TfliteModels:
-        return TfliteModels(job.folder.path(FLOAT_TFLITE), job.folder.path(INT8_TFLITE))
+        folder = job.folder
+        models = folder.path(FLOAT_TFLITE), folder.path(INT8_TFLITE), folder.path(CURVE_MODELS)
+        return TfliteModels(*models, entry.meta["curve_draws"])
+
+
+def curve_draws(job: Job, quantizer: Int8Quantizer, files: Path) -> dict[str, Any]:
+    """The calibration curve's int8 models into the entry's CURVE_MODELS folder; a quantizer that fails on fewer
+    samples gives the reason instead (the curve explains a result, it never stops a build)."""
+    settings, folder = job.recipe.calibration, files / CURVE_MODELS
+    folder.mkdir()
+
+    def requantize(calibration: Dataset) -> bytes:
+        return quantizer.int8_tflite(job[CONVERT], calibration, settings.method, settings.percentile)
+
+    try:
+        macs = model_macs(files / FLOAT_TFLITE)
+        return quantize_draws(requantize, job[DATA].calibration, settings.seed, folder, macs)
+    except Exception as exc:  # the converter raises BadInputError, ValueError, RuntimeError...: said in the report
+        return {"error": describe_exception(exc)}
 
 
 QUANTIZE = QuantizeStage()

@@ -19,6 +19,7 @@ import numpy as np
 from compiler_kit.cache import Entry
 from compiler_kit.compare.batchnorm import first_batchnorm
 from compiler_kit.compare.budget import error_budget
+from compiler_kit.compare.calibration_curve import calibration_curve
 from compiler_kit.compare.diagnoses import BATCHNORM_SAMPLES, BatchNormEvidence, Evidence, diagnose
 from compiler_kit.compare.layers import LayerDrift, LayerDrifts, layer_drift
 from compiler_kit.compare.source_names import SAMPLES as SOURCE_SAMPLES
@@ -46,6 +47,7 @@ class Verified:
     layers: LayerDrifts
     budget: dict[str, Any]  # compiler_kit.compare.budget's error budget
     diagnoses: list[str]  # compiler_kit.compare.diagnoses' findings
+    curve: dict[str, Any]  # compiler_kit.compare.calibration_curve's
 
     def save(self, files: Path, output_names: list[str]) -> dict[str, Any]:
         """The outputs into the entry's files, the rest returned as its metadata."""
@@ -57,6 +59,7 @@ class Verified:
             "unmatched": self.layers.unmatched,
             "budget": self.budget,
             "diagnoses": self.diagnoses,
+            "calibration_curve": self.curve,
         }
 
     @classmethod
@@ -68,7 +71,8 @@ class Verified:
                 for runner in meta["runners"]
             }
         layers = LayerDrifts([LayerDrift(**layer) for layer in meta["layers"]], meta["unmatched"])
-        return cls(outputs, meta["first_ms"], meta["runners"], layers, meta["budget"], meta["diagnoses"])
+        parts = (meta["budget"], meta["diagnoses"], meta["calibration_curve"])
+        return cls(outputs, meta["first_ms"], meta["runners"], layers, *parts)
 
 
 class VerifyStage(CachedStage[Verified]):
@@ -81,6 +85,7 @@ class VerifyStage(CachedStage[Verified]):
     def key_inputs(self, job: Job) -> dict[str, Any]:
         recipe = job.recipe
         return {
+            # The quantize key holds the calibration data and settings, which the calibration curve quantizes from.
             "models": [job.keys[stage.name] for stage in (QUANTIZE, EDGETPU) if stage.name in job.keys],
             "runners": [runner.name for runner in job.runners],
             "verify": data_inputs(job[DATA].verify, recipe.verify),
@@ -99,6 +104,7 @@ class VerifyStage(CachedStage[Verified]):
         layers = with_source_names(job, layers)
         described = {runner.name: runner.describe() for runner in job.runners}
         budget = quantization_budget(job, outputs)
+        curve = quantization_curve(job, outputs)
         settings = job.recipe.calibration
         calibration = (settings.num_samples, len(job[DATA].calibration))
         evidence = Evidence(
@@ -110,8 +116,9 @@ class VerifyStage(CachedStage[Verified]):
             layers,
             budget,
             source_batchnorm(job),
+            curve,
         )
-        verified = Verified(outputs, first_ms, described, layers, budget, diagnose(evidence))
+        verified = Verified(outputs, first_ms, described, layers, budget, diagnose(evidence), curve)
         return verified.save(files, float_model.output_names)
 
     def load(self, job: Job, entry: Entry) -> Verified:
@@ -168,6 +175,28 @@ def quantization_budget(job: Job, outputs: Outputs) -> dict[str, Any]:
             job.recipe.verify.threads,
         )
     except Exception as exc:  # a graph the flatbuffer edits do not handle: say so in the report
+        return {"error": describe_exception(exc)}
+
+
+def quantization_curve(job: Job, outputs: Outputs) -> dict[str, Any]:
+    """The calibration curve from the quantize stage's models; models that cannot be run give the reason instead
+    (the curve explains a result, it never stops a build)."""
+    data, tflite, recipe = job[DATA], job[QUANTIZE], job.recipe
+    verify = data.verify
+    try:
+        return calibration_curve(
+            tflite.curve_draws,
+            tflite.curve_models,
+            data.calibration,
+            job[CONVERT],
+            lambda: iter(verify),
+            len(verify),
+            recipe.inputs[0].name,
+            outputs["tflite-float"],
+            outputs["tflite-int8"],
+            recipe.verify.threads,
+        )
+    except Exception as exc:  # a model LiteRT refuses: say so in the report
         return {"error": describe_exception(exc)}
 
 
