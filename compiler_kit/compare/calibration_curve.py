@@ -37,11 +37,13 @@ from compiler_kit.runners.litert import LiteRtRunner
 
 CURVE_DIVISORS = (4, 2)  # the points quantized again: n/4 and n/2 of the build's n calibration samples
 # The curve's cost is two more conversions and calibration on n/4 + n/2 samples: MobileNetV2 (313 M multiply-
-# accumulates per sample) with its 96 samples adds 6.2-6.6 s to a 38-40 s cold build (16-17%) on the 2-core machine
-# it was measured on, and each sample more costs it about 0.04 s (8 G multiply-accumulates a second), so from ~330
-# samples (7.7e10 multiply-accumulates of calibration) it would add more than a quarter. Above this many the curve is
-# skipped: what counts is the model's size times the samples, so the small models calibrate on thousands (the CO2
-# forecaster's 1811: 2.4e6) and a ResNet-50 (4 G each) on some 24.
+# accumulates per sample) with its 96 samples adds 6.2-6.6 s to a 38-40 s cold build (16-17%; ~19% of its CPU time)
+# on the 2-core machine it was measured on, and each sample more costs about 0.04 s (8 G multiply-accumulates a
+# second), so from ~330 samples (7.7e10 multiply-accumulates of calibration) it would add more than a quarter. Above
+# this much calibration work the curve is skipped: what counts is the model's size times the samples, so the small
+# models have a curve on thousands (the CO2 forecaster's 1811: 2.4e6) and a ResNet-50 (4 G each) up to some 24.
+# (The percentile and mse methods run the calibrated model once more on the samples: their curve costs up to twice
+# as much.)
 CURVE_MAX_MACS = 7.5e10
 Outputs = dict[str, np.ndarray]  # output name -> one array over the samples
 Requantize = Callable[[Dataset], bytes]  # calibration samples -> the int8 model the build's quantizer makes of them
@@ -70,8 +72,8 @@ def quantize_draws(requantize: Requantize, calibration: Dataset, seed: int, fold
     if (work := sum(sizes) * macs) > CURVE_MAX_MACS:
         return {
             "skipped": f"calibrating again on {' and '.join(map(str, sizes))} samples of {macs:.3g} multiply-"
-            f"accumulates each ({work:.2g} in all) would cost more than the curve is allowed ({CURVE_MAX_MACS:.2g}: "
-            "where a MobileNetV2 build takes a quarter longer); fewer calibration samples would have one"
+            f"accumulates each ({work:.2g} in all) would cost more than the curve is allowed ({CURVE_MAX_MACS:.2g}, "
+            "where a MobileNetV2 build takes a quarter longer)"
         }
     started = time.perf_counter()
     for positions in nested_draws(len(calibration), sizes, seed):

@@ -13,7 +13,7 @@ from compiler_kit.cache import Entry
 from compiler_kit.compare.calibration_curve import curve_sizes, quantize_draws
 from compiler_kit.data import Dataset
 from compiler_kit.edgetpu.analysis import model_macs
-from compiler_kit.errors import describe_exception
+from compiler_kit.errors import describe_exception, is_disk_full
 from compiler_kit.quantize import Int8Quantizer
 from compiler_kit.stage_keys import data_inputs, tool_versions
 from compiler_kit.stages.base import CachedStage, Job
@@ -80,6 +80,8 @@ def curve_draws(job: Job, quantizer: Int8Quantizer, files: Path) -> dict[str, An
         macs = model_macs(files / FLOAT_TFLITE)
         return quantize_draws(requantize, job[DATA].calibration, settings.seed, folder, macs)
     except Exception as exc:  # the converter raises BadInputError, ValueError, RuntimeError...: said in the report
+        if is_disk_full(exc):  # not the curve's problem: the stage's entry cannot be written, the build says so
+            raise
         return {"error": describe_exception(exc)}
 
 

@@ -1,5 +1,6 @@
 """The verify stage: every runner of the chain on the same verification samples, and the int8 model's drift from
-the float one layer by layer.
+the float one layer by layer, by part of its quantization (the error budget) and by calibration samples (the
+calibration curve, from the int8 models the quantize stage made of fewer samples).
 
 The chain, in order: the source model in its own framework, any intermediate model (torch's exported ONNX), the
 float and int8 TFLite models, and the compiled model on an Edge TPU when one is here. Outputs are kept by runner
