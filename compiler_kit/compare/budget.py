@@ -212,7 +212,8 @@ def _edited(float_tflite: Path, edit: Callable[[Any], None], target: Path) -> Pa
     return target
 
 
-def _run(runner: LiteRtRunner, samples: Iterable[np.ndarray], input_name: str, count: int) -> Outputs:
+def run_outputs(runner: LiteRtRunner, samples: Iterable[np.ndarray], input_name: str, count: int) -> Outputs:
+    """The runner's outputs on `count` samples, by output name (one float32 array each, allocated once)."""
     runner.prepare()
     outputs: Outputs = {}
     for position, sample in enumerate(samples):
@@ -264,9 +265,11 @@ def error_budget(
         )
         fed = (codec.decode(codec.encode(x)) for x in samples()) if codec else samples()
         variants = {
-            "input": _run(LiteRtRunner("budget-input", float_tflite, threads, *io), fed, input_name, count),
-            "weights": _run(LiteRtRunner("budget-weights", weights, threads, *io), samples(), input_name, count),
-            "activations": _run(LiteRtRunner("budget-act", activations, threads, *io), samples(), input_name, count),
+            "input": run_outputs(LiteRtRunner("budget-input", float_tflite, threads, *io), fed, input_name, count),
+            "weights": run_outputs(LiteRtRunner("budget-weights", weights, threads, *io), samples(), input_name, count),
+            "activations": run_outputs(
+                LiteRtRunner("budget-act", activations, threads, *io), samples(), input_name, count
+            ),
         }
     outputs: dict[str, dict[str, Any]] = {}
     for name, expected in reference.items():

@@ -8,7 +8,10 @@ evidence measured on this build:
   - outputs_below_one_step: on most samples every value of an output is below one step of its int8 tensor, so int8
     rounds it to nothing (a softmax over many classes whose probabilities are all ~0.001);
   - clipped_activations: the verification data drives activations beyond the ranges min-max calibration measured,
-    so they clip: the calibration data is too small or not like the data the model serves;
+    so they clip: the calibration data is too small or not like the data the model serves (the calibration curve
+    tells which: an SNR still rising with more samples, or one that no longer does);
+  - calibration_size: the int8 SNR still rises from n/2 to all n calibration samples (compare/calibration_curve.py),
+    so the ranges have not settled and more samples would still help;
   - batchnorm_statistics: the model's first BatchNorm keeps running statistics of what it saw in training; data fed
     to it now that sits far from them was preprocessed differently (scale, mean, std) from the training data.
 One more reads what the outputs MEAN, so the report stage runs it once each output's task is known:
@@ -21,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -41,6 +44,11 @@ BATCHNORM_SHIFT = 1.0  # batchnorm_statistics: channel means this many running s
 # beyond that counts: a scaling error (x against x/255) is thousands.
 BATCHNORM_VARIANCE = 10.0
 BATCHNORM_SAMPLES = 32  # calibration samples fed to the source model for batchnorm_statistics
+# calibration_size: the int8 SNR rising by more than this from n/2 to all n calibration samples is more than another
+# draw of n/2 would change (digits: six seeded draws of 100 of its 200 samples spread over 1.3 dB, std 0.55 dB), so
+# the ranges are still settling. Settled sets stay well below it (digits 200: -1.0 dB, MobileNetV2 96: -0.1 dB);
+# too small ones pass it by far (digits 2, 4, 8, 16 samples: +3.9, +9.4, +4.9, +6.0 dB).
+CURVE_RISE_DB = 1.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,7 @@ class Evidence:
     layers: LayerDrifts = field(default_factory=LayerDrifts)
     budget: dict[str, Any] = field(default_factory=dict)
     batchnorm: BatchNormEvidence | None = None  # the source model's first BatchNorm (compare/batchnorm.py)
+    calibration_curve: dict[str, Any] = field(default_factory=dict)  # compare/calibration_curve.py's
 
 
 @dataclass(frozen=True)
@@ -139,10 +148,71 @@ def clipped_activations(evidence: Evidence) -> list[str]:
     where = worst.source_name or worst.name
     return [
         f"{len(clipped)} layers clip on the verification data beyond the ranges calibration measured (worst: "
-        f"'{where}', {worst.clipped:.2%} of its values): the calibration data is too small or unlike the data the "
-        f"model serves; calibrate on more samples of the serving distribution (calibration.num_samples is "
-        f"{requested}, {used} used)"
+        f"'{where}', {worst.clipped:.2%} of its values): {_clipping_cause(evidence.calibration_curve)}; calibrate on "
+        f"more samples of the serving distribution (calibration.num_samples is {requested}, {used} used)"
     ]
+
+
+def _clipping_cause(curve: dict[str, Any]) -> str:
+    """Why calibration saw narrower ranges, as far as the calibration curve tells: too few samples while the SNR
+    still rises with them, unlike data once it no longer does (more of the same would not help)."""
+    rise = curve_rise(curve)
+    if rise is None:
+        return "the calibration data is too small or unlike the data the model serves"
+    if rise.db > CURVE_RISE_DB:
+        return "the calibration data is too small (the int8 SNR still rises with more of it)"
+    return (
+        "the calibration data is unlike the data the model serves (the int8 SNR no longer rises with more of it: "
+        f"{rise.db:+.1f} dB from {rise.fewer} to {rise.samples} samples)"
+    )
+
+
+def calibration_size(evidence: Evidence) -> list[str]:
+    curve = evidence.calibration_curve
+    rise = curve_rise(curve)
+    if rise is None or rise.db <= CURVE_RISE_DB:
+        return []
+    trail = ", ".join(f"{point['snr_db'][rise.output]:.1f} dB from {point['samples']}" for point in curve["points"])
+    return [
+        f"the int8 SNR still rises with the calibration samples (output '{rise.output}' against float: {trail} "
+        f"samples; {rise.db:+.1f} dB from {rise.fewer} to {rise.samples}): too few samples for the ranges to settle; "
+        f"{_more_samples(evidence.calibration_samples, curve.get('available'))}"
+    ]
+
+
+class Rise(NamedTuple):
+    output: str
+    db: float  # its SNR with all the samples less its SNR with fewer
+    fewer: int  # the samples of the curve's last point but one (n/2)
+    samples: int  # all of them (n)
+
+
+def curve_rise(curve: dict[str, Any]) -> Rise | None:
+    """The output whose SNR rises most from the curve's last point but one (n/2 samples) to its last (all n); None
+    without two points."""
+    points = curve.get("points") or []
+    if len(points) < 2:
+        return None
+    half, full = points[-2], points[-1]
+    rises = (
+        Rise(name, db - half["snr_db"][name], half["samples"], full["samples"]) for name, db in full["snr_db"].items()
+    )
+    return max(rises, key=lambda rise: rise.db)
+
+
+def _more_samples(calibration_samples: tuple[int, int] | None, available: int | None) -> str:
+    """The fix, from calibration.num_samples, the samples used and the samples the data has."""
+    if calibration_samples is None or available is None:
+        return "calibrate on more samples (calibration.num_samples)"
+    requested, used = calibration_samples
+    if requested > available:
+        return (
+            f"calibration.num_samples is {requested} but the data has only {available} samples: add samples of the "
+            "serving distribution to calibration.data"
+        )
+    if available > used:
+        return f"raise calibration.num_samples (now {requested}; the data has {available} samples)"
+    return f"add samples of the serving distribution to calibration.data (all {used} are used)"
 
 
 def batchnorm_statistics(evidence: Evidence) -> list[str]:
@@ -166,6 +236,7 @@ DIAGNOSES: dict[str, Callable[[Evidence], list[str]]] = {
     "input_grid": input_grid,
     "outputs_below_one_step": outputs_below_one_step,
     "clipped_activations": clipped_activations,
+    "calibration_size": calibration_size,
     "batchnorm_statistics": batchnorm_statistics,
 }
 

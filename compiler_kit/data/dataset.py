@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Literal, overload
@@ -79,6 +79,11 @@ class Dataset:
     def first(self, count: int) -> list[np.ndarray]:
         """The first `count` selected samples (what a probe on a few samples takes)."""
         return [self.sample(int(index)) for index in self.indices[:count]]
+
+    def subset(self, positions: np.ndarray) -> Dataset:
+        """The selected samples at `positions` (into this selection), streamed and preprocessed as this set is."""
+        labels = self.labels[positions] if self.labels is not None else None
+        return replace(self, indices=self.indices[positions], labels=labels)
 
     def sample(self, index: int) -> np.ndarray:
         """Sample `index` of the source, preprocessed; checked for shape and for NaN or Inf."""

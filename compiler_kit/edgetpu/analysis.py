@@ -356,6 +356,12 @@ def _fail_whole_model(ops: list[Op]) -> None:
             op.status, op.reason = MODEL_NOT_PARSED, f"#{first.index} {first.operator} version {first.version}"
 
 
+def model_macs(path: Path) -> int:
+    """The multiply-accumulates of one inference of a .tflite model (float or int8), counted as `analyze` counts
+    them: the compute that dominates its time on any target."""
+    return sum(_macs(op) for op in read_ops(load_model(path), path))
+
+
 def _macs(op: Op) -> int:
     """Multiply-accumulates of the ops that dominate Edge TPU time (a dynamic dimension counts as 1)."""
     weights = op.input(1)

@@ -24,6 +24,10 @@ Schema 2 (every schema 1 key kept, with its meaning):
   {error} when the budget could not be made (compiler_kit.compare.budget).
 - legalization.rewrites[].exact: False for a remedy that moves the float model on purpose (bias correction);
   legalization.ignored[]: a Keras build's remedies that the recipe asked for and that do not apply to it.
+- calibration_curve{reference, verify_samples, available, points[{samples, snr_db{output name: dB}}],
+  seconds{quantize, run}}: the int8 model's SNR against float by calibration samples (n/4, n/2 and the build's n;
+  compare/calibration_curve.py), or {skipped} when the build calibrates on too many samples to quantize again
+  cheaply, or {error}.
 """
 
 from __future__ import annotations
@@ -198,10 +202,15 @@ def device_findings(comparisons: list[dict[str, Any]], runners: dict[str, dict[s
     return findings
 
 
-def budget_findings(budget: dict[str, Any]) -> list[str]:
-    if "error" not in budget:
-        return []
-    return [f"the quantization error budget could not be made ({budget['error']}): please report the model"]
+def explanation_findings(budget: dict[str, Any], curve: dict[str, Any]) -> list[str]:
+    """The error budget and the calibration curve explain a result and never stop a build: one that could not be
+    made says so."""
+    made = {"the quantization error budget": budget, "the calibration curve": curve}
+    return [
+        f"{what} could not be made ({section['error']}): please report the model"
+        for what, section in made.items()
+        if "error" in section
+    ]
 
 
 def leak_findings(shared: int, verify_samples: int) -> list[str]:
@@ -233,6 +242,7 @@ def build_report(
     warnings: list[str],
     confusion: dict[str, Any] | None,
     quantization_budget: dict[str, Any],
+    calibration_curve: dict[str, Any],
     diagnoses: list[str],
     stage_seconds: dict[str, float],
     cache: dict[str, Any],
@@ -268,6 +278,7 @@ def build_report(
         "layers": layers,
         "worst_layers": worst_layers,
         "quantization_budget": quantization_budget,
+        "calibration_curve": calibration_curve,
         "gates": gates,
         "tools": tool_versions(),
         "inputs": {"model_sha256": model_sha256, "recipe_sha256": recipe.sha256(), "datasets": datasets},

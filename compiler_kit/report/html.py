@@ -15,8 +15,7 @@ from compiler_kit.report.render import _overview, verdict
 from compiler_kit.report.tables import (
     Table,
     artifacts_table,
-    budget_caption,
-    budget_table,
+    budget_section,
     drift_table,
     edgetpu_latency_caption,
     edgetpu_latency_table,
@@ -217,6 +216,14 @@ def _edgetpu(report: dict[str, Any]) -> str:
     )
 
 
+def _budget(report: dict[str, Any]) -> str:
+    if (section := budget_section(report)) is None:
+        return ""
+    lines, table = section
+    paragraphs = "".join(f"<p>{_e(line)}</p>" for line in lines)
+    return _section("Quantization error budget", paragraphs, _table(table) if table[1] else "")
+
+
 def html(report: dict[str, Any]) -> str:
     """The whole report as one HTML page that needs nothing but a browser."""
     state = verdict(report)
@@ -236,9 +243,7 @@ def html(report: dict[str, Any]) -> str:
         _section("Per-layer SNR along the graph", _layers_plot(report), _table(worst_layers_table(report)))
         if layers
         else "",
-        _section("Quantization error budget", f"<p>{_e(budget_caption(report))}</p>", _table(budget))
-        if (budget := budget_table(report))[1]
-        else "",
+        _budget(report),
         _section("Latency on this CPU (batch 1)", _table(latency_table(report)), _latency_plot(report)),
         _section("Float vs int8 predictions", _confusion_plot(confusion)) if confusion else "",
         _section("Edge TPU legalization", _table(legalization))

@@ -8,8 +8,7 @@ from typing import Any
 from compiler_kit.report.tables import (
     Table,
     artifacts_table,
-    budget_caption,
-    budget_table,
+    budget_section,
     drift_table,
     edgetpu_latency_caption,
     edgetpu_latency_table,
@@ -93,6 +92,14 @@ def _markdown_legalization(report: dict[str, Any]) -> list[str]:
     ]
 
 
+def _markdown_budget(report: dict[str, Any]) -> list[str]:
+    if (section := budget_section(report)) is None:
+        return []
+    lines, table = section
+    parts = [*lines, *([_markdown_table(table)] if table[1] else [])]
+    return ["### Quantization error budget\n\n" + "\n\n".join(parts)]
+
+
 def markdown(report: dict[str, Any]) -> str:
     gates = report["gates"]
     sections = [
@@ -110,11 +117,7 @@ def markdown(report: dict[str, Any]) -> str:
             if report.get("layers")
             else []
         ),
-        *(
-            ["### Quantization error budget\n\n" + budget_caption(report) + "\n\n" + _markdown_table(table)]
-            if (table := budget_table(report))[1]
-            else []
-        ),
+        *_markdown_budget(report),
         "## Latency on this CPU (batch 1)\n\n" + _markdown_table(latency_table(report)),
         *_markdown_legalization(report),
         _markdown_edgetpu(report),

@@ -262,6 +262,42 @@ def budget_caption(report: dict[str, Any]) -> str:
     )
 
 
+def curve_line(report: dict[str, Any]) -> str:
+    """The calibration curve in one sentence: each output's int8 SNR by calibration samples, or why there is none."""
+    curve = report.get("calibration_curve") or {}
+    if reason := curve.get("error") or curve.get("skipped"):
+        return f"No calibration curve: {reason}."
+    points = _curve_points(report)
+    if not points:
+        return ""
+    counts = " / ".join(str(point["samples"]) for point in points)
+    snrs = "; ".join(
+        " / ".join(_num(point["snr_db"][name], 1) for point in points) + f" dB ('{name}')"
+        for name in points[-1]["snr_db"]
+    )
+    samples, available = points[-1]["samples"], curve["available"]
+    more = f" (the data has {available})" if available > samples else ""
+    return (
+        f"Calibration size: the int8 model calibrated on {counts} of the {samples} calibration samples{more}, SNR "
+        f"against {curve['reference']} on {curve['verify_samples']} verification samples: {snrs}."
+    )
+
+
+def _curve_points(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The calibration curve's points; none for one point alone (a single calibration sample is no curve)."""
+    points: list[dict[str, Any]] = (report.get("calibration_curve") or {}).get("points") or []
+    return points if len(points) > 1 else []
+
+
+def budget_section(report: dict[str, Any]) -> tuple[list[str], Table] | None:
+    """The budget section's sentences (the budget's caption, the calibration curve) and its table; None when there
+    is neither a budget nor a curve to show (one that could not be made is a finding already)."""
+    table = budget_table(report)
+    if not table[1] and not _curve_points(report):
+        return None
+    return [line for line in (budget_caption(report), curve_line(report)) if line], table
+
+
 def tune_table(tune: dict[str, Any]) -> Table:
     """One row per `ckit tune` trial: its settings, verdict and int8 result, the chosen one marked."""
     rows = [

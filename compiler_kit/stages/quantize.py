@@ -1,5 +1,6 @@
 """The quantize stage: the float SavedModel -> a float TFLite model and a full-integer int8 one, by the one
-quantizer, calibrated on the calibration set."""
+quantizer, calibrated on the calibration set; and the int8 model again from fewer of its samples, for the
+calibration curve (compiler_kit.compare.calibration_curve), which the verify stage measures."""
 
 from __future__ import annotations
 
@@ -9,14 +10,20 @@ from typing import Any
 
 from compiler_kit import lazy
 from compiler_kit.cache import Entry
+from compiler_kit.compare.calibration_curve import curve_sizes, quantize_draws
+from compiler_kit.data import Dataset
+from compiler_kit.edgetpu.analysis import model_macs
+from compiler_kit.errors import describe_exception, is_disk_full
 from compiler_kit.progress import Counting
 from compiler_kit.quantize import Int8Quantizer
+from compiler_kit.recipe import Calibration
 from compiler_kit.stage_keys import data_inputs, tool_versions
 from compiler_kit.stages.base import CachedStage, Job
 from compiler_kit.stages.convert import CONVERT
 from compiler_kit.stages.data import DATA
 
 FLOAT_TFLITE, INT8_TFLITE = "model_float.tflite", "model_int8.tflite"
+CURVE_MODELS = "calibration_curve"  # the folder of the curve's int8 models
 TOOLS = ("tensorflow", "ai-edge-litert")
 
 
@@ -24,14 +31,19 @@ TOOLS = ("tensorflow", "ai-edge-litert")
 class TfliteModels:
     float_tflite: Path
     int8_tflite: Path
+    curve_models: Path  # the folder of the calibration curve's int8 models
+    curve_draws: dict[str, Any]  # what compiler_kit.compare.calibration_curve.quantize_draws made, or why not
 
 
 class QuantizeStage(CachedStage[TfliteModels]):
     name = "quantize"
-    installed = (FLOAT_TFLITE, INT8_TFLITE)
+    installed = (FLOAT_TFLITE, INT8_TFLITE, CURVE_MODELS)
 
     def plan(self, job: Job) -> str:
-        return f"float and int8 TFLite from {len(job[DATA].calibration)} calibration samples"
+        samples = len(job[DATA].calibration)
+        sizes = " and ".join(map(str, curve_sizes(samples)))
+        curve = f", int8 from {sizes} of them for the calibration curve unless the model is too large" if sizes else ""
+        return f"float and int8 TFLite from {samples} calibration samples{curve}"
 
     def key_inputs(self, job: Job) -> dict[str, Any]:
         recipe = job.recipe
@@ -47,15 +59,43 @@ class QuantizeStage(CachedStage[TfliteModels]):
         quantizer, float_model = Int8Quantizer(job.recipe.quantization), job[CONVERT]
         (files / FLOAT_TFLITE).write_bytes(quantizer.float_tflite(float_model))
         settings, calibration = job.recipe.calibration, job[DATA].calibration
-        passes = 1 if settings.method == "min-max" else 2  # the other methods read the samples again for ranges
-        with job.reporter.task("calibration samples", passes * len(calibration)) as task:
+        with job.reporter.task("calibration samples", reads(settings) * len(calibration)) as task:
             counted = Counting(calibration, task)
             int8 = quantizer.int8_tflite(float_model, counted, settings.method, settings.percentile)
         (files / INT8_TFLITE).write_bytes(int8)
-        return {}
+        return {"curve_draws": curve_draws(job, quantizer, files)}
 
     def load(self, job: Job, entry: Entry) -> TfliteModels:
-        return TfliteModels(job.folder.path(FLOAT_TFLITE), job.folder.path(INT8_TFLITE))
+        folder = job.folder
+        models = folder.path(FLOAT_TFLITE), folder.path(INT8_TFLITE), folder.path(CURVE_MODELS)
+        return TfliteModels(*models, entry.meta["curve_draws"])
+
+
+def reads(settings: Calibration) -> int:
+    """How often quantizing reads each calibration sample: the converter once, a range method once more."""
+    return 1 if settings.method == "min-max" else 2
+
+
+def curve_draws(job: Job, quantizer: Int8Quantizer, files: Path) -> dict[str, Any]:
+    """The calibration curve's int8 models into the entry's CURVE_MODELS folder; a quantizer that fails on fewer
+    samples gives the reason instead (the curve explains a result, it never stops a build)."""
+    settings, folder = job.recipe.calibration, files / CURVE_MODELS
+    folder.mkdir()
+
+    sizes = curve_sizes(len(job[DATA].calibration))
+    with job.reporter.task("calibration samples, curve", reads(settings) * sum(sizes)) as task:
+
+        def requantize(calibration: Dataset) -> bytes:
+            counted = Counting(calibration, task)
+            return quantizer.int8_tflite(job[CONVERT], counted, settings.method, settings.percentile)
+
+        try:
+            macs = model_macs(files / FLOAT_TFLITE)
+            return quantize_draws(requantize, job[DATA].calibration, settings.seed, folder, macs)
+        except Exception as exc:  # the converter raises BadInputError, ValueError, RuntimeError...: in the report
+            if is_disk_full(exc):  # not the curve's problem: the stage's entry cannot be written, the build says so
+                raise
+            return {"error": describe_exception(exc)}
 
 
 QUANTIZE = QuantizeStage()

@@ -16,9 +16,9 @@ from compiler_kit.gates import DRIFT_CANDIDATE, DRIFT_REFERENCE, GateResult, eva
 from compiler_kit.recipe import DEVICE_RUNNER, Calibration, Recipe, Verify
 from compiler_kit.report import build_report, leak_findings, write_reports
 from compiler_kit.report.document import (
-    budget_findings,
     degenerate_findings,
     device_findings,
+    explanation_findings,
     sample_count_findings,
     speed_findings,
 )
@@ -70,11 +70,12 @@ class ReportStage(Stage[dict[str, Any]]):
                 *sample_count_findings(_requested_samples(job.recipe), _available_samples(data)),
                 *speed_findings(latency, timings.outside_xnnpack),
                 *leak_findings(data.shared, len(data.verify)),
-                *budget_findings(verified.budget),
+                *explanation_findings(verified.budget, verified.curve),
                 *device_findings(comparisons, verified.runners),
             ],
             confusion=_confusion(verified.outputs, tasks),
             quantization_budget=verified.budget,
+            calibration_curve=verified.curve,
             diagnoses=[*verified.diagnoses, *constant_predictions(source_outputs, varying_classifiers)],
             stage_seconds=job.log.so_far(),
             cache={"dir": str(job.cache.root), "stages": job.log.cache},

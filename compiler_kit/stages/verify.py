@@ -1,5 +1,6 @@
 """The verify stage: every runner of the chain on the same verification samples, and the int8 model's drift from
-the float one layer by layer.
+the float one layer by layer, by part of its quantization (the error budget) and by calibration samples (the
+calibration curve, from the int8 models the quantize stage made of fewer samples).
 
 The chain, in order: the source model in its own framework, any intermediate model (torch's exported ONNX), the
 float and int8 TFLite models, and the compiled model on an Edge TPU when one is here. Outputs are kept by runner
@@ -19,6 +20,7 @@ import numpy as np
 from compiler_kit.cache import Entry
 from compiler_kit.compare.batchnorm import first_batchnorm
 from compiler_kit.compare.budget import error_budget
+from compiler_kit.compare.calibration_curve import calibration_curve
 from compiler_kit.compare.diagnoses import BATCHNORM_SAMPLES, BatchNormEvidence, Evidence, diagnose
 from compiler_kit.compare.layers import LayerDrift, LayerDrifts, layer_drift
 from compiler_kit.compare.source_names import SAMPLES as SOURCE_SAMPLES
@@ -39,7 +41,7 @@ from compiler_kit.stages.quantize import QUANTIZE
 from compiler_kit.timing import LatencyStats
 
 OUTPUTS = "outputs.npz"
-ENTRY_FORMAT = 2  # what an entry holds; 2: device_latency. A new format never reads an older entry.
+ENTRY_FORMAT = 3  # what an entry holds (2: device_latency, 3: calibration_curve); never read from an older one
 TOOLS = ("ai-edge-litert", "tensorflow", "keras", "torch", "onnxruntime", "numpy")
 Outputs = dict[str, dict[str, np.ndarray]]  # runner name -> output name -> one array over the samples
 
@@ -52,6 +54,7 @@ class Verified:
     layers: LayerDrifts
     budget: dict[str, Any]  # compiler_kit.compare.budget's error budget
     diagnoses: list[str]  # compiler_kit.compare.diagnoses' findings
+    curve: dict[str, Any]  # compiler_kit.compare.calibration_curve's
     device_latency: dict[str, LatencyStats]  # a device runner's timed runs, made by its agent with its outputs
 
     def save(self, files: Path, output_names: list[str]) -> dict[str, Any]:
@@ -64,6 +67,7 @@ class Verified:
             "unmatched": self.layers.unmatched,
             "budget": self.budget,
             "diagnoses": self.diagnoses,
+            "calibration_curve": self.curve,
             "device_latency": {name: stats.as_dict() for name, stats in self.device_latency.items()},
         }
 
@@ -77,9 +81,8 @@ class Verified:
             }
         layers = LayerDrifts([LayerDrift(**layer) for layer in meta["layers"]], meta["unmatched"])
         device_latency = {name: LatencyStats(**stats) for name, stats in meta["device_latency"].items()}
-        return cls(
-            outputs, meta["first_ms"], meta["runners"], layers, meta["budget"], meta["diagnoses"], device_latency
-        )
+        parts = (meta["budget"], meta["diagnoses"], meta["calibration_curve"], device_latency)
+        return cls(outputs, meta["first_ms"], meta["runners"], layers, *parts)
 
 
 class VerifyStage(CachedStage[Verified]):
@@ -93,6 +96,7 @@ class VerifyStage(CachedStage[Verified]):
         recipe = job.recipe
         return {
             "entry_format": ENTRY_FORMAT,
+            # The quantize key holds the calibration data and settings, which the calibration curve quantizes from.
             "models": [job.keys[stage.name] for stage in (QUANTIZE, EDGETPU) if stage.name in job.keys],
             "runners": [runner.name for runner in job.runners],
             "verify": data_inputs(job[DATA].verify, recipe.verify),
@@ -114,6 +118,7 @@ class VerifyStage(CachedStage[Verified]):
         layers = with_source_names(job, layers)
         described = {runner.name: runner.describe() for runner in job.runners}
         budget = quantization_budget(job, outputs)
+        curve = quantization_curve(job, outputs)
         settings = job.recipe.calibration
         calibration = (settings.num_samples, len(job[DATA].calibration))
         evidence = Evidence(
@@ -125,9 +130,10 @@ class VerifyStage(CachedStage[Verified]):
             layers,
             budget,
             source_batchnorm(job),
+            curve,
         )
         device_latency = {runner.name: runner.latency() for runner in job.runners if isinstance(runner, DeviceRunner)}
-        verified = Verified(outputs, first_ms, described, layers, budget, diagnose(evidence), device_latency)
+        verified = Verified(outputs, first_ms, described, layers, budget, diagnose(evidence), curve, device_latency)
         return verified.save(files, float_model.output_names)
 
     def load(self, job: Job, entry: Entry) -> Verified:
@@ -184,6 +190,28 @@ def quantization_budget(job: Job, outputs: Outputs) -> dict[str, Any]:
             job.recipe.verify.threads,
         )
     except Exception as exc:  # a graph the flatbuffer edits do not handle: say so in the report
+        return {"error": describe_exception(exc)}
+
+
+def quantization_curve(job: Job, outputs: Outputs) -> dict[str, Any]:
+    """The calibration curve from the quantize stage's models; models that cannot be run give the reason instead
+    (the curve explains a result, it never stops a build)."""
+    data, tflite, recipe = job[DATA], job[QUANTIZE], job.recipe
+    verify = data.verify
+    try:
+        return calibration_curve(
+            tflite.curve_draws,
+            tflite.curve_models,
+            data.calibration,
+            job[CONVERT],
+            lambda: iter(verify),
+            len(verify),
+            recipe.inputs[0].name,
+            outputs["tflite-float"],
+            outputs["tflite-int8"],
+            recipe.verify.threads,
+        )
+    except Exception as exc:  # a model LiteRT refuses: say so in the report
         return {"error": describe_exception(exc)}
 
 

@@ -86,12 +86,14 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     "edit, rerun",
     [
         (_set("quantization.granularity", "per-tensor"), {"quantize", "edgetpu", "verify", "latency"}),
+        # the verify stage's calibration curve quantizes again from the calibration samples: it must run again too
+        (_set("calibration.num_samples", 100), {"quantize", "edgetpu", "verify", "latency"}),
         (_set("verify.num_samples", 100), {"verify", "latency"}),
         (_set("verify.latency.runs", 7), {"latency"}),
         (_set("gates.min_snr_db", 20.0), set()),  # gates judge the measurements; they measure nothing
         (_set("output.dir", "elsewhere"), set()),  # the cache is keyed by content, not by where things go
     ],
-    ids=["quantization", "verify-samples", "latency-runs", "gates", "build-folder"],
+    ids=["quantization", "calibration-samples", "verify-samples", "latency-runs", "gates", "build-folder"],
 )
 def test_a_change_reruns_only_the_stages_downstream_of_it(
     warm_cache: Path, test_cache: Path, write_recipe: WriteRecipe, tmp_path: Path, edit, rerun: set[str]

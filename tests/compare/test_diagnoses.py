@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 from compiler_kit.compare.diagnoses import (
+    CURVE_RISE_DB,
     DIAGNOSES,
     BatchNormEvidence,
     Evidence,
     batchnorm_statistics,
+    calibration_size,
     clipped_activations,
     constant_predictions,
     diagnose,
@@ -38,7 +40,13 @@ class _Samples:
 
 def test_nothing_measured_means_nothing_diagnosed() -> None:
     assert diagnose(Evidence()) == []
-    assert set(DIAGNOSES) == {"input_grid", "outputs_below_one_step", "clipped_activations", "batchnorm_statistics"}
+    assert set(DIAGNOSES) == {
+        "input_grid",
+        "outputs_below_one_step",
+        "clipped_activations",
+        "calibration_size",
+        "batchnorm_statistics",
+    }
 
 
 def test_input_grid_needs_a_costly_input_term_and_outliers() -> None:
@@ -62,6 +70,53 @@ def test_clipped_activations_name_the_worst_source_layer_and_the_calibration_siz
     assert "calibration.num_samples is 200, 50 used" in note
     assert clipped_activations(Evidence(layers=LayerDrifts([_layer("a", 0.0005)]))) == []
     assert clipped_activations(Evidence(layers=layers, calibration_method="percentile")) == []  # clipping on purpose
+
+
+def _curve(*snrs: dict[str, float], available: int = 359, last: int = 16) -> dict:
+    """A calibration curve of points at last/4, last/2 and last samples, with these SNRs by output."""
+    counts = [last // 4, last // 2, last][-len(snrs) :]
+    points = [{"samples": n, "snr_db": snr} for n, snr in zip(counts, snrs, strict=True)]
+    return {"reference": "tflite-float", "verify_samples": 32, "available": available, "points": points}
+
+
+def test_calibration_size_fires_while_the_snr_still_rises_and_says_how_many_samples_the_data_has() -> None:
+    rising = _curve({"a": 27.6, "b": 30.0}, {"a": 27.7, "b": 30.2}, {"a": 33.7, "b": 30.4})
+    [note] = calibration_size(Evidence(calibration_samples=(16, 16), calibration_curve=rising))
+    assert note.startswith(
+        "the int8 SNR still rises with the calibration samples (output 'a' against float: 27.6 dB from 4, 27.7 dB "
+        "from 8, 33.7 dB from 16 samples; +6.0 dB from 8 to 16)"
+    )  # the output that gains most
+    assert note.endswith("raise calibration.num_samples (now 16; the data has 359 samples)")
+    short = _curve({"a": 27.7}, {"a": 33.7}, available=96, last=96)
+    [over] = calibration_size(Evidence(calibration_samples=(500, 96), calibration_curve=short))
+    assert over.endswith(
+        "calibration.num_samples is 500 but the data has only 96 samples: add samples of the serving distribution to "
+        "calibration.data"
+    )
+    [every] = calibration_size(Evidence(calibration_samples=(96, 96), calibration_curve=short))
+    assert every.endswith("add samples of the serving distribution to calibration.data (all 96 are used)")
+
+
+def test_calibration_size_stays_silent_once_the_snr_has_settled_or_without_a_curve() -> None:
+    settled = _curve({"a": 39.6}, {"a": 39.3}, {"a": 38.3}, last=200)  # the digits example's, as measured
+    barely = _curve({"a": 30.0}, {"a": 30.0 + CURVE_RISE_DB}, last=200)
+    for curve in (settled, barely, _curve({"a": 12.0}), {}, {"error": "ValueError"}, {"skipped": "too many"}):
+        assert calibration_size(Evidence(calibration_samples=(200, 200), calibration_curve=curve)) == []
+
+
+def test_clipping_names_its_cause_from_the_calibration_curve() -> None:
+    """Clipping with an SNR that still rises: too few samples; with one that no longer does: data unlike the
+    served data, which more of the same would not fix."""
+    layers = LayerDrifts([_layer("b", 0.02)])
+    rising = _curve({"a": 27.7}, {"a": 33.7})
+    flat = _curve({"a": 30.1}, {"a": 30.0})
+    [few] = clipped_activations(Evidence(layers=layers, calibration_curve=rising))
+    [unlike] = clipped_activations(Evidence(layers=layers, calibration_curve=flat))
+    [unknown] = clipped_activations(Evidence(layers=layers))
+    assert "the calibration data is too small (the int8 SNR still rises with more of it)" in few
+    assert "the calibration data is unlike the data the model serves (the int8 SNR no longer rises with more" in unlike
+    assert "-0.1 dB from 8 to 16 samples)" in unlike
+    assert "the calibration data is too small or unlike the data the model serves" in unknown
 
 
 def test_batchnorm_statistics_judge_shift_and_spread() -> None:

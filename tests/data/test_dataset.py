@@ -188,6 +188,16 @@ def test_digests_are_per_sample(tmp_path: Path) -> None:
     assert len(open_all(npz(tmp_path / "a.npz", x)).digests()) == 3
 
 
+def test_a_subset_streams_the_samples_at_its_positions_with_their_labels(tmp_path: Path) -> None:
+    x = np.arange(10, dtype=np.uint8)[:, None, None, None] * np.ones((1, 16, 16, 1), np.uint8)
+    dataset = open_all(npz(tmp_path / "a.npz", x, np.arange(10) % 3), num_samples=6)
+    subset = dataset.subset(np.array([1, 4]))
+    assert len(subset) == 2 and subset.indices.tolist() == dataset.indices[[1, 4]].tolist()
+    assert [float(sample.max()) * 255 for sample in subset] == pytest.approx(dataset.indices[[1, 4]].tolist())
+    assert subset.labels is not None and subset.labels.tolist() == (dataset.indices[[1, 4]] % 3).tolist()
+    assert len(dataset) == 6  # the set itself is left as it was
+
+
 # --- bad data -------------------------------------------------------------------------------------------------
 
 

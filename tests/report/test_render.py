@@ -274,7 +274,7 @@ def test_findings_report_lost_accuracy_only():
 
 
 def test_the_budget_table_caption_and_finding() -> None:
-    from compiler_kit.report.document import budget_findings
+    from compiler_kit.report.document import explanation_findings
     from compiler_kit.report.tables import budget_caption, budget_table
 
     entry = {"input_db": 200.0, "weights_db": 46.0, "activations_db": 40.8, "combined_db": 39.6, "int8_db": 39.58}
@@ -289,12 +289,51 @@ def test_the_budget_table_caption_and_finding() -> None:
     assert headers[-1] == "dominant" and rows == [["scores", "200.0", "46.0", "40.8", "39.6", "39.6", "activations"]]
     caption = budget_caption({"quantization_budget": budget})
     assert "Dominant: activations (output 'scores'): calibrate on more samples." in caption
-    assert budget_findings(budget) == [] and budget_table({})[1] == []
+    assert explanation_findings(budget, {}) == [] and budget_table({})[1] == []
     broken = {"error": "ValueError: not editable"}
     assert budget_caption({"quantization_budget": broken}) == "No error budget: ValueError: not editable."
-    assert budget_findings(broken) == [
+    assert explanation_findings(broken, {}) == [
         "the quantization error budget could not be made (ValueError: not editable): please report the model"
     ]
+
+
+CURVE = {
+    "reference": "tflite-float",
+    "verify_samples": 32,
+    "available": 359,
+    "points": [
+        {"samples": 4, "snr_db": {"boxes": 20.04, "scores": 30.0}},
+        {"samples": 8, "snr_db": {"boxes": 25.0, "scores": 30.5}},
+        {"samples": 16, "snr_db": {"boxes": 31.96, "scores": 30.1}},
+    ],
+    "seconds": {"quantize": 0.7, "run": 0.1},
+}
+
+
+def test_the_calibration_curve_is_one_line_of_the_budget_section_with_or_without_a_budget() -> None:
+    from compiler_kit.report.document import explanation_findings
+    from compiler_kit.report.tables import budget_section, curve_line
+
+    line = curve_line({"calibration_curve": CURVE})
+    assert line == (
+        "Calibration size: the int8 model calibrated on 4 / 8 / 16 of the 16 calibration samples (the data has 359), "
+        "SNR against tflite-float on 32 verification samples: 20.0 / 25.0 / 32.0 dB ('boxes'); 30.0 / 30.5 / 30.1 "
+        "dB ('scores')."
+    )
+    every = curve_line({"calibration_curve": {**CURVE, "available": 16}})
+    assert "of the 16 calibration samples, SNR against" in every  # the data has no more: not said again
+    section = budget_section({"calibration_curve": CURVE})  # a curve without a budget still has its section
+    assert section is not None and section[0] == [line] and section[1][1] == []
+    assert budget_section({}) is None  # neither: no section
+    one_point = {"calibration_curve": {**CURVE, "points": CURVE["points"][-1:]}}  # one calibration sample: no curve
+    assert curve_line(one_point) == "" and budget_section(one_point) is None
+    broken, skipped = {"error": "ValueError: no ranges"}, {"skipped": "too many samples"}
+    assert curve_line({"calibration_curve": broken}) == "No calibration curve: ValueError: no ranges."
+    assert curve_line({"calibration_curve": skipped}) == "No calibration curve: too many samples."
+    assert explanation_findings({}, broken) == [
+        "the calibration curve could not be made (ValueError: no ranges): please report the model"
+    ]
+    assert explanation_findings({}, skipped) == []  # skipped on purpose: said in the section, no finding
 
 
 @pytest.mark.slow

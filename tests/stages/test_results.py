@@ -65,13 +65,14 @@ def test_verified_outputs_round_trip_by_runner_and_output_name(tmp_path: Path) -
         LayerDrifts([layer], ["x"]),
         budget,
         ["output 'boxes': below one int8 step"],
+        {"points": [{"samples": 2, "snr_db": {"boxes": 20.0}}, {"samples": 4, "snr_db": {"boxes": 25.0}}]},
         {"device:pi": latency_stats([1.0, 2.0, 4.0], 9.0, 2, 1)},
     )
     entry = _stored(tmp_path, lambda files: verified.save(files, names))
     back = Verified.read(entry, names)
     assert back.first_ms == verified.first_ms and back.runners == verified.runners
     assert list(back.layers) == [layer] and back.layers.unmatched == ["x"] and back.budget == budget
-    assert back.diagnoses == verified.diagnoses
+    assert back.diagnoses == verified.diagnoses and back.curve == verified.curve
     assert back.device_latency == verified.device_latency and back.device_latency["device:pi"].p50_ms == 2.0
     for runner, by_name in outputs.items():
         assert list(back.outputs[runner]) == names
