@@ -98,3 +98,16 @@ def test_a_build_on_a_terminal_shows_bars_and_in_a_log_plain_lines(write_recipe:
     assert lines and "/360 (" in lines[-1] and "━" not in logged.stderr and "\x1b[" not in logged.stderr
     quiet = subprocess.run(_ckit_build(recipe, "--quiet"), capture_output=True, text=True, env=env, check=False)
     assert quiet.returncode == 0 and "samples through" not in quiet.stderr + quiet.stdout
+
+
+def test_onnx2tf_node_lines_advance_the_task() -> None:
+    from compiler_kit.frontends.onnx import _Onnx2tfLines
+
+    stream = io.StringIO()
+    reporter = LineReporter(stream, every_s=0)
+    with reporter.task("onnx2tf nodes", 23) as task:
+        lines = _Onnx2tfLines(task)
+        for line in ("\x1b[32mINFO:\x1b[0m \x1b[32m2 / 23\x1b[0m\n", "onnx_op_type: Conv\n", "INFO: 7 / 23\n"):
+            lines.read(line)
+    assert stream.getvalue().splitlines()[-1].startswith("onnx2tf nodes: 7/23")
+    assert len(lines.lines) == 3  # every line kept for onnx2tf.log

@@ -14,12 +14,9 @@ is `DeviceLostError` (exit 4) naming the device and what it completed.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import shlex
-import subprocess
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +27,7 @@ import numpy as np
 
 from compiler_kit.device.address import DeviceAddress
 from compiler_kit.errors import BadInputError, ToolMissingError
+from compiler_kit.processes import run_streaming
 from compiler_kit.recipe import Device
 
 AGENT = Path(__file__).with_name("agent.py")
@@ -174,14 +172,14 @@ class AgentCall:
         stdin = b"".join([b"%d\n" % len(agent), agent, json.dumps(job).encode() + b"\n", *blobs])
         timeout = self.device.connect_timeout_sec + self.device.timeout_sec
         try:
-            code, stdout, timed_out = _exchange(self.argv(), stdin, timeout, progress)
+            done = run_streaming(self.argv(), stdin=stdin, timeout=timeout, on_line=progress.read)
         except FileNotFoundError as exc:  # no ssh client here, or a local device's Python is missing
             raise ToolMissingError(f"{self.name}: cannot start {exc.filename}: {exc.strerror}") from None
-        if timed_out:
+        if done.expired:
             raise DeviceLostError(
                 f"{self.name} ({self.device.url}) did not finish within {timeout} s; completed: {progress.completed()}"
             )
-        return self._result(code, stdout, progress)
+        return self._result(done.code, done.stdout, progress)
 
     def _result(self, code: int, stdout: bytes, progress: Progress) -> tuple[dict[str, Any], bytes]:
         head, _, payload = stdout.partition(b"\n")
@@ -226,42 +224,6 @@ class AgentCall:
         if code == SSH_FAILED and progress.received_at is None:
             return DeviceLostError(f"{where} cannot be reached: {said}")
         return DeviceLostError(f"{where} was lost ({said}); completed: {progress.completed()}")
-
-
-def _exchange(argv: list[str], stdin: bytes, timeout: float, progress: Progress) -> tuple[int, bytes, bool]:
-    """Run `argv`: `stdin` written and stderr read line by line (into `progress`) on threads of their own, stdout
-    read here; killed after `timeout` seconds. Returns the exit code, stdout, and whether it timed out."""
-    process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
-    feed, errors = process.stdin, process.stderr
-
-    def write() -> None:
-        with contextlib.suppress(OSError):  # the far side gone: its exit code and stderr say why
-            feed.write(stdin)
-            feed.close()
-
-    def read() -> None:
-        for line in errors:
-            progress.read(line.decode(errors="replace"))
-
-    expired = threading.Event()
-
-    def expire() -> None:
-        expired.set()
-        process.kill()
-
-    killer = threading.Timer(timeout, expire)
-    threads = [threading.Thread(target=write, daemon=True), threading.Thread(target=read, daemon=True)]
-    for thread in [killer, *threads]:
-        thread.start()
-    try:
-        stdout = process.stdout.read()
-        code = process.wait()
-    finally:
-        killer.cancel()
-        for thread in threads:
-            thread.join(timeout=10)
-    return code, stdout, expired.is_set()
 
 
 def describe_runtime(versions: dict[str, str] | None) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 
 from compiler_kit.errors import BadInputError
 from compiler_kit.legalize.graph import RemedyData
+from compiler_kit.progress import QUIET, Reporter
 from compiler_kit.recipe import InputSpec, Legalize, Source
 
 SAVED_MODEL = "saved_model"
@@ -138,6 +139,8 @@ class Frontend(Protocol):
         out_dir: Path,
         settings: Legalize = DEFAULT_LEGALIZE,
         data: RemedyData | None = None,
+        reporter: Reporter = QUIET,
     ) -> FloatModel:
         """Fill `out_dir` (a fresh folder), legalizing for the Edge TPU as `settings` say where the frontend can
-        (`data`: the calibration samples for `settings.bias_correction`); a bad model is a `BadInputError`."""
+        (`data`: the calibration samples for `settings.bias_correction`; `reporter`: where long steps count their
+        progress); a bad model is a `BadInputError`."""

@@ -20,6 +20,7 @@ from compiler_kit import lazy
 from compiler_kit.errors import BadInputError, describe_exception
 from compiler_kit.frontends.base import DEFAULT_LEGALIZE, SAVED_MODEL, FloatModel, ModelOutput, refuse_non_finite
 from compiler_kit.legalize.graph import RemedyData
+from compiler_kit.progress import QUIET, Reporter
 from compiler_kit.recipe import InputSpec, Legalize, Source
 
 SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -123,6 +124,7 @@ class KerasFrontend:
         out_dir: Path,
         settings: Legalize = DEFAULT_LEGALIZE,
         data: RemedyData | None = None,
+        reporter: Reporter = QUIET,
     ) -> FloatModel:
         tf = lazy.tensorflow()
         assert source.path is not None

@@ -38,6 +38,8 @@ from compiler_kit.frontends.base import (
 from compiler_kit.frontends.onnx_names import sanitize_names
 from compiler_kit.legalize import legalize
 from compiler_kit.legalize.graph import RemedyData
+from compiler_kit.processes import run_streaming
+from compiler_kit.progress import NO_TASK, QUIET, Reporter, Task
 from compiler_kit.recipe import InputSpec, Legalize, Source
 
 STATIC_ONNX, ONNX2TF_LOG = "model_static.onnx", "onnx2tf.log"
@@ -170,9 +172,10 @@ class OnnxFrontend:
         out_dir: Path,
         settings: Legalize = DEFAULT_LEGALIZE,
         data: RemedyData | None = None,
+        reporter: Reporter = QUIET,
     ) -> FloatModel:
         assert source.path is not None
-        return convert_onnx(source.path, inputs, out_dir, settings, data)
+        return convert_onnx(source.path, inputs, out_dir, settings, data, reporter)
 
 
 def convert_onnx(
@@ -181,6 +184,7 @@ def convert_onnx(
     out_dir: Path,
     settings: Legalize = DEFAULT_LEGALIZE,
     data: RemedyData | None = None,
+    reporter: Reporter = QUIET,
 ) -> FloatModel:
     import onnx
 
@@ -193,7 +197,8 @@ def convert_onnx(
         remedies = frozenset(settings.remedies().values())
         legal = legalize(model, frozenset(settings.skip), settings.enabled, remedies, data)
         onnx.save(legal.model, str(out_dir / STATIC_ONNX))
-        _run_onnx2tf(out_dir / STATIC_ONNX, out_dir, Path(work), _Names(legal.model, original_names))
+        with reporter.task("onnx2tf nodes", len(legal.model.graph.node)) as task:
+            _run_onnx2tf(out_dir / STATIC_ONNX, out_dir, Path(work), _Names(legal.model, original_names), task)
     model_inputs, model_outputs = saved_model_shapes(out_dir / SAVED_MODEL)
     outputs = []
     for position, output in enumerate(legal.model.graph.output):
@@ -280,7 +285,7 @@ class _Names:
         return self.original.get(name, name)
 
 
-def _run_onnx2tf(static_onnx: Path, out_dir: Path, work: Path, names: _Names) -> None:
+def _run_onnx2tf(static_onnx: Path, out_dir: Path, work: Path, names: _Names, task: Task = NO_TASK) -> None:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     name, shape = _OFFLINE_SAMPLE
     np.save(work / name, np.zeros(shape, dtype=np.float32))
@@ -288,23 +293,41 @@ def _run_onnx2tf(static_onnx: Path, out_dir: Path, work: Path, names: _Names) ->
     # and onnxsim would fuse the legalization's Pad back into MaxPool.
     worker = "compiler_kit.frontends.onnx2tf_worker"
     command = [sys.executable, "-m", worker, "-i", str(static_onnx.resolve()), "-o", str(work / "out"), "-nuo"]
-    try:
-        done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
+    lines = _Onnx2tfLines(task)
+    done = run_streaming(command, cwd=work, env=env, timeout=TIMEOUT_S, on_line=lines.read)
+    if done.expired:
         raise BadInputError(
             f"onnx2tf did not finish within {TIMEOUT_S} s",
             path=static_onnx,
             fix="report the model (onnx2tf is stuck on it); legalize.skip may avoid the construct it is stuck on",
-        ) from None
-    log = strip_ansi(done.stdout + done.stderr)
+        )
+    log = strip_ansi(done.stdout.decode(errors="replace") + "".join(lines.lines))
     saved = work / "out"
-    if done.returncode != 0 or not (saved / "saved_model.pb").exists():
+    if done.code != 0 or not (saved / "saved_model.pb").exists():
         raise ConverterFailed(f"onnx2tf cannot convert the model: {failure(log, names)}", log)
     (out_dir / ONNX2TF_LOG).write_text(log)
     (out_dir / SAVED_MODEL).mkdir()
     for part in ("saved_model.pb", "variables", "assets", "fingerprint.pb"):
         if (saved / part).exists():
             shutil.move(str(saved / part), str(out_dir / SAVED_MODEL / part))
+
+
+class _Onnx2tfLines:
+    """onnx2tf's output as it comes (the worker sends it all to stderr, in order): kept for the log, and its
+    `INFO: N / M` line per node counted into the task."""
+
+    NODE = re.compile(r"INFO:\S*\s+\S*?(\d+) / (\d+)")
+
+    def __init__(self, task: Task) -> None:
+        self.task, self.lines, self.done = task, list[str](), 0
+
+    def read(self, line: str) -> None:
+        self.lines.append(line)
+        if found := self.NODE.search(strip_ansi(line)):
+            node = int(found.group(1))
+            if node > self.done:
+                self.task.advance(node - self.done)
+                self.done = node
 
 
 def failure(log: str, names: _Names) -> str:

@@ -30,7 +30,8 @@ def main(argv: list[str]) -> int:
     for constructor in ("from_keras_model", "from_concrete_functions", "from_saved_model"):
         setattr(tf.lite.TFLiteConverter, constructor, _stop)
     sys.argv = ["onnx2tf", *argv]
-    with contextlib.suppress(SavedModelWritten):
+    # Everything onto stderr, in order: ckit reads that stream as it comes, for the progress of onnx2tf's nodes.
+    with contextlib.suppress(SavedModelWritten), contextlib.redirect_stdout(sys.stderr):
         onnx2tf_main()
     return 0
 

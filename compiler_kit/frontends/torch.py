@@ -25,6 +25,7 @@ from compiler_kit.errors import BadInputError, describe_exception
 from compiler_kit.frontends.base import DEFAULT_LEGALIZE, FloatModel, refuse_non_finite
 from compiler_kit.frontends.onnx import convert_onnx
 from compiler_kit.legalize.graph import RemedyData
+from compiler_kit.progress import QUIET, Reporter
 from compiler_kit.recipe import InputSpec, Legalize, Source
 
 EXPORTED_ONNX, EXPORT_LOG = "model.onnx", "torch_export.log"
@@ -333,7 +334,8 @@ class TorchFrontend:
         out_dir: Path,
         settings: Legalize = DEFAULT_LEGALIZE,
         data: RemedyData | None = None,
+        reporter: Reporter = QUIET,
     ) -> FloatModel:
         export_onnx(load_torch_model(source), inputs, out_dir / EXPORTED_ONNX, out_dir / EXPORT_LOG)
-        float_model = convert_onnx(out_dir / EXPORTED_ONNX, inputs, out_dir, settings, data)
+        float_model = convert_onnx(out_dir / EXPORTED_ONNX, inputs, out_dir, settings, data, reporter)
         return dataclasses.replace(float_model, intermediates={"onnx": EXPORTED_ONNX})

@@ -70,7 +70,9 @@ class ConvertStage(CachedStage[FloatModel]):
         frontend = frontend_for(recipe.source.framework)
         per_tensor = recipe.quantization.granularity == "per-tensor"
         data = RemedyData(job[DATA].calibration, per_tensor) if recipe.legalize.bias_correction else None
-        float_model = frontend.convert(recipe.source, recipe.inputs, files / FLOAT_MODEL, recipe.legalize, data)
+        float_model = frontend.convert(
+            recipe.source, recipe.inputs, files / FLOAT_MODEL, recipe.legalize, data, job.reporter
+        )
         return float_model.to_meta()
 
     def load(self, job: Job, entry: Entry) -> FloatModel:
