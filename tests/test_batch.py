@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.ray_cluster import new_cluster
 from compiler_kit.batch import worst_exit
 from compiler_kit.errors import EXIT_BAD_INPUT
 from tests.conftest import WriteRecipe
@@ -38,20 +38,17 @@ def test_worst_exit(codes: list[int], expected: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`ray start --head` on a free loopback port with two CPUs; stopped (with every Ray process) afterwards."""
-    ray = Path(sys.executable).with_name("ray")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    start = [str(ray), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2"]
-    options = ["--disable-usage-stats", "--include-dashboard=false"]
-    started = subprocess.run([*start, *options], capture_output=True, text=True, timeout=120)
-    assert started.returncode == 0, started.stderr[-2000:]
+def ray_cluster() -> Iterator[str]:
+    """`ray start --head` on a free loopback port with two CPUs; afterwards its own processes are killed (not every
+    Ray process on the machine, as `ray stop --force` would)."""
+    cluster = new_cluster()
+    command = cluster.start_command(Path(sys.executable).with_name("ray"))
     try:
-        yield f"127.0.0.1:{port}"
+        started = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert started.returncode == 0, started.stderr[-2000:]
+        yield cluster.address
     finally:
-        subprocess.run([str(ray), "stop", "--force"], capture_output=True, timeout=120)
+        cluster.stop()
 
 
 def _ckit(*args: str) -> subprocess.CompletedProcess[str]:
