@@ -136,23 +136,32 @@ class RayBuild:
 
     Used as a context manager, for every run of one command (tune runs its first trial, then the others): one
     connection, because Ray starts a job's worker processes when its driver connects, and each new connection
-    would wait for new ones (about a second), and its `ray.shutdown` costs a quarter of a second. Connecting
-    begins on entry, in a thread, so that importing Ray, connecting and the workers' start-up overlap what the
-    command does before its first build (tune loads the recipe); a failure to connect surfaces at the first run.
+    would wait for new ones (about a second). Connecting begins on entry, in a thread, so that importing Ray,
+    connecting and the workers' start-up overlap what the command does before its first build (tune loads the
+    recipe); a failure to connect surfaces at the first run.
+
+    `exit_disconnects`: the process ends soon after the block (a ckit command: main() leaves with os._exit), so a
+    block that ends normally leaves the connection to the process's exit. The raylet then ends the job as it
+    does on ray.shutdown, whose own teardown in this process (joining its RPC threads) costs a quarter of a
+    second. A block ended by an exception (Ctrl-C, SIGTERM) still disconnects, so the cancellations are sent.
     """
 
-    def __init__(self, address: str, options: list[str], echo: Callable[[str], None]) -> None:
+    def __init__(
+        self, address: str, options: list[str], echo: Callable[[str], None], *, exit_disconnects: bool = False
+    ) -> None:
         self.address = address
         self.options = options
         self.echo = echo
+        self.exit_disconnects = exit_disconnects
         self._connection: Future[Any] | None = None  # the `ray` module, once connected
 
     def __enter__(self) -> RayBuild:
         self.connect()
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *exc_info: object) -> None:
+        if kind is not None or not self.exit_disconnects:
+            self.close()
 
     def connect(self) -> None:
         """Begin connecting, in the background (once)."""

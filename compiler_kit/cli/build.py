@@ -130,7 +130,11 @@ def _build_many(recipes: list[Path], out: Path | None, jobs: int, ray: str | Non
         raise typer.Exit(EXIT_BAD_INPUT)
     options = settings.as_options()
     own = ("--out", str(out.resolve())) if out else ()
-    batch = RayBuild(ray, options, _progress) if ray else BatchBuild(options, jobs, _progress, quiet=settings.quiet)
+    batch = (
+        RayBuild(ray, options, _progress, exit_disconnects=True)
+        if ray
+        else BatchBuild(options, jobs, _progress, quiet=settings.quiet)
+    )
     with batch:
         outcomes = batch.run([BuildJob(recipe, own) for recipe in recipes])
     typer.echo("\n".join(f"{o.verdict:>12}  {o.seconds:6.1f} s  {o.recipe}" for o in outcomes))

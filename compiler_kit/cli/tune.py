@@ -44,7 +44,11 @@ def tune(
     from compiler_kit.cli.build import BuildSettings
 
     options = BuildSettings(False, cache_dir, True, None, []).as_options()  # what every trial's build shares
-    batch = RayBuild(ray, options, _progress) if ray else BatchBuild(options, jobs, _progress, quiet=True)
+    batch = (
+        RayBuild(ray, options, _progress, exit_disconnects=True)
+        if ray
+        else BatchBuild(options, jobs, _progress, quiet=True)
+    )
     with batch:  # entered first: connecting to Ray (in the background) overlaps loading the recipe
         from compiler_kit.recipe import load_recipe
         from compiler_kit.tune import (
