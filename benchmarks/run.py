@@ -32,7 +32,6 @@ import datetime
 import hashlib
 import json
 import shutil
-import socket
 import sys
 import tempfile
 from collections.abc import Callable
@@ -55,6 +54,7 @@ from benchmarks.measure import (
     run_process,
     versions,
 )
+from benchmarks.ray_cluster import new_cluster
 from benchmarks.targets import Measurement, Target, growth_pct, parse_only, ratio, table
 
 RESULTS = REPO / "benchmarks" / "results"
@@ -363,14 +363,10 @@ def measure_ray(suite: Suite) -> None:
 
 
 def start_ray_cluster() -> tuple[str, Callable[[], object]]:
-    """`ray start --head` on a free loopback port with two CPUs, and how to stop it."""
-    ray = str(Path(PYTHON).with_name("ray"))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    flags = ["--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2", "--disable-usage-stats"]
-    run_process([ray, "start", "--head", *flags, "--include-dashboard=false"])
-    return f"127.0.0.1:{port}", lambda: run_process([ray, "stop", "--force"])
+    """`ray start --head` on a free loopback port with two CPUs, and how to stop it (its own processes only)."""
+    cluster = new_cluster()
+    run_process(cluster.start_command(Path(PYTHON).with_name("ray")))
+    return cluster.address, cluster.stop
 
 
 def measure_device_part(suite: Suite) -> None:

@@ -14,13 +14,14 @@ system) and have ckit installed in the Python its workers run. Only the core `ra
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,12 @@ class BatchBuild:
         self._lock = threading.Lock()
         self._running: set[subprocess.Popen[str]] = set()
 
+    def __enter__(self) -> BatchBuild:  # as RayBuild is used
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Nothing to release: each run waits for its processes."""
+
     def run(self, jobs: list[BuildJob]) -> list[BuildOutcome]:
         pool = ThreadPoolExecutor(max_workers=self.jobs)
         try:
@@ -125,17 +132,54 @@ class BatchBuild:
 
 
 class RayBuild:
-    """The same builds as BatchBuild, each a Ray task on the cluster at `address` (see the module's notes)."""
+    """The same builds as BatchBuild, each a Ray task on the cluster at `address` (see the module's notes).
 
-    def __init__(self, address: str, options: list[str], echo: Callable[[str], None]) -> None:
+    Used as a context manager, for every run of one command (tune runs its first trial, then the others): one
+    connection, because Ray starts a job's worker processes when its driver connects, and each new connection
+    would wait for new ones (about a second). Connecting begins on entry, in a thread, so that importing Ray,
+    connecting and the workers' start-up overlap what the command does before its first build (tune loads the
+    recipe); a failure to connect surfaces at the first run.
+
+    `exit_disconnects`: the process ends soon after the block (a ckit command: main() leaves with os._exit), so a
+    block that ends normally leaves the connection to the process's exit. The raylet then ends the job as it
+    does on ray.shutdown, whose own teardown in this process (joining its RPC threads) costs a quarter of a
+    second. A block ended by an exception (Ctrl-C, SIGTERM) still disconnects, so the cancellations are sent.
+    """
+
+    def __init__(
+        self, address: str, options: list[str], echo: Callable[[str], None], *, exit_disconnects: bool = False
+    ) -> None:
         self.address = address
         self.options = options
         self.echo = echo
+        self.exit_disconnects = exit_disconnects
+        self._connection: Future[Any] | None = None  # the `ray` module, once connected
+
+    def __enter__(self) -> RayBuild:
+        self.connect()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *exc_info: object) -> None:
+        if kind is not None or not self.exit_disconnects:
+            self.close()
+
+    def connect(self) -> None:
+        """Begin connecting, in the background (once)."""
+        if self._connection is None:
+            connecting = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ray-connect")
+            self._connection = connecting.submit(self._connect)
+            connecting.shutdown(wait=False)
+
+    def close(self) -> None:
+        """Disconnect (after the connecting thread is done: a connection half made is still closed)."""
+        connection, self._connection = self._connection, None
+        if connection is not None and connection.exception() is None:
+            connection.result().shutdown()
 
     def run(self, jobs: list[BuildJob]) -> list[BuildOutcome]:
-        import ray
-
-        self._connect(ray)
+        self.connect()  # used without `with`: the caller closes
+        assert self._connection is not None
+        ray = self._connection.result()  # a BadInputError of the connecting thread is raised here
         task = ray.remote(num_cpus=1, max_retries=0)(run_build_task)
         # absolute paths: a worker's working directory is its own
         absolute = [BuildJob(job.recipe.resolve(), job.options, job.name) for job in jobs]
@@ -147,18 +191,22 @@ class RayBuild:
             for ref in running:
                 ray.cancel(ref, force=True)
             raise
-        finally:
-            ray.shutdown()
 
-    def _connect(self, ray: Any) -> None:
+    def _connect(self) -> Any:
+        """Runs in the connecting thread. Off the main thread, ray.init also leaves ckit's SIGTERM handler in place
+        (in the main thread it installs its own, and SIGTERM ended the command with exit code 1, not 130)."""
         _reachable(self.address)  # ray.init retries an unreachable address for minutes
+        import ray
+
+        logging.getLogger("ray._private.worker").addFilter(_not_the_main_thread_notice)
         try:
-            ray.init(address=self.address, log_to_driver=False, logging_level="ERROR", configure_logging=False)
+            ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR, configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise BadInputError(
                 f"cannot reach the Ray cluster at {self.address}: {describe_exception(exc)}",
                 fix="start one (`ray start --head`) and pass the address it prints (host:port), or drop --ray",
             ) from None
+        return ray
 
     def _outcome(self, job: BuildJob, code: int, tail: list[str], seconds: float) -> BuildOutcome:
         outcome = BuildOutcome(job, code, seconds, tail)
@@ -167,6 +215,11 @@ class RayBuild:
             for line in tail:
                 self.echo(f"[{job.name}] {line}")
         return outcome
+
+
+def _not_the_main_thread_notice(record: logging.LogRecord) -> bool:
+    """ray.init's warning that it set no SIGTERM handler: wanted here (RayBuild._connect), so not shown."""
+    return "SIGTERM handler is not set" not in record.getMessage()
 
 
 RAY_CONNECT_TIMEOUT_S = 5.0

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
-import socket
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from benchmarks.ray_cluster import LocalCluster, new_cluster, process_table
 from compiler_kit.batch import worst_exit
-from compiler_kit.errors import EXIT_BAD_INPUT
+from compiler_kit.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from tests.conftest import WriteRecipe
 
 
@@ -38,20 +40,17 @@ def test_worst_exit(codes: list[int], expected: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`ray start --head` on a free loopback port with two CPUs; stopped (with every Ray process) afterwards."""
-    ray = Path(sys.executable).with_name("ray")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    start = [str(ray), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2"]
-    options = ["--disable-usage-stats", "--include-dashboard=false"]
-    started = subprocess.run([*start, *options], capture_output=True, text=True, timeout=120)
-    assert started.returncode == 0, started.stderr[-2000:]
+def ray_cluster() -> Iterator[LocalCluster]:
+    """`ray start --head` on a free loopback port with two CPUs; afterwards its own processes are killed (not every
+    Ray process on the machine, as `ray stop --force` would)."""
+    cluster = new_cluster()
+    command = cluster.start_command(Path(sys.executable).with_name("ray"))
     try:
-        yield f"127.0.0.1:{port}"
+        started = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert started.returncode == 0, started.stderr[-2000:]
+        yield cluster
     finally:
-        subprocess.run([str(ray), "stop", "--force"], capture_output=True, timeout=120)
+        cluster.stop()
 
 
 def _ckit(*args: str) -> subprocess.CompletedProcess[str]:
@@ -78,13 +77,15 @@ def _numbers(report: dict[str, Any]) -> Any:
 
 @pytest.mark.slow
 def test_builds_on_ray_match_local_ones_and_a_bad_one_fails_alone(
-    ray_cluster: str, write_recipe: WriteRecipe, tmp_path: Path
+    ray_cluster: LocalCluster, write_recipe: WriteRecipe, tmp_path: Path
 ) -> None:
     good = write_recipe(name="good.yaml")
     bad = write_recipe(lambda recipe: recipe["calibration"].update(num_samples=-1), name="bad.yaml")
     local = _ckit("build", str(good), "--out", str(tmp_path / "local"), "--cache-dir", str(tmp_path / "c1"), "-q")
     assert local.returncode == 0, local.stderr[-2000:]
-    on_ray = _ckit("build", str(good), str(bad), "--ray", ray_cluster, "--cache-dir", str(tmp_path / "c2"), "-q")
+    on_ray = _ckit(
+        "build", str(good), str(bad), "--ray", ray_cluster.address, "--cache-dir", str(tmp_path / "c2"), "-q"
+    )
     assert on_ray.returncode == EXIT_BAD_INPUT, on_ray.stderr[-2000:]  # the worst of the two
     assert "good: passed" in on_ray.stderr and "bad: bad input" in on_ray.stderr
     assert "[bad] error: invalid recipe" in on_ray.stderr  # a failed build's own lines come back
@@ -93,12 +94,49 @@ def test_builds_on_ray_match_local_ones_and_a_bad_one_fails_alone(
 
 
 @pytest.mark.slow
-def test_tune_runs_its_trials_on_ray(ray_cluster: str, write_recipe: WriteRecipe, tmp_path: Path) -> None:
+def test_tune_runs_its_trials_on_ray_over_one_connection(
+    ray_cluster: LocalCluster, write_recipe: WriteRecipe, tmp_path: Path
+) -> None:
     space = tmp_path / "space.yaml"
     space.write_text("- name: mse\n  set: {calibration.method: mse}\n")
-    done = _ckit("tune", str(write_recipe()), "--space", str(space), "--ray", ray_cluster, "--out", str(tmp_path / "t"))
+    drivers = len(_driver_logs(ray_cluster))
+    out = str(tmp_path / "t")
+    done = _ckit("tune", str(write_recipe()), "--space", str(space), "--ray", ray_cluster.address, "--out", out)
     assert done.returncode == 0, done.stderr[-2000:]
+    # the first trial and the other run over one connection: one job, whose workers the other reuses
+    assert len(_driver_logs(ray_cluster)) == drivers + 1
     tune = json.loads((tmp_path / "t" / "tune.json").read_text())
     assert [trial["name"] for trial in tune["trials"]] == ["recipe as written", "mse"]
     assert all(trial["passed"] and trial["snr_db"] > 20 for trial in tune["trials"])
     assert "mse: passed in" in done.stderr and "(ray)" in done.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_tune_on_ray_with_exit_130_and_cancels_its_builds(
+    ray_cluster: LocalCluster, write_recipe: WriteRecipe, tmp_path: Path
+) -> None:
+    recipe = write_recipe()
+    command = [sys.executable, "-m", "compiler_kit", "tune", str(recipe), "--ray", ray_cluster.address]
+    with subprocess.Popen([*command, "--out", str(tmp_path / "t")], stderr=subprocess.PIPE, text=True) as tune:
+        _wait_until(lambda: bool(_builds_of(recipe)))  # the first trial runs on the cluster
+        tune.send_signal(signal.SIGTERM)
+        _, stderr = tune.communicate(timeout=120)
+    assert tune.returncode == EXIT_INTERRUPTED, stderr[-2000:]  # ckit's own handling: Ray's would exit 1
+    assert "Traceback" not in stderr
+    _wait_until(lambda: not _builds_of(recipe))  # cancelled, not left running
+
+
+def _builds_of(recipe: Path) -> list[int]:
+    return [pid for pid, (_, args) in process_table().items() if "build" in args and str(recipe.resolve()) in args]
+
+
+def _wait_until(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def _driver_logs(cluster: LocalCluster) -> list[Path]:
+    """One log per connection (a Ray job) the cluster has had."""
+    return list((cluster.temp / "session_latest" / "logs").glob("python-core-driver-*.log"))

@@ -143,9 +143,14 @@ def _build_many(recipes: list[Path], out: Path | None, jobs: int, ray: str | Non
         typer.echo("error: --out names one build folder: give one recipe, or set output.dir in each", err=True)
         raise typer.Exit(EXIT_BAD_INPUT)
     options = settings.as_options()
-    batch = RayBuild(ray, options, _progress) if ray else BatchBuild(options, jobs, _progress, quiet=settings.quiet)
     own = ("--out", str(out.resolve())) if out else ()
-    outcomes = batch.run([BuildJob(recipe, own) for recipe in recipes])
+    batch = (
+        RayBuild(ray, options, _progress, exit_disconnects=True)
+        if ray
+        else BatchBuild(options, jobs, _progress, quiet=settings.quiet)
+    )
+    with batch:
+        outcomes = batch.run([BuildJob(recipe, own) for recipe in recipes])
     typer.echo("\n".join(f"{o.verdict:>12}  {o.seconds:6.1f} s  {o.recipe}" for o in outcomes))
     if code := worst_exit([outcome.exit_code for outcome in outcomes]):
         raise typer.Exit(code)

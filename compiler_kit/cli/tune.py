@@ -43,25 +43,31 @@ def tune(
     """
     from compiler_kit.batch import BatchBuild, RayBuild
     from compiler_kit.cli.build import BuildSettings
-    from compiler_kit.recipe import load_recipe
-    from compiler_kit.tune import (
-        TUNE_HTML,
-        TUNE_JSON,
-        TUNE_MD,
-        best,
-        default_space,
-        load_space,
-        run_trials,
-        tuned_recipe,
-        write_tune_report,
-    )
 
-    loaded = load_recipe(recipe)  # a bad recipe fails here, once, not in every trial
-    trials = load_space(space) if space else default_space(loaded.source.framework)
-    folder = out or loaded.build_dir(recipe).with_name(f"{loaded.name}-tune")
     options = BuildSettings(False, cache_dir, True, None, [], [], False).as_options()  # what every trial's build shares
-    batch = RayBuild(ray, options, _progress) if ray else BatchBuild(options, jobs, _progress, quiet=True)
-    results = run_trials(recipe, trials, folder, batch)
+    batch = (
+        RayBuild(ray, options, _progress, exit_disconnects=True)
+        if ray
+        else BatchBuild(options, jobs, _progress, quiet=True)
+    )
+    with batch:  # entered first: connecting to Ray (in the background) overlaps loading the recipe
+        from compiler_kit.recipe import load_recipe
+        from compiler_kit.tune import (
+            TUNE_HTML,
+            TUNE_JSON,
+            TUNE_MD,
+            best,
+            default_space,
+            load_space,
+            run_trials,
+            tuned_recipe,
+            write_tune_report,
+        )
+
+        loaded = load_recipe(recipe)  # a bad recipe fails here, once, not in every trial
+        trials = load_space(space) if space else default_space(loaded.source.framework)
+        folder = out or loaded.build_dir(recipe).with_name(f"{loaded.name}-tune")
+        results = run_trials(recipe, trials, folder, batch)
     chosen = best(results)
     write_tune_report(folder, recipe, results, chosen)
     typer.echo(f"tune: {folder / TUNE_JSON}  {folder / TUNE_MD}  {folder / TUNE_HTML}")
