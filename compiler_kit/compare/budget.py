@@ -17,6 +17,7 @@ with no float counterpart is left out of the activations term (the report counts
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import tempfile
@@ -212,7 +213,7 @@ def _edited(float_tflite: Path, edit: Callable[[Any], None], target: Path) -> Pa
     return target
 
 
-def run_outputs(runner: LiteRtRunner, samples: Iterable[np.ndarray], input_name: str, count: int) -> Outputs:
+def _run_outputs(runner: LiteRtRunner, samples: Iterable[np.ndarray], input_name: str, count: int) -> Outputs:
     """The runner's outputs on `count` samples, by output name (one float32 array each, allocated once)."""
     runner.prepare()
     outputs: Outputs = {}
@@ -224,38 +225,51 @@ def run_outputs(runner: LiteRtRunner, samples: Iterable[np.ndarray], input_name:
     return outputs
 
 
-def _first(samples: Callable[[], Iterable[np.ndarray]], count: int) -> Callable[[], Iterable[np.ndarray]]:
-    return lambda: itertools.islice(samples(), count)
-
-
 def combined_db(terms: Iterable[float]) -> float:
     """Independent errors add in power: the SNR the terms together predict."""
     noise = sum(10 ** (-snr / 10) for snr in terms)
     return SNR_CEILING_DB if noise == 0 else float(min(SNR_CEILING_DB, -10 * math.log10(noise)))
 
 
-def error_budget(
-    float_tflite: Path,
-    int8_tflite: Path,
-    float_model: FloatModel,
-    samples: Callable[[], Iterable[np.ndarray]],
-    count: int,
-    input_name: str,
-    reference: Outputs,
-    int8: Outputs,
-    threads: int = 1,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Probe:
+    """What the error budget and the calibration curve measure with: the verification samples in the source layout
+    (`samples()` yields them from the start each time; `count` of them), the float model's layout, and the outputs
+    of the float TFLite model (`reference`) and of the int8 one on those samples."""
+
+    float_model: FloatModel
+    samples: Callable[[], Iterable[np.ndarray]]
+    count: int
+    input_name: str
+    reference: Outputs
+    int8: Outputs
+    threads: int = 1
+
+    def first(self, count: int = BUDGET_SAMPLES) -> Probe:
+        """The same probe on the first `count` samples only (more float passes over a large set cost more than the
+        estimates gain)."""
+        count = min(count, self.count)
+        samples = self.samples
+        return dataclasses.replace(
+            self,
+            samples=lambda: itertools.islice(samples(), count),
+            count=count,
+            reference={name: y[:count] for name, y in self.reference.items()},
+            int8={name: y[:count] for name, y in self.int8.items()},
+        )
+
+    def outputs(self, name: str, model: Path, samples: Iterable[np.ndarray] | None = None) -> Outputs:
+        """`model`'s outputs (a float-layout TFLite model) on the probe's samples, or on `samples` instead."""
+        runner = LiteRtRunner(name, model, self.threads, self.float_model.input_perms, self.float_model.outputs)
+        return _run_outputs(runner, self.samples() if samples is None else samples, self.input_name, self.count)
+
+
+def error_budget(float_tflite: Path, int8_tflite: Path, probe: Probe) -> dict[str, Any]:
     """The budget for the report: per output the SNR of each term, what they combine to and the int8 model's own
-    SNR (all against `reference`, the float TFLite model's outputs), and the dominant term of the worst output with
-    its remedy. `samples()` yields the verification samples in the source layout, each time from the start; the
-    budget takes the first BUDGET_SAMPLES of them (three more float passes over a large set cost more than the
-    estimate gains), and measures the int8 model's SNR on the same ones."""
-    count = min(count, BUDGET_SAMPLES)
-    samples = _first(samples, count)
-    reference = {name: y[:count] for name, y in reference.items()}
-    int8 = {name: y[:count] for name, y in int8.items()}
+    SNR (all against the probe's reference, the float TFLite model's outputs), and the dominant term of the worst
+    output with its remedy; on the probe's first BUDGET_SAMPLES samples."""
+    probe = probe.first()
     parameters = int8_parameters(float_tflite, int8_tflite)
-    io = (float_model.input_perms, float_model.outputs)
     codec = parameters.input_codec
     with tempfile.TemporaryDirectory(prefix="ckit-budget-") as scratch:
         folder = Path(scratch)
@@ -263,28 +277,26 @@ def error_budget(
         activations = _edited(
             float_tflite, lambda m: with_activations_quantized(m, parameters.activations), folder / "act.tflite"
         )
-        fed = (codec.decode(codec.encode(x)) for x in samples()) if codec else samples()
+        fed = (codec.decode(codec.encode(x)) for x in probe.samples()) if codec else None
         variants = {
-            "input": run_outputs(LiteRtRunner("budget-input", float_tflite, threads, *io), fed, input_name, count),
-            "weights": run_outputs(LiteRtRunner("budget-weights", weights, threads, *io), samples(), input_name, count),
-            "activations": run_outputs(
-                LiteRtRunner("budget-act", activations, threads, *io), samples(), input_name, count
-            ),
+            "input": probe.outputs("budget-input", float_tflite, fed),
+            "weights": probe.outputs("budget-weights", weights),
+            "activations": probe.outputs("budget-act", activations),
         }
     outputs: dict[str, dict[str, Any]] = {}
-    for name, expected in reference.items():
+    for name, expected in probe.reference.items():
         terms = {term: snr_db(expected, variants[term][name]) for term in TERMS}
         outputs[name] = {
             **{f"{term}_db": value for term, value in terms.items()},
             "combined_db": combined_db(terms.values()),
-            "int8_db": snr_db(expected, int8[name]),
+            "int8_db": snr_db(expected, probe.int8[name]),
             "dominant": min(terms, key=terms.__getitem__),
         }
     worst = min(outputs, key=lambda name: float(outputs[name]["int8_db"]))
     dominant: str = outputs[worst]["dominant"]
     return {
         "reference": "tflite-float",
-        "samples": count,
+        "samples": probe.count,
         "outputs": outputs,
         "worst_output": worst,
         "dominant": dominant,

@@ -21,19 +21,16 @@ on (the calibration data and settings), so a build that only verifies again reus
 
 from __future__ import annotations
 
-import itertools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from compiler_kit.compare.budget import BUDGET_SAMPLES, run_outputs
+from compiler_kit.compare.budget import Outputs, Probe
 from compiler_kit.compare.metrics import snr_db
 from compiler_kit.data import Dataset
-from compiler_kit.frontends.base import FloatModel
-from compiler_kit.runners.litert import LiteRtRunner
 
 CURVE_DIVISORS = (4, 2)  # the points quantized again: n/4 and n/2 of the build's n calibration samples
 # The curve's cost is two more conversions and calibration on n/4 + n/2 samples: MobileNetV2 (313 M multiply-
@@ -45,7 +42,6 @@ CURVE_DIVISORS = (4, 2)  # the points quantized again: n/4 and n/2 of the build'
 # (The percentile and mse methods run the calibrated model once more on the samples: their curve costs up to twice
 # as much.)
 CURVE_MAX_MACS = 7.5e10
-Outputs = dict[str, np.ndarray]  # output name -> one array over the samples
 Requantize = Callable[[Dataset], bytes]  # calibration samples -> the int8 model the build's quantizer makes of them
 
 
@@ -81,45 +77,31 @@ def quantize_draws(requantize: Requantize, calibration: Dataset, seed: int, fold
     return {"samples": sizes, "seconds": round(time.perf_counter() - started, 3)}
 
 
-def calibration_curve(
-    draws: dict[str, Any],
-    folder: Path,
-    calibration: Dataset,
-    float_model: FloatModel,
-    samples: Callable[[], Iterable[np.ndarray]],
-    count: int,
-    input_name: str,
-    reference: Outputs,
-    int8: Outputs,
-    threads: int = 1,
-) -> dict[str, Any]:
-    """The curve for the report: per point its calibration sample count and each output's SNR against `reference`
-    (the float TFLite model's outputs): one point per model `quantize_draws` wrote into `folder` (`draws` is what it
-    returned; when it made none, the reason is the curve), then the build's own int8 model (`int8`, calibrated on
-    all of `calibration`). `samples()` yields the verification samples in the source layout, each time from the
-    start; like the error budget, the curve takes the first BUDGET_SAMPLES of them."""
+def calibration_curve(draws: dict[str, Any], folder: Path, calibration: Dataset, probe: Probe) -> dict[str, Any]:
+    """The curve for the report: per point its calibration sample count and each output's SNR against the probe's
+    reference (the float TFLite model's outputs): one point per model `quantize_draws` wrote into `folder` (`draws`
+    is what it returned; when it made none, the reason is the curve), then the build's own int8 model (calibrated on
+    all of `calibration`). Like the error budget, on the probe's first BUDGET_SAMPLES samples."""
     if "samples" not in draws:
         return draws
-    started, count = time.perf_counter(), min(count, BUDGET_SAMPLES)
-    io = (float_model.input_perms, float_model.outputs)
-    points = []
-    for size in draws["samples"]:
-        runner = LiteRtRunner(f"curve-{size}", folder / model_name(size), threads, *io)
-        outputs = run_outputs(runner, itertools.islice(samples(), count), input_name, count)
-        points.append(_point(size, reference, outputs, count))
-    points.append(_point(len(calibration), reference, int8, count))
+    started, probe = time.perf_counter(), probe.first()
+    points = [
+        _point(size, probe.reference, probe.outputs(f"curve-{size}", folder / model_name(size)))
+        for size in draws["samples"]
+    ]
+    points.append(_point(len(calibration), probe.reference, probe.int8))
     return {
         "reference": "tflite-float",
-        "verify_samples": count,
+        "verify_samples": probe.count,
         "available": calibration.source.length,
         "points": points,
         "seconds": {"quantize": draws["seconds"], "run": round(time.perf_counter() - started, 3)},  # what it cost
     }
 
 
-def _point(samples: int, reference: Outputs, candidate: Outputs, count: int) -> dict[str, Any]:
-    """One point: each output's SNR on the first `count` verification samples."""
+def _point(samples: int, reference: Outputs, candidate: Outputs) -> dict[str, Any]:
+    """One point: each output's SNR."""
     return {
         "samples": samples,
-        "snr_db": {name: snr_db(expected[:count], candidate[name][:count]) for name, expected in reference.items()},
+        "snr_db": {name: snr_db(expected, candidate[name]) for name, expected in reference.items()},
     }

@@ -19,7 +19,7 @@ import numpy as np
 
 from compiler_kit.cache import Entry
 from compiler_kit.compare.batchnorm import first_batchnorm
-from compiler_kit.compare.budget import error_budget
+from compiler_kit.compare.budget import Probe, error_budget
 from compiler_kit.compare.calibration_curve import calibration_curve
 from compiler_kit.compare.diagnoses import BATCHNORM_SAMPLES, BatchNormEvidence, Evidence, diagnose
 from compiler_kit.compare.layers import LayerDrift, LayerDrifts, layer_drift
@@ -173,22 +173,27 @@ def source_batchnorm(job: Job) -> BatchNormEvidence | None:
         return None
 
 
+def probe(job: Job, outputs: Outputs) -> Probe:
+    """The verification samples and the float and int8 TFLite models' outputs on them, for the budget and the
+    calibration curve."""
+    verify, recipe = job[DATA].verify, job.recipe
+    return Probe(
+        job[CONVERT],
+        lambda: iter(verify),
+        len(verify),
+        recipe.inputs[0].name,
+        outputs["tflite-float"],
+        outputs["tflite-int8"],
+        recipe.verify.threads,
+    )
+
+
 def quantization_budget(job: Job, outputs: Outputs) -> dict[str, Any]:
     """The error budget of the int8 model; a model whose variants cannot be made gets the reason instead (the budget
     explains a result, it never stops a build)."""
-    verify, tflite = job[DATA].verify, job[QUANTIZE]
+    tflite = job[QUANTIZE]
     try:
-        return error_budget(
-            tflite.float_tflite,
-            tflite.int8_tflite,
-            job[CONVERT],
-            lambda: iter(verify),
-            len(verify),
-            job.recipe.inputs[0].name,
-            outputs["tflite-float"],
-            outputs["tflite-int8"],
-            job.recipe.verify.threads,
-        )
+        return error_budget(tflite.float_tflite, tflite.int8_tflite, probe(job, outputs))
     except Exception as exc:  # a graph the flatbuffer edits do not handle: say so in the report
         return {"error": describe_exception(exc)}
 
@@ -196,21 +201,9 @@ def quantization_budget(job: Job, outputs: Outputs) -> dict[str, Any]:
 def quantization_curve(job: Job, outputs: Outputs) -> dict[str, Any]:
     """The calibration curve from the quantize stage's models; models that cannot be run give the reason instead
     (the curve explains a result, it never stops a build)."""
-    data, tflite, recipe = job[DATA], job[QUANTIZE], job.recipe
-    verify = data.verify
+    data, tflite = job[DATA], job[QUANTIZE]
     try:
-        return calibration_curve(
-            tflite.curve_draws,
-            tflite.curve_models,
-            data.calibration,
-            job[CONVERT],
-            lambda: iter(verify),
-            len(verify),
-            recipe.inputs[0].name,
-            outputs["tflite-float"],
-            outputs["tflite-int8"],
-            recipe.verify.threads,
-        )
+        return calibration_curve(tflite.curve_draws, tflite.curve_models, data.calibration, probe(job, outputs))
     except Exception as exc:  # a model LiteRT refuses: say so in the report
         return {"error": describe_exception(exc)}
 

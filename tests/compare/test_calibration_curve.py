@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from compiler_kit.compare.budget import Probe
 from compiler_kit.compare.calibration_curve import (
     CURVE_MAX_MACS,
     calibration_curve,
@@ -72,7 +73,9 @@ def test_a_model_too_large_to_calibrate_again_has_no_curve_and_says_why(tmp_path
         "cost more than the curve is allowed (7.5e+10, where a MobileNetV2 build takes a quarter longer)"
     }
     model = FloatModel(tmp_path, "serving_default", [None], [])
-    assert calibration_curve(draws, tmp_path, eight, model, lambda: iter([]), 0, "x", {}, {}) == draws  # the reason
+    assert (
+        calibration_curve(draws, tmp_path, eight, Probe(model, lambda: iter([]), 0, "x", {}, {})) == draws
+    )  # the reason
 
 
 @pytest.fixture(scope="module")
