@@ -26,7 +26,19 @@ from compiler_kit.progress import QUIET, Reporter
 from compiler_kit.recipe import InputSpec, Legalize, Source
 
 SAVED_MODEL = "saved_model"
-DEFAULT_LEGALIZE = Legalize()  # a recipe's default: every Edge TPU rewrite on
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """How a frontend converts, beyond the model: the Edge TPU rewrites (`legalize`), the calibration samples of the
+    data-driven remedy (`data`, for bias correction), and where long steps count their progress (`reporter`)."""
+
+    legalize: Legalize = field(default_factory=Legalize)  # a recipe's default: every Edge TPU rewrite on
+    data: RemedyData | None = None
+    reporter: Reporter = QUIET
+
+
+DEFAULT_OPTIONS = ConvertOptions()
 Perm = tuple[int, ...] | None
 
 
@@ -137,10 +149,7 @@ class Frontend(Protocol):
         source: Source,
         inputs: list[InputSpec],
         out_dir: Path,
-        settings: Legalize = DEFAULT_LEGALIZE,
-        data: RemedyData | None = None,
-        reporter: Reporter = QUIET,
+        options: ConvertOptions = DEFAULT_OPTIONS,
     ) -> FloatModel:
-        """Fill `out_dir` (a fresh folder), legalizing for the Edge TPU as `settings` say where the frontend can
-        (`data`: the calibration samples for `settings.bias_correction`; `reporter`: where long steps count their
-        progress); a bad model is a `BadInputError`."""
+        """Fill `out_dir` (a fresh folder), legalizing for the Edge TPU as `options` say where the frontend can; a
+        bad model is a `BadInputError`."""

@@ -18,9 +18,14 @@ import numpy as np
 
 from compiler_kit import lazy
 from compiler_kit.errors import BadInputError, describe_exception
-from compiler_kit.frontends.base import DEFAULT_LEGALIZE, SAVED_MODEL, FloatModel, ModelOutput, refuse_non_finite
-from compiler_kit.legalize.graph import RemedyData
-from compiler_kit.progress import QUIET, Reporter
+from compiler_kit.frontends.base import (
+    DEFAULT_OPTIONS,
+    SAVED_MODEL,
+    ConvertOptions,
+    FloatModel,
+    ModelOutput,
+    refuse_non_finite,
+)
 from compiler_kit.recipe import InputSpec, Legalize, Source
 
 SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -122,9 +127,7 @@ class KerasFrontend:
         source: Source,
         inputs: list[InputSpec],
         out_dir: Path,
-        settings: Legalize = DEFAULT_LEGALIZE,
-        data: RemedyData | None = None,
-        reporter: Reporter = QUIET,
+        options: ConvertOptions = DEFAULT_OPTIONS,
     ) -> FloatModel:
         tf = lazy.tensorflow()
         assert source.path is not None
@@ -149,5 +152,5 @@ class KerasFrontend:
             SIGNATURE_KEY,
             input_perms=[None] * len(inputs),
             outputs=[ModelOutput(name, name, None) for name in names],
-            legalization=not_legalized(settings),
+            legalization=not_legalized(options.legalize),
         )

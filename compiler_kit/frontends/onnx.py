@@ -28,8 +28,9 @@ from compiler_kit import lazy
 from compiler_kit.artifacts import process_alive
 from compiler_kit.errors import BadInputError, describe_exception, strip_ansi
 from compiler_kit.frontends.base import (
-    DEFAULT_LEGALIZE,
+    DEFAULT_OPTIONS,
     SAVED_MODEL,
+    ConvertOptions,
     FloatModel,
     ModelOutput,
     layout_perm,
@@ -37,10 +38,9 @@ from compiler_kit.frontends.base import (
 )
 from compiler_kit.frontends.onnx_names import sanitize_names
 from compiler_kit.legalize import legalize
-from compiler_kit.legalize.graph import RemedyData
 from compiler_kit.processes import run_streaming
-from compiler_kit.progress import NO_TASK, QUIET, Reporter, Task
-from compiler_kit.recipe import InputSpec, Legalize, Source
+from compiler_kit.progress import NO_TASK, Task
+from compiler_kit.recipe import InputSpec, Source
 
 STATIC_ONNX, ONNX2TF_LOG = "model_static.onnx", "onnx2tf.log"
 SIGNATURE_KEY = "serving_default"
@@ -170,21 +170,17 @@ class OnnxFrontend:
         source: Source,
         inputs: list[InputSpec],
         out_dir: Path,
-        settings: Legalize = DEFAULT_LEGALIZE,
-        data: RemedyData | None = None,
-        reporter: Reporter = QUIET,
+        options: ConvertOptions = DEFAULT_OPTIONS,
     ) -> FloatModel:
         assert source.path is not None
-        return convert_onnx(source.path, inputs, out_dir, settings, data, reporter)
+        return convert_onnx(source.path, inputs, out_dir, options)
 
 
 def convert_onnx(
     onnx_path: Path,
     inputs: list[InputSpec],
     out_dir: Path,
-    settings: Legalize = DEFAULT_LEGALIZE,
-    data: RemedyData | None = None,
-    reporter: Reporter = QUIET,
+    options: ConvertOptions = DEFAULT_OPTIONS,
 ) -> FloatModel:
     import onnx
 
@@ -194,10 +190,11 @@ def convert_onnx(
     original_names = sanitize_names(model)
     with work_dir() as work:
         model = simplify(model, Path(work))
+        settings = options.legalize
         remedies = frozenset(settings.remedies().values())
-        legal = legalize(model, frozenset(settings.skip), settings.enabled, remedies, data)
+        legal = legalize(model, frozenset(settings.skip), settings.enabled, remedies, options.data)
         onnx.save(legal.model, str(out_dir / STATIC_ONNX))
-        with reporter.task("onnx2tf nodes", len(legal.model.graph.node)) as task:
+        with options.reporter.task("onnx2tf nodes", len(legal.model.graph.node)) as task:
             _run_onnx2tf(out_dir / STATIC_ONNX, out_dir, Path(work), _Names(legal.model, original_names), task)
     model_inputs, model_outputs = saved_model_shapes(out_dir / SAVED_MODEL)
     outputs = []

@@ -22,11 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from compiler_kit.errors import BadInputError, describe_exception
-from compiler_kit.frontends.base import DEFAULT_LEGALIZE, FloatModel, refuse_non_finite
+from compiler_kit.frontends.base import DEFAULT_OPTIONS, ConvertOptions, FloatModel, refuse_non_finite
 from compiler_kit.frontends.onnx import convert_onnx
-from compiler_kit.legalize.graph import RemedyData
-from compiler_kit.progress import QUIET, Reporter
-from compiler_kit.recipe import InputSpec, Legalize, Source
+from compiler_kit.recipe import InputSpec, Source
 
 EXPORTED_ONNX, EXPORT_LOG = "model.onnx", "torch_export.log"
 # While the first is set, torch.load ignores weights_only=False; the second would ask for the opposite.
@@ -332,10 +330,8 @@ class TorchFrontend:
         source: Source,
         inputs: list[InputSpec],
         out_dir: Path,
-        settings: Legalize = DEFAULT_LEGALIZE,
-        data: RemedyData | None = None,
-        reporter: Reporter = QUIET,
+        options: ConvertOptions = DEFAULT_OPTIONS,
     ) -> FloatModel:
         export_onnx(load_torch_model(source), inputs, out_dir / EXPORTED_ONNX, out_dir / EXPORT_LOG)
-        float_model = convert_onnx(out_dir / EXPORTED_ONNX, inputs, out_dir, settings, data, reporter)
+        float_model = convert_onnx(out_dir / EXPORTED_ONNX, inputs, out_dir, options)
         return dataclasses.replace(float_model, intermediates={"onnx": EXPORTED_ONNX})

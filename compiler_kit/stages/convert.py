@@ -11,6 +11,7 @@ from compiler_kit.compare.outputs import refuse_unknown_outputs
 from compiler_kit.data import Dataset
 from compiler_kit.errors import BadInputError
 from compiler_kit.frontends import FloatModel, frontend_for
+from compiler_kit.frontends.base import ConvertOptions
 from compiler_kit.frontends.onnx import ONNX2TF_LOG, ConverterFailed
 from compiler_kit.legalize.graph import RemedyData
 from compiler_kit.recipe import Recipe
@@ -70,9 +71,8 @@ class ConvertStage(CachedStage[FloatModel]):
         frontend = frontend_for(recipe.source.framework)
         per_tensor = recipe.quantization.granularity == "per-tensor"
         data = RemedyData(job[DATA].calibration, per_tensor) if recipe.legalize.bias_correction else None
-        float_model = frontend.convert(
-            recipe.source, recipe.inputs, files / FLOAT_MODEL, recipe.legalize, data, job.reporter
-        )
+        options = ConvertOptions(recipe.legalize, data, job.reporter)
+        float_model = frontend.convert(recipe.source, recipe.inputs, files / FLOAT_MODEL, options)
         return float_model.to_meta()
 
     def load(self, job: Job, entry: Entry) -> FloatModel:
