@@ -43,6 +43,18 @@ class Counting(Generic[T]):
             self.task.advance()
 
 
+class Tally:
+    """A task fed running totals ("7 of 23 done"), as tools report them: it advances by the difference, once."""
+
+    def __init__(self, task: Task) -> None:
+        self.task, self.done = task, 0
+
+    def reach(self, done: int) -> None:
+        if done > self.done:
+            self.task.advance(done - self.done)
+            self.done = done
+
+
 class _NoTask:
     def advance(self, count: int = 1) -> None:
         pass

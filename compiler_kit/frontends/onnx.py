@@ -39,7 +39,7 @@ from compiler_kit.frontends.base import (
 from compiler_kit.frontends.onnx_names import sanitize_names
 from compiler_kit.legalize import legalize
 from compiler_kit.processes import run_streaming
-from compiler_kit.progress import NO_TASK, Task
+from compiler_kit.progress import NO_TASK, Tally, Task
 from compiler_kit.recipe import InputSpec, Source
 
 STATIC_ONNX, ONNX2TF_LOG = "model_static.onnx", "onnx2tf.log"
@@ -316,15 +316,12 @@ class _Onnx2tfLines:
     NODE = re.compile(r"INFO:\S*\s+\S*?(\d+) / (\d+)")
 
     def __init__(self, task: Task) -> None:
-        self.task, self.lines, self.done = task, list[str](), 0
+        self.tally, self.lines = Tally(task), list[str]()
 
     def read(self, line: str) -> None:
         self.lines.append(line)
         if found := self.NODE.search(strip_ansi(line)):
-            node = int(found.group(1))
-            if node > self.done:
-                self.task.advance(node - self.done)
-                self.done = node
+            self.tally.reach(int(found.group(1)))
 
 
 def failure(log: str, names: _Names) -> str:

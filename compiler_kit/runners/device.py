@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from compiler_kit.device.session import AgentCall, DeviceRun, ModelJob, ModelRun
-from compiler_kit.progress import NO_TASK, Task
+from compiler_kit.progress import NO_TASK, Tally, Task
 from compiler_kit.recipe import Device, Latency
 from compiler_kit.runners.base import Runner
 from compiler_kit.runners.litert import LiteRtRunner
@@ -60,19 +60,18 @@ class DeviceSession:
 
 
 class _Counter:
-    """The device reports how many samples a model has done; a task advances by the difference, once."""
+    """The device reports how many samples each model has done; `model`'s count advances the task."""
 
     def __init__(self, task: Task, model: str) -> None:
-        self.task, self.model, self.done = task, model, 0
+        self.tally, self.model = Tally(task), model
 
     def update(self, model: str, done: int) -> None:
-        if model == self.model and done > self.done:
-            self.task.advance(done - self.done)
-            self.done = done
+        if model == self.model:
+            self.tally.reach(done)
 
     def finish(self, total: int) -> None:
         """Up to `total` (a session reused by its second runner did the work earlier, with no one counting)."""
-        self.update(self.model, total)
+        self.tally.reach(total)
 
 
 class DeviceRunner(Runner):
