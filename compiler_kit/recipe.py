@@ -18,7 +18,7 @@ import hashlib
 import math
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import (
@@ -42,6 +42,9 @@ from compiler_kit.legalize.rewrites import REWRITES
 
 EDGETPU_DEVICE = r"^(|:\d+|usb(:\d+)?|pci(:\d+)?)$"  # libedgetpu's device strings
 DEVICE_RUNNER = "device:"  # a device's runners: device:NAME (its CPU) and device:NAME:edgetpu
+DEVICE_FIX = "write --device ssh://user@host[:port]; a device's Python is a name or path (letters, digits, ./_+-)"
+DEVICE_OPTION = {"url": "--device", "devices": "--device"}  # where a device's address comes from on the command line
+S = TypeVar("S", bound=BaseModel)
 RunnerName = Literal["source", "onnx", "tflite-float", "tflite-int8", "edgetpu"]
 Layout = Literal["NHWC", "NCHW"]
 IoType = Literal["int8", "uint8", "float32"]
@@ -522,22 +525,27 @@ def load_recipe(path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
         ) from None
 
 
+def from_options(section: type[S], values: dict[str, Any], fix: str, options: dict[str, str] | None = None) -> S:
+    """A section built from command-line values (None: not given); a bad value is one BadInputError naming the
+    option it came from (`options`: field -> option where they differ; else --field)."""
+    try:
+        return section.model_validate({key: value for key, value in values.items() if value is not None})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0])  # the field, not a list item's index
+        named = (options or {}).get(field, "--" + field.replace("_", "-"))
+        raise BadInputError(f"{named}: {error['msg'].removeprefix('Value error, ')}", fix=fix) from None
+
+
 def with_devices(recipe: Recipe, urls: list[str], accept_new_host_key: bool) -> Recipe:
     """The recipe with the command line's devices (`--device URL`) added to verify.devices, and every device
     trusting a new host key when `--accept-new-host-key` says so."""
-    try:
-        added = [Device(url=url) for url in urls]
-    except ValidationError as exc:
-        message = exc.errors()[0]["msg"].removeprefix("Value error, ")
-        raise BadInputError(f"--device: {message}", fix="write --device ssh://user@host[:port]") from None
+    added = [from_options(Device, {"url": url}, DEVICE_FIX, DEVICE_OPTION) for url in urls]
     devices = [*recipe.verify.devices, *added]
     if accept_new_host_key:
         devices = [device.model_copy(update={"accept_new_host_key": True}) for device in devices]
-    try:
-        verify = Verify.model_validate({**recipe.verify.model_dump(), "devices": devices})
-    except ValidationError as exc:
-        message = exc.errors()[0]["msg"].removeprefix("Value error, ")
-        raise BadInputError(f"--device: {message}", fix="name each device once") from None
+    values = {**recipe.verify.model_dump(), "devices": devices}
+    verify = from_options(Verify, values, "name each device once", DEVICE_OPTION)
     return recipe.model_copy(update={"verify": verify})
 
 

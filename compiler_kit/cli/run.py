@@ -12,7 +12,6 @@ from compiler_kit.cli.options import AcceptNewHostKey
 
 if TYPE_CHECKING:
     from compiler_kit.classify import Ranked
-    from compiler_kit.recipe import Device, Preprocess
 
 
 @exits_cleanly
@@ -49,50 +48,28 @@ def run(
     ssh's own). Exit codes: 0 done · 2 bad model, image or option · 4 the device cannot be reached or was lost.
     """
     from compiler_kit.classify import load_images, open_classifier, read_labels, run_here, run_on_device
-    from compiler_kit.recipe import Latency, Preprocess
+    from compiler_kit.recipe import DEVICE_FIX, DEVICE_OPTION, Device, Latency, Preprocess, from_options
     from compiler_kit.runners.litert import LiteRtRunner
 
     classifier = open_classifier(model)
     names = read_labels(labels)
-    preprocess = _preprocess(classifier.preprocess or Preprocess(scale=1 / 255), scale, mean, std)
+    base = classifier.preprocess or Preprocess(scale=1 / 255)
+    given = {"scale": scale, "mean": None if mean is None else [mean], "std": None if std is None else [std]}
+    preprocess = from_options(Preprocess, {**base.model_dump(), **given}, "give finite numbers; a std above 0")
+    remote = None  # every option is checked before any work
+    if device is not None:
+        trust = {"accept_new_host_key": accept_new_host_key}
+        settings = {"url": device, "python": python, "identity": identity, "known_hosts": known_hosts, **trust}
+        remote = from_options(Device, settings, DEVICE_FIX, DEVICE_OPTION)
     here = LiteRtRunner("tflite-int8", classifier.model, threads)
     here.prepare()
     batch = load_images(images, [int(n) for n in here.inputs[0]["shape"]], preprocess)
     latency = Latency(warmup=warmup, runs=runs)
-    if device is None:
+    if remote is None:
         ranked = [run_here(here, batch, top, names, latency)]
     else:
-        trust = {"accept_new_host_key": accept_new_host_key}
-        remote = _device(device, python=python, identity=identity, known_hosts=known_hosts, **trust)
         ranked = run_on_device(remote, classifier, here, batch, top, names, latency)
     typer.echo("\n\n".join(render(r, images) for r in ranked))
-
-
-def _preprocess(base: Preprocess, scale: float | None, mean: float | None, std: float | None) -> Preprocess:
-    from pydantic import ValidationError
-
-    from compiler_kit.errors import BadInputError
-    from compiler_kit.recipe import Preprocess
-
-    given = {"scale": scale, "mean": None if mean is None else [mean], "std": None if std is None else [std]}
-    try:
-        return Preprocess.model_validate({**base.model_dump(), **{k: v for k, v in given.items() if v is not None}})
-    except ValidationError as exc:
-        raise BadInputError(f"--scale/--mean/--std: {exc.errors()[0]['msg']}", fix="give finite numbers") from None
-
-
-def _device(url: str, **settings: object) -> Device:
-    from pydantic import ValidationError
-
-    from compiler_kit.errors import BadInputError
-    from compiler_kit.recipe import Device
-
-    try:
-        return Device.model_validate({"url": url, **{k: v for k, v in settings.items() if v is not None}})
-    except ValidationError as exc:
-        message = exc.errors()[0]["msg"].removeprefix("Value error, ")
-        where = ".".join(str(part) for part in exc.errors()[0]["loc"])
-        raise BadInputError(f"--{where}: {message}", fix="write --device ssh://user@host[:port]") from None
 
 
 def render(ranked: Ranked, images: list[Path]) -> str:

@@ -205,3 +205,23 @@ def test_a_coral_era_runtime_that_computes_otherwise_fails_the_gates(
     report = json.loads((tmp_path / "build" / "report.json").read_text())
     pairs = {(c["reference"], c["candidate"]): c["metrics"] for c in report["comparisons"]}
     assert pairs[("tflite-int8", "device:mendel")]["max_abs_error"] == 0  # bit-exact
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        (["--std", "0"], "error: --std: Input should be greater than or equal to"),
+        (
+            ["--device", "ssh://-oProxyCommand=sh"],
+            "error: --device: 'ssh://-oProxyCommand=sh': '-oproxycommand=sh' is not a host",
+        ),
+        (["--device", "ssh://pi@coral", "--python", "python3; rm -rf ~"], "error: --python: String should match"),
+    ],
+)
+def test_ckit_run_refuses_bad_options_before_any_work(tmp_path: Path, options: list[str], says: str) -> None:
+    model = tmp_path / "model_int8.tflite"
+    model.write_bytes(b"never read: the options are refused first")
+    result = ckit("run", str(model), str(tmp_path / "x.png"), *options)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(says), result.output
