@@ -8,7 +8,15 @@ import pytest
 from pydantic import ValidationError
 
 from compiler_kit.errors import EXIT_BAD_INPUT, BadInputError
-from compiler_kit.recipe import Quantization, Recipe, json_schema, load_recipe, parse_overrides, set_dotted
+from compiler_kit.recipe import (
+    Quantization,
+    Recipe,
+    json_schema,
+    load_recipe,
+    parse_overrides,
+    set_dotted,
+    with_devices,
+)
 
 # Written by hand so that every line number asserted below can be read off this text.
 RECIPE = """\
@@ -441,3 +449,18 @@ def test_an_override_is_validated_like_the_file(tmp_path: Path) -> None:
 def test_a_percentile_outside_its_range_is_refused(tmp_path: Path, percentile: float) -> None:
     with pytest.raises(BadInputError, match=r"calibration\.percentile"):
         load_recipe(write(tmp_path), {"calibration.method": "percentile", "calibration.percentile": percentile})
+
+
+def test_command_line_devices_join_the_recipes_and_trust_only_when_told(tmp_path: Path) -> None:
+    recipe = load_recipe(write(tmp_path))
+    added = with_devices(recipe, ["ssh://pi@coral.local", "ssh://root@10.0.0.7:2222"], accept_new_host_key=False)
+    assert [d.runner_name for d in added.verify.devices] == ["device:coral", "device:10.0.0.7"]
+    assert not any(d.accept_new_host_key for d in added.verify.devices)
+    trusting = with_devices(recipe, ["ssh://pi@coral.local"], accept_new_host_key=True)
+    assert trusting.verify.devices[0].accept_new_host_key
+
+
+def test_two_command_line_devices_of_one_name_are_bad_input(tmp_path: Path) -> None:
+    recipe = load_recipe(write(tmp_path))
+    with pytest.raises(BadInputError, match=r"--device: two devices are both device:coral: give each its own `name`"):
+        with_devices(recipe, ["ssh://pi@coral.local", "ssh://root@coral.lan"], accept_new_host_key=False)
