@@ -526,10 +526,10 @@ def load_recipe(path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
 
 
 def from_options(section: type[S], values: dict[str, Any], fix: str, options: dict[str, str] | None = None) -> S:
-    """A section built from command-line values (None: not given); a bad value is one BadInputError naming the
-    option it came from (`options`: field -> option where they differ; else --field)."""
+    """A section built from command-line values; a bad value is one BadInputError naming the option it came from
+    (`options`: field -> option where they differ; else --field)."""
     try:
-        return section.model_validate({key: value for key, value in values.items() if value is not None})
+        return section.model_validate(values)
     except ValidationError as exc:
         error = exc.errors()[0]
         field = str(error["loc"][0])  # the field, not a list item's index

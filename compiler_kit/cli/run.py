@@ -55,7 +55,8 @@ def run(
     names = read_labels(labels)
     base = classifier.preprocess or Preprocess(scale=1 / 255)
     given = {"scale": scale, "mean": None if mean is None else [mean], "std": None if std is None else [std]}
-    preprocess = from_options(Preprocess, {**base.model_dump(), **given}, "give finite numbers; a std above 0")
+    overrides = {key: value for key, value in given.items() if value is not None}  # else the recipe's
+    preprocess = from_options(Preprocess, {**base.model_dump(), **overrides}, "give finite numbers; a std above 0")
     remote = None  # every option is checked before any work
     if device is not None:
         trust = {"accept_new_host_key": accept_new_host_key}
