@@ -4,7 +4,8 @@ time here, or each a task on a Ray cluster (`--ray ADDRESS`).
 A process per build, not a thread: TensorFlow fixes its thread count at import, and a crash in native code
 ends one build, not all. Builds of the same folder still take turns (the folder lock); builds of different
 recipes share finished stages through the cache. Every line a local build prints is echoed with its name; a
-Ray build's last lines are shown when it fails.
+Ray build's last lines are shown when it fails. Each build's verdict is said as it lands, and advances the
+caller's progress task (a bar of builds on a terminal, a line of counts in a log).
 
 On Ray, each build is a task of one CPU running the same command on whichever node Ray picks: every node must
 see the recipes, models, data, build folders and stage cache at the same paths (one machine, or a shared file
@@ -20,7 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,7 @@ from compiler_kit.errors import (
     BadInputError,
     describe_exception,
 )
+from compiler_kit.progress import NO_TASK, Reporter, Task
 
 # The batch exits with the most serious of its builds' codes, in this order.
 SEVERITY = (EXIT_INTERRUPTED, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_TOOL_MISSING, EXIT_GATE_FAILED, EXIT_OK)
@@ -80,10 +81,10 @@ def build_command(python: str, job: BuildJob, options: list[str]) -> list[str]:
 
 
 class BatchBuild:
-    def __init__(self, options: list[str], jobs: int, echo: Callable[[str], None], *, quiet: bool) -> None:
+    def __init__(self, options: list[str], jobs: int, reporter: Reporter, *, quiet: bool) -> None:
         self.options = options  # passed on to every `ckit build`
         self.jobs = jobs
-        self.echo = echo
+        self.reporter = reporter  # says the builds' lines and verdicts
         self.quiet = quiet
         self._lock = threading.Lock()
         self._running: set[subprocess.Popen[str]] = set()
@@ -94,18 +95,18 @@ class BatchBuild:
     def __exit__(self, *exc_info: object) -> None:
         """Nothing to release: each run waits for its processes."""
 
-    def run(self, jobs: list[BuildJob]) -> list[BuildOutcome]:
+    def run(self, jobs: list[BuildJob], landed: Task = NO_TASK) -> list[BuildOutcome]:
+        """Every job's outcome, in the jobs' order; `landed` advances as each build ends."""
         pool = ThreadPoolExecutor(max_workers=self.jobs)
         try:
-            return list(pool.map(self._build, jobs))
+            return list(pool.map(lambda job: self._build(job, landed), jobs))
         finally:  # on Ctrl-C or SIGTERM too: no build outlives the batch
             with self._lock:
                 for process in self._running:
                     process.terminate()
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _build(self, job: BuildJob) -> BuildOutcome:
-        recipe = job.recipe
+    def _build(self, job: BuildJob, landed: Task) -> BuildOutcome:
         command = build_command(sys.executable, job, self.options)
         start = time.perf_counter()
         tail: list[str] = []
@@ -120,15 +121,14 @@ class BatchBuild:
         with self._lock:
             self._running.discard(process)
         outcome = BuildOutcome(job, process.returncode, time.perf_counter() - start, tail)
-        self._say(f"{job.label or recipe}: {outcome.verdict} in {outcome.seconds:.1f} s")
-        if outcome.exit_code not in (EXIT_OK, EXIT_GATE_FAILED) and self.quiet:
-            for line in tail:
-                self._say(f"[{job.name}] {line}")
+        with self._lock:  # a verdict, the failed build's tail and the count together
+            say_outcome(self.reporter, outcome, show_tail=self.quiet)
+            landed.advance()
         return outcome
 
     def _say(self, line: str) -> None:
         with self._lock:
-            self.echo(line)
+            self.reporter.say(line)
 
 
 class RayBuild:
@@ -146,12 +146,10 @@ class RayBuild:
     second. A block ended by an exception (Ctrl-C, SIGTERM) still disconnects, so the cancellations are sent.
     """
 
-    def __init__(
-        self, address: str, options: list[str], echo: Callable[[str], None], *, exit_disconnects: bool = False
-    ) -> None:
+    def __init__(self, address: str, options: list[str], reporter: Reporter, *, exit_disconnects: bool = False) -> None:
         self.address = address
         self.options = options
-        self.echo = echo
+        self.reporter = reporter
         self.exit_disconnects = exit_disconnects
         self._connection: Future[Any] | None = None  # the `ray` module, once connected
 
@@ -176,7 +174,8 @@ class RayBuild:
         if connection is not None and connection.exception() is None:
             connection.result().shutdown()
 
-    def run(self, jobs: list[BuildJob]) -> list[BuildOutcome]:
+    def run(self, jobs: list[BuildJob], landed: Task = NO_TASK) -> list[BuildOutcome]:
+        """Every job's outcome, in the jobs' order; each said, and `landed` advanced, as its task ends."""
         self.connect()  # used without `with`: the caller closes
         assert self._connection is not None
         ray = self._connection.result()  # a BadInputError of the connecting thread is raised here
@@ -184,8 +183,16 @@ class RayBuild:
         # absolute paths: a worker's working directory is its own
         absolute = [BuildJob(job.recipe.resolve(), job.options, job.name) for job in jobs]
         refs = [task.remote(job, self.options) for job in absolute]
+        waiting = dict(zip(refs, absolute, strict=True))
+        outcomes: dict[Any, BuildOutcome] = {}
         try:
-            return [self._outcome(job, *ray.get(ref)) for job, ref in zip(absolute, refs, strict=True)]
+            while waiting:
+                done, _ = ray.wait(list(waiting), num_returns=1)
+                for ref in done:
+                    outcomes[ref] = BuildOutcome(waiting.pop(ref), *ray.get(ref))
+                    say_outcome(self.reporter, outcomes[ref], show_tail=True, where=" (ray)")
+                    landed.advance()
+            return [outcomes[ref] for ref in refs]
         except BaseException:  # Ctrl-C or SIGTERM: no build outlives the batch (finished tasks are not cancelled:
             _, running = ray.wait(refs, num_returns=len(refs), timeout=0)  # Ray's core crashed on that once)
             for ref in running:
@@ -208,13 +215,14 @@ class RayBuild:
             ) from None
         return ray
 
-    def _outcome(self, job: BuildJob, code: int, tail: list[str], seconds: float) -> BuildOutcome:
-        outcome = BuildOutcome(job, code, seconds, tail)
-        self.echo(f"{job.label or job.recipe}: {outcome.verdict} in {outcome.seconds:.1f} s (ray)")
-        if code not in (EXIT_OK, EXIT_GATE_FAILED):
-            for line in tail:
-                self.echo(f"[{job.name}] {line}")
-        return outcome
+
+def say_outcome(reporter: Reporter, outcome: BuildOutcome, *, show_tail: bool, where: str = "") -> None:
+    """A build's verdict; and the last lines of one that did not build, unless they were echoed as they came."""
+    job = outcome.job
+    reporter.say(f"{job.label or job.recipe}: {outcome.verdict} in {outcome.seconds:.1f} s{where}")
+    if show_tail and outcome.exit_code not in (EXIT_OK, EXIT_GATE_FAILED):
+        for line in outcome.tail:
+            reporter.say(f"[{job.name}] {line}")
 
 
 def _not_the_main_thread_notice(record: logging.LogRecord) -> bool:
@@ -237,10 +245,10 @@ def _reachable(address: str) -> None:
         raise BadInputError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}", fix=fix) from None
 
 
-def run_build_task(job: BuildJob, options: list[str]) -> tuple[int, list[str], float]:
-    """A Ray task: one build in the worker's own Python; its exit code, last lines and seconds."""
+def run_build_task(job: BuildJob, options: list[str]) -> tuple[int, float, list[str]]:
+    """A Ray task: one build in the worker's own Python; its exit code, seconds and last lines."""
     start = time.perf_counter()
     done = subprocess.run(
         build_command(sys.executable, job, options), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    return done.returncode, done.stdout.splitlines()[-20:], time.perf_counter() - start
+    return done.returncode, time.perf_counter() - start, done.stdout.splitlines()[-20:]

@@ -75,6 +75,10 @@ class Reporter:
     def task(self, description: str, total: int | None = None) -> Iterator[Task]:
         yield NO_TASK
 
+    def say(self, line: str) -> None:
+        """A line the user must see whatever the progress shows (a batch's verdicts): stderr, even when quiet."""
+        print(line, file=sys.stderr, flush=True)
+
     def close(self) -> None:
         pass
 
@@ -128,6 +132,10 @@ class LineReporter(Reporter):
     @contextmanager
     def task(self, description: str, total: int | None = None) -> Iterator[Task]:
         yield _LineTask(self, _Counted(description, total))
+
+    def say(self, line: str) -> None:
+        self.stream.write(f"{line}\n")
+        self.stream.flush()
 
     def line(self, counted: _Counted) -> None:
         now = time.monotonic()
@@ -200,6 +208,10 @@ class BarReporter(Reporter):
             yield _BarTask(self.bars, task_id)
         finally:
             self.bars.remove_task(task_id)
+
+    def say(self, line: str) -> None:
+        """Printed above the bars (rich moves them down), never through them."""
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def close(self) -> None:
         self.stream.close()

@@ -27,6 +27,7 @@ import yaml
 from compiler_kit.artifacts import BuildFolder
 from compiler_kit.batch import BatchBuild, BuildJob, BuildOutcome, RayBuild
 from compiler_kit.errors import EXIT_GATE_FAILED, EXIT_OK, BadInputError
+from compiler_kit.progress import NO_TASK, Task
 from compiler_kit.recipe import set_dotted
 
 TUNE_JSON, TUNE_MD, TUNE_HTML = "tune.json", "tune.md", "tune.html"
@@ -100,14 +101,17 @@ class TrialResult:
     seconds: float
 
 
-def run_trials(recipe: Path, space: list[Trial], out: Path, batch: BatchBuild | RayBuild) -> list[TrialResult]:
-    """The first trial alone (it converts the model), then the rest at once, as `batch` runs them (they reuse it)."""
+def run_trials(
+    recipe: Path, space: list[Trial], out: Path, batch: BatchBuild | RayBuild, landed: Task = NO_TASK
+) -> list[TrialResult]:
+    """The first trial alone (it converts the model), then the rest at once, as `batch` runs them (they reuse it);
+    `landed` advances as each trial ends."""
     folders = [out / "trials" / f"{k:02d}" for k in range(len(space))]
     build_jobs = [
         BuildJob(recipe, (*_sets(trial.settings), "--out", str(folder.resolve())), trial.name)
         for trial, folder in zip(space, folders, strict=True)
     ]
-    outcomes = batch.run(build_jobs[:1]) + batch.run(build_jobs[1:])
+    outcomes = batch.run(build_jobs[:1], landed) + batch.run(build_jobs[1:], landed)
     return [_result(t, f, o) for t, f, o in zip(space, folders, outcomes, strict=True)]
 
 

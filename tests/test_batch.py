@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -53,8 +54,9 @@ def ray_cluster() -> Iterator[LocalCluster]:
         cluster.stop()
 
 
-def _ckit(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "compiler_kit", *args], capture_output=True, text=True, timeout=600)
+def _ckit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "compiler_kit", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
 
 
 def test_an_unreachable_cluster_is_bad_input_at_once(tmp_path: Path) -> None:
@@ -101,7 +103,10 @@ def test_tune_runs_its_trials_on_ray_over_one_connection(
     space.write_text("- name: mse\n  set: {calibration.method: mse}\n")
     drivers = len(_driver_logs(ray_cluster))
     out = str(tmp_path / "t")
-    done = _ckit("tune", str(write_recipe()), "--space", str(space), "--ray", ray_cluster.address, "--out", out)
+    every_count = {**os.environ, "CKIT_PROGRESS_INTERVAL_S": "0"}
+    done = _ckit(
+        "tune", str(write_recipe()), "--space", str(space), "--ray", ray_cluster.address, "--out", out, env=every_count
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     # the first trial and the other run over one connection: one job, whose workers the other reuses
     assert len(_driver_logs(ray_cluster)) == drivers + 1
@@ -109,6 +114,8 @@ def test_tune_runs_its_trials_on_ray_over_one_connection(
     assert [trial["name"] for trial in tune["trials"]] == ["recipe as written", "mse"]
     assert all(trial["passed"] and trial["snr_db"] > 20 for trial in tune["trials"])
     assert "mse: passed in" in done.stderr and "(ray)" in done.stderr
+    counts = [line.split()[2] for line in done.stderr.splitlines() if line.startswith("  tune: trials: ")]
+    assert counts == ["1/2", "2/2"]  # each trial counted as it lands
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
 """Progress inside stages: plain lines in logs (rate-limited per stage, with counts), rich bars on a terminal,
-nothing when quiet; and a real build under a pseudo-terminal and under pipes."""
+nothing when quiet; and a real build, and a batch of builds, under a pseudo-terminal and under pipes."""
 
 from __future__ import annotations
 
@@ -98,6 +98,23 @@ def test_a_build_on_a_terminal_shows_bars_and_in_a_log_plain_lines(write_recipe:
     assert lines and "/360 (" in lines[-1] and "━" not in logged.stderr and "\x1b[" not in logged.stderr
     quiet = subprocess.run(_ckit_build(recipe, "--quiet"), capture_output=True, text=True, env=env, check=False)
     assert quiet.returncode == 0 and "samples through" not in quiet.stderr + quiet.stdout
+
+
+def test_a_batch_counts_its_builds_as_they_land_in_a_bar_or_in_lines(tmp_path: Path) -> None:
+    recipes = [tmp_path / f"r{k}.yaml" for k in range(3)]
+    for recipe in recipes:
+        recipe.write_text("name: x\n")  # invalid: each build ends at once, with exit 2
+    command = [sys.executable, "-m", "compiler_kit", "build", *map(str, recipes), "-j", "2"]
+    env = {**os.environ, "CKIT_PROGRESS_INTERVAL_S": "0", "COLUMNS": "120"}
+    code, terminal = _read_pty(command, env)
+    assert code == 2 and "batch: builds" in terminal and "━" in terminal, terminal[-2000:]
+    assert all(f"{recipe}: bad input in" in terminal for recipe in recipes)
+    logged = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    counts = [line for line in logged.stderr.splitlines() if line.startswith("  batch: builds: ")]
+    assert [line.split()[2] for line in counts] == ["1/3", "2/3", "3/3"], logged.stderr[-2000:]
+    assert "━" not in logged.stderr and logged.stderr.count(": bad input in ") == 3
+    quiet = subprocess.run([*command, "--quiet"], capture_output=True, text=True, env=env, check=False)
+    assert "batch: builds" not in quiet.stderr and quiet.stderr.count(": bad input in ") == 3  # verdicts stay
 
 
 def test_onnx2tf_node_lines_advance_the_task() -> None:

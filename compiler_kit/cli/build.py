@@ -138,19 +138,24 @@ def _build_one(recipe: Path, out: Path | None, settings: BuildSettings, override
 
 def _build_many(recipes: list[Path], out: Path | None, jobs: int, ray: str | None, settings: BuildSettings) -> None:
     from compiler_kit.batch import BatchBuild, BuildJob, RayBuild, worst_exit
+    from compiler_kit.progress import Reporter
 
     if out is not None and len(recipes) > 1:
         typer.echo("error: --out names one build folder: give one recipe, or set output.dir in each", err=True)
         raise typer.Exit(EXIT_BAD_INPUT)
     options = settings.as_options()
     own = ("--out", str(out.resolve())) if out else ()
+    reporter = Reporter.for_terminal(settings.quiet)
     batch = (
-        RayBuild(ray, options, _progress, exit_disconnects=True)
+        RayBuild(ray, options, reporter, exit_disconnects=True)
         if ray
-        else BatchBuild(options, jobs, _progress, quiet=settings.quiet)
+        else BatchBuild(options, jobs, reporter, quiet=settings.quiet)
     )
-    with batch:
-        outcomes = batch.run([BuildJob(recipe, own) for recipe in recipes])
+    try:
+        with batch, reporter.stage("batch"), reporter.task("builds", len(recipes)) as landed:
+            outcomes = batch.run([BuildJob(recipe, own) for recipe in recipes], landed)
+    finally:
+        reporter.close()
     typer.echo("\n".join(f"{o.verdict:>12}  {o.seconds:6.1f} s  {o.recipe}" for o in outcomes))
     if code := worst_exit([outcome.exit_code for outcome in outcomes]):
         raise typer.Exit(code)

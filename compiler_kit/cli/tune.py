@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from compiler_kit.cli.errors import exits_cleanly
 from compiler_kit.cli.options import CacheDir, RayAddress
 from compiler_kit.errors import EXIT_BAD_INPUT, EXIT_GATE_FAILED
+
+if TYPE_CHECKING:  # the batch and tune modules load only when a tune runs
+    from compiler_kit.batch import BatchBuild, RayBuild
+    from compiler_kit.progress import Reporter
+    from compiler_kit.tune import TrialResult
 
 
 @exits_cleanly
@@ -43,31 +48,21 @@ def tune(
     """
     from compiler_kit.batch import BatchBuild, RayBuild
     from compiler_kit.cli.build import BuildSettings
+    from compiler_kit.progress import Reporter
 
     options = BuildSettings(False, cache_dir, True, None, [], [], False).as_options()  # what every trial's build shares
+    reporter = Reporter.for_terminal(quiet=False)
     batch = (
-        RayBuild(ray, options, _progress, exit_disconnects=True)
+        RayBuild(ray, options, reporter, exit_disconnects=True)
         if ray
-        else BatchBuild(options, jobs, _progress, quiet=True)
+        else BatchBuild(options, jobs, reporter, quiet=True)
     )
-    with batch:  # entered first: connecting to Ray (in the background) overlaps loading the recipe
-        from compiler_kit.recipe import load_recipe
-        from compiler_kit.tune import (
-            TUNE_HTML,
-            TUNE_JSON,
-            TUNE_MD,
-            best,
-            default_space,
-            load_space,
-            run_trials,
-            tuned_recipe,
-            write_tune_report,
-        )
+    try:
+        results, folder = _run(recipe, space, out, batch, reporter)
+    finally:
+        reporter.close()
+    from compiler_kit.tune import TUNE_HTML, TUNE_JSON, TUNE_MD, best, tuned_recipe, write_tune_report
 
-        loaded = load_recipe(recipe)  # a bad recipe fails here, once, not in every trial
-        trials = load_space(space) if space else default_space(loaded.source.framework)
-        folder = out or loaded.build_dir(recipe).with_name(f"{loaded.name}-tune")
-        results = run_trials(recipe, trials, folder, batch)
     chosen = best(results)
     write_tune_report(folder, recipe, results, chosen)
     typer.echo(f"tune: {folder / TUNE_JSON}  {folder / TUNE_MD}  {folder / TUNE_HTML}")
@@ -84,5 +79,16 @@ def tune(
         raise typer.Exit(EXIT_GATE_FAILED)
 
 
-def _progress(message: str) -> None:
-    typer.echo(message, err=True)
+def _run(
+    recipe: Path, space: Path | None, out: Path | None, batch: BatchBuild | RayBuild, reporter: Reporter
+) -> tuple[list[TrialResult], Path]:
+    """Every trial's result, and the tune's folder."""
+    from compiler_kit.recipe import load_recipe
+    from compiler_kit.tune import default_space, load_space, run_trials
+
+    with batch:  # entered first: connecting to Ray (in the background) overlaps loading the recipe
+        loaded = load_recipe(recipe)  # a bad recipe fails here, once, not in every trial
+        trials = load_space(space) if space else default_space(loaded.source.framework)
+        folder = out or loaded.build_dir(recipe).with_name(f"{loaded.name}-tune")
+        with reporter.stage("tune"), reporter.task("trials", len(trials)) as landed:
+            return run_trials(recipe, trials, folder, batch, landed), folder
