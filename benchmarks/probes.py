@@ -7,9 +7,10 @@ BUILD_DIR is a finished `ckit build` of RECIPE: its model_float.tflite, model_in
 the layout permutations the converter introduced (so the runners take source-layout samples, as in the build).
 
 throughput: the verify stage's work for the tflite-int8 runner (compiler_kit's Dataset streamed through
-    LiteRtRunner by its run_all) against a bare LiteRT loop over the same samples, preprocessed beforehand
-    (set_tensor / invoke / get_tensor, quantize and dequantize by hand). Both sides include creating their
-    interpreter, as a verify pass does; rounds alternate between the two, and each side's best round counts.
+    LiteRtRunner by its run_all, counting its samples on a live progress bar, as on a terminal) against a bare
+    LiteRT loop over the same samples, preprocessed beforehand (set_tensor / invoke / get_tensor, quantize and
+    dequantize by hand). Both sides include creating their interpreter, as a verify pass does; rounds alternate
+    between the two, and each side's best round counts.
 latency: compiler_kit's LiteRtRunner and bench.measure_latency (what the latency stage runs) on the float and the
     int8 model, on the first verification sample, with `threads` LiteRT threads, in blocks alternating between them.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -29,6 +31,7 @@ import numpy as np
 from compiler_kit.compare.outputs import compare_outputs, resolve_tasks
 from compiler_kit.data import Dataset
 from compiler_kit.lazy import litert_interpreter
+from compiler_kit.progress import BarReporter, Reporter
 from compiler_kit.recipe import Recipe, load_recipe
 from compiler_kit.runners import LiteRtRunner
 from compiler_kit.stages.data import verification_set
@@ -45,14 +48,16 @@ def layout_perms(build_dir: Path) -> Perms:
     return list(layout["inputs"].values()), list(layout["outputs"].values())
 
 
-def ckit_pass(recipe: Recipe, verify: Dataset, model: Path, perms: Perms) -> Callable[[], np.ndarray]:
+def ckit_pass(
+    recipe: Recipe, verify: Dataset, model: Path, perms: Perms, reporter: Reporter
+) -> Callable[[], np.ndarray]:
     """ckit's verification of one runner: outputs by name, then every output's signal and task metrics and their
     per-sample spread (against the outputs themselves: the arithmetic is the same whatever the reference)."""
     runner = LiteRtRunner("tflite-int8", model, recipe.verify.threads, perms[0])
 
     def run() -> np.ndarray:
         runner.prepare()  # as the bare pass makes its interpreter in every pass
-        outputs, _ = run_all([runner], verify, recipe.inputs[0].name)
+        outputs, _ = run_all([runner], verify, recipe.inputs[0].name, reporter)
         produced = outputs[runner.name]
         shapes = {name: y.shape[1:] for name, y in produced.items()}
         tasks = resolve_tasks({}, shapes, channels_last=True, has_labels=verify.labels is not None)
@@ -97,18 +102,21 @@ def throughput(recipe_path: Path, build_dir: Path, rounds: int, passes: int) -> 
         raise ValueError("the bare loop takes models without a layout change (a Keras recipe)")
     samples = np.stack(list(verify))  # preprocessed once, outside the bare loop's clock
     model = build_dir / INT8_TFLITE
+    bars = BarReporter(open(os.devnull, "w"))  # noqa: SIM115 (closed by bars.close) drawn as on a terminal, to nowhere
     passes_of = {
-        "ckit": ckit_pass(recipe, verify, model, perms),
+        "ckit": ckit_pass(recipe, verify, model, perms, bars),
         "bare": bare_pass(samples, model, recipe.verify.threads),
     }
-    outputs = {name: run() for name, run in passes_of.items()}  # one untimed pass each: imports, page cache
-    per_second: dict[str, list[float]] = {name: [] for name in passes_of}
-    for _ in range(rounds):
-        for name, run in passes_of.items():  # alternating: a slow spell hits both sides
-            start = time.perf_counter()
-            for _ in range(passes):
-                run()
-            per_second[name].append(passes * len(samples) / (time.perf_counter() - start))
+    with bars.stage("verify"):
+        outputs = {name: run() for name, run in passes_of.items()}  # one untimed pass each: imports, page cache
+        per_second: dict[str, list[float]] = {name: [] for name in passes_of}
+        for _ in range(rounds):
+            for name, run in passes_of.items():  # alternating: a slow spell hits both sides
+                start = time.perf_counter()
+                for _ in range(passes):
+                    run()
+                per_second[name].append(passes * len(samples) / (time.perf_counter() - start))
+    bars.close()
     return {
         "samples": len(samples),
         "rounds": rounds,

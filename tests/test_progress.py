@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from compiler_kit.progress import NO_TASK, Counting, LineReporter, Reporter
+from compiler_kit.progress import NO_TASK, BarReporter, Counting, LineReporter, Reporter
 from tests.conftest import WriteRecipe
 
 
@@ -50,6 +50,16 @@ def test_counting_advances_on_every_pass() -> None:
         items = Counting([1, 2, 3], task)
         assert list(items) + list(items) == [1, 2, 3, 1, 2, 3]
     assert stream.getvalue().splitlines()[-1].startswith("calibration samples: 6/6")
+
+
+def test_bars_take_advances_in_batches_and_lose_none() -> None:
+    reporter = BarReporter(io.StringIO())
+    with reporter.stage("verify"), reporter.task("samples", 5000) as task:
+        for _ in range(5000):
+            task.advance()
+        (_, bar) = reporter.bars.tasks  # the stage's clock, then this task
+        assert bar.completed + task.pending == 5000  # rich is not called on every advance: the last are held
+    assert bar.completed == 5000  # and handed over when the task ends
 
 
 def test_quiet_is_silent() -> None:
