@@ -183,7 +183,9 @@ class BarReporter(Reporter):
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         ]
-        self.bars = Progress(*columns, console=self.console, transient=True, refresh_per_second=REFRESH_PER_S)
+        self.bars = _drawn_by_its_thread(Progress)(
+            *columns, console=self.console, transient=True, refresh_per_second=REFRESH_PER_S
+        )
         self.prefix = ""
 
     @contextmanager
@@ -239,6 +241,18 @@ class _BarTask:
     def flush(self) -> None:
         self.bars.advance(self.task_id, self.pending)
         self.pending = 0
+
+
+def _drawn_by_its_thread(progress: type) -> Any:
+    """rich's Progress whose bars are drawn only by its live display's thread, REFRESH_PER_S times a second: its
+    add_task redraws at once, in the caller's thread, which took milliseconds, longer than a small model's whole
+    pass over the verification samples."""
+
+    class Bars(progress):
+        def refresh(self) -> None:
+            """Not here: the live display's thread draws, and draws once more when it stops."""
+
+    return Bars
 
 
 def _rate_column() -> Any:
