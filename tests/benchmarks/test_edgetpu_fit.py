@@ -52,9 +52,13 @@ def test_facts_md_rows_are_among_the_page_rows() -> None:
     assert facts_rows().items() <= page.items()
 
 
-def test_every_row_is_a_fit_row_on_a_known_target_with_a_zoo_model_at_its_size() -> None:
+def test_every_row_is_on_a_known_target_with_a_zoo_model_at_its_size_and_held_out_models_have_no_fit_row() -> None:
     rows = fit.load_reference()
-    assert all(r.fit and r.source and r.published_ms > 0 for r in rows)
+    assert all(r.source and r.published_ms > 0 for r in rows)
+    held_out = {r.model for r in rows if not r.fit}
+    assert held_out == {"EfficientNet-EdgeTpu-S", "EfficientNet-EdgeTpu-M"}  # chosen before v3 of the form
+    assert not any(r.fit for r in rows if r.model in held_out)
+    assert all("HELD OUT" in r.source for r in rows if not r.fit)
     assert {r.target for r in rows} == {"usb", "devboard", "cpu:desktop", "cpu:cortex-a53"}
     assert all(ZOO[r.model].input_size == r.input_size for r in rows)
     excluded = json.loads(fit.REFERENCE.read_text())["excluded"]
@@ -149,6 +153,21 @@ def test_leave_one_model_out_never_fits_on_the_rows_it_predicts() -> None:
     predicted = fit.leave_one_model_out(rows, FOUND, fitter)
     assert seen == [set(PREDICTIONS) - {name} for name in PREDICTIONS]
     assert set(predicted) == {(row.model, row.target, row.source) for row in rows}
+
+
+def test_a_held_out_model_is_predicted_by_one_fit_on_the_fit_rows() -> None:
+    seen: list[list[fit.Reference]] = []
+
+    def fitter(rows: list[fit.Reference], found: dict) -> CostModel:
+        seen.append(rows)
+        return FITTED
+
+    rows = synthetic_rows(fit.START)
+    held = [replace(row, model=name, fit=False) for row in rows[:2] for name in ("held a", "held b")]
+    found = {**FOUND, "held a": FOUND[rows[0].model], "held b": FOUND[rows[0].model]}
+    predicted = fit.leave_one_model_out(rows + held, found, fitter)
+    assert len(seen) == len(PREDICTIONS) + 1  # one fit per fit model, one for every held-out model
+    assert {(row.model, row.target, row.source) for row in held} <= set(predicted)
 
 
 def test_the_summary_is_median_and_worst_absolute_error_per_target() -> None:
