@@ -142,6 +142,18 @@ def test_the_fit_recovers_figures_a_cost_model_made_and_ignores_rows_not_marked_
     assert model.conv_utilisation == pytest.approx(0.3, rel=1e-2)
 
 
+def test_a_row_below_its_stream_floor_is_predicted_but_never_fitted() -> None:
+    # 20 MB of parameters over USB 3.0's 500 MB/s ceiling take at least 40 ms, whatever the constants
+    assert fit.stream_floor_ms(reference("streaming", "usb", 1.0), FOUND) == pytest.approx(40.0)
+    below, above = reference("streaming", "usb", 39.0), reference("streaming", "usb", 41.0)
+    assert not fit.reachable(below, FOUND) and fit.reachable(above, FOUND)
+    assert fit.reachable(reference("streaming", "cpu:desktop", 1.0), FOUND)  # no link on a CPU-only row
+    truth = fit.set_constants(fit.START, {"conv_utilisation": 0.3, "interfaces.usb.bytes_per_second": 300e6})
+    rows = synthetic_rows(truth)
+    model = fit.fit([*rows, replace(below, published_ms=1.0)], FOUND)  # 1 ms: no constants can reach it
+    assert np.abs(fit.residuals(model, rows, FOUND)).max() < 1e-3
+
+
 def test_leave_one_model_out_never_fits_on_the_rows_it_predicts() -> None:
     seen: list[set[str]] = []
 
