@@ -12,6 +12,7 @@ fits the latency model on them.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import tempfile
 import time
@@ -128,6 +129,81 @@ def inception_v1() -> Any:
     return _inception_network(224, steps)
 
 
+class MBConv(NamedTuple):
+    """One stage of EfficientNet-EdgeTpu, as a block string of tensorflow/tpu's BlockDecoder reads it
+    (`r2_k3_s22_e8_i24_o32_c1`): repeats, kernel, stride, expansion, input and output filters, fused, skip."""
+
+    repeats: int
+    kernel: int
+    strides: int
+    expand: int
+    filters_in: int
+    filters_out: int
+    fused: bool  # c1: the 1x1 expansion and the depthwise convolution are one kxk convolution
+    skip: bool = True
+
+
+def _mbconv(x: Any, block: MBConv, filters_in: int, strides: int) -> Any:
+    """tensorflow/tpu models/official/efficientnet/efficientnet_model.py: MBConvBlock (1x1 expansion, depthwise kxk
+    with the stride, 1x1 projection) or MBConvBlockWithoutDepthwise (kxk expansion, 1x1 projection with the stride);
+    batch norm after each convolution, ReLU after all but the projection, no squeeze-and-excite; the identity is
+    added when the stride is 1 and the filters do not change."""
+    layers = lazy.keras().layers
+    inputs, expanded = x, filters_in * block.expand
+
+    def conv(y: Any, filters: int, kernel: int, stride: int, relu: bool) -> Any:
+        y = layers.BatchNormalization()(layers.Conv2D(filters, kernel, stride, "same", use_bias=False)(y))
+        return layers.ReLU()(y) if relu else y
+
+    if block.fused:
+        x = conv(x, expanded, block.kernel, 1, True) if block.expand != 1 else x
+        x = conv(x, block.filters_out, 1, strides, False)
+    else:
+        x = conv(x, expanded, 1, 1, True) if block.expand != 1 else x
+        x = layers.DepthwiseConv2D(block.kernel, strides, "same", use_bias=False)(x)
+        x = layers.ReLU()(layers.BatchNormalization()(x))
+        x = conv(x, block.filters_out, 1, 1, False)
+    if block.skip and strides == 1 and filters_in == block.filters_out:
+        x = layers.Add()([x, inputs])
+    return x
+
+
+# tensorflow/tpu@132e77d models/official/efficientnet/edgetpu/efficientnet_edgetpu_builder.py: blocks_args
+EFFICIENTNET_EDGETPU_BLOCKS = (
+    MBConv(1, 3, 1, 4, 24, 24, fused=True, skip=False),  # r1_k3_s11_e4_i24_o24_c1_noskip
+    MBConv(2, 3, 2, 8, 24, 32, fused=True),  # r2_k3_s22_e8_i24_o32_c1
+    MBConv(4, 3, 2, 8, 32, 48, fused=True),  # r4_k3_s22_e8_i32_o48_c1
+    MBConv(5, 5, 2, 8, 48, 96, fused=False),  # r5_k5_s22_e8_i48_o96
+    MBConv(4, 5, 1, 8, 96, 144, fused=False),  # r4_k5_s11_e8_i96_o144
+    MBConv(2, 5, 2, 8, 144, 192, fused=False),  # r2_k5_s22_e8_i144_o192
+)
+
+
+def efficientnet_edgetpu(depth_coefficient: float, size: int) -> Callable[[], Any]:
+    """EfficientNet-EdgeTpu (tensorflow/tpu, efficientnet_edgetpu_builder.py: S = (width 1.0, depth 1.0, 224),
+    M = (1.0, 1.1, 240); L's width 1.2 is not needed here): a 3x3 stride-2 stem of 32 filters, the blocks above with
+    their repeats scaled by ceil(depth x repeats) (efficientnet_builder.round_repeats), a 1x1 head of 1280 filters,
+    average pooling and a 1001-class softmax (num_classes=1001). Width 1.0 leaves every filter count as written."""
+
+    def build() -> Any:
+        keras = lazy.keras()
+        layers = keras.layers
+        inputs = keras.Input((size, size, 3), batch_size=1)
+        x = layers.Conv2D(32, 3, 2, "same", use_bias=False)(inputs)
+        x = layers.ReLU()(layers.BatchNormalization()(x))
+        filters = 32
+        for block in EFFICIENTNET_EDGETPU_BLOCKS:
+            for repeat in range(math.ceil(depth_coefficient * block.repeats)):
+                x = _mbconv(x, block, filters, block.strides if repeat == 0 else 1)
+                filters = block.filters_out
+        x = layers.Conv2D(1280, 1, 1, "same", use_bias=False)(x)
+        x = layers.ReLU()(layers.BatchNormalization()(x))
+        features = layers.GlobalAveragePooling2D()(x)
+        return keras.Model(inputs, layers.Dense(1001, activation="softmax")(features))
+
+    return build
+
+
 def _application(name: str, size: int, **options: Any) -> Callable[[], Any]:
     """A keras.applications classifier at `size`, random weights, 1000 classes and softmax (its defaults)."""
 
@@ -175,6 +251,9 @@ ZOO = {
         ZooModel("DenseNet", 224, _application("DenseNet121", 224)),
         # google-coral/test_data@104342d deeplabv3_mnv2_pascal_quant.tflite: DeepLab V3 on MobileNet v2, 513x513
         _coral("DeepLab V3", 513, "cfb544901b574fc95309f4d3cd33b81934642f1c"),
+        # Held-out rows chosen before v3 of the cost model (benchmarks/edgetpu_reference.json, "fit": false)
+        ZooModel("EfficientNet-EdgeTpu-S", 224, efficientnet_edgetpu(1.0, 224)),
+        ZooModel("EfficientNet-EdgeTpu-M", 240, efficientnet_edgetpu(1.1, 240)),
     )
 }
 

@@ -52,9 +52,13 @@ def test_facts_md_rows_are_among_the_page_rows() -> None:
     assert facts_rows().items() <= page.items()
 
 
-def test_every_row_is_a_fit_row_on_a_known_target_with_a_zoo_model_at_its_size() -> None:
+def test_every_row_is_on_a_known_target_with_a_zoo_model_at_its_size_and_held_out_models_have_no_fit_row() -> None:
     rows = fit.load_reference()
-    assert all(r.fit and r.source and r.published_ms > 0 for r in rows)
+    assert all(r.source and r.published_ms > 0 for r in rows)
+    held_out = {r.model for r in rows if not r.fit}
+    assert held_out == {"EfficientNet-EdgeTpu-S", "EfficientNet-EdgeTpu-M"}  # chosen before v3 of the form
+    assert not any(r.fit for r in rows if r.model in held_out)
+    assert all("HELD OUT" in r.source for r in rows if not r.fit)
     assert {r.target for r in rows} == {"usb", "devboard", "cpu:desktop", "cpu:cortex-a53"}
     assert all(ZOO[r.model].input_size == r.input_size for r in rows)
     excluded = json.loads(fit.REFERENCE.read_text())["excluded"]
@@ -138,6 +142,18 @@ def test_the_fit_recovers_figures_a_cost_model_made_and_ignores_rows_not_marked_
     assert model.conv_utilisation == pytest.approx(0.3, rel=1e-2)
 
 
+def test_a_row_below_its_stream_floor_is_predicted_but_never_fitted() -> None:
+    # 20 MB of parameters over USB 3.0's 500 MB/s ceiling take at least 40 ms, whatever the constants
+    assert fit.stream_floor_ms(reference("streaming", "usb", 1.0), FOUND) == pytest.approx(40.0)
+    below, above = reference("streaming", "usb", 39.0), reference("streaming", "usb", 41.0)
+    assert not fit.reachable(below, FOUND) and fit.reachable(above, FOUND)
+    assert fit.reachable(reference("streaming", "cpu:desktop", 1.0), FOUND)  # no link on a CPU-only row
+    truth = fit.set_constants(fit.START, {"conv_utilisation": 0.3, "interfaces.usb.bytes_per_second": 300e6})
+    rows = synthetic_rows(truth)
+    model = fit.fit([*rows, replace(below, published_ms=1.0)], FOUND)  # 1 ms: no constants can reach it
+    assert np.abs(fit.residuals(model, rows, FOUND)).max() < 1e-3
+
+
 def test_leave_one_model_out_never_fits_on_the_rows_it_predicts() -> None:
     seen: list[set[str]] = []
 
@@ -149,6 +165,21 @@ def test_leave_one_model_out_never_fits_on_the_rows_it_predicts() -> None:
     predicted = fit.leave_one_model_out(rows, FOUND, fitter)
     assert seen == [set(PREDICTIONS) - {name} for name in PREDICTIONS]
     assert set(predicted) == {(row.model, row.target, row.source) for row in rows}
+
+
+def test_a_held_out_model_is_predicted_by_one_fit_on_the_fit_rows() -> None:
+    seen: list[list[fit.Reference]] = []
+
+    def fitter(rows: list[fit.Reference], found: dict) -> CostModel:
+        seen.append(rows)
+        return FITTED
+
+    rows = synthetic_rows(fit.START)
+    held = [replace(row, model=name, fit=False) for row in rows[:2] for name in ("held a", "held b")]
+    found = {**FOUND, "held a": FOUND[rows[0].model], "held b": FOUND[rows[0].model]}
+    predicted = fit.leave_one_model_out(rows + held, found, fitter)
+    assert len(seen) == len(PREDICTIONS) + 1  # one fit per fit model, one for every held-out model
+    assert {(row.model, row.target, row.source) for row in held} <= set(predicted)
 
 
 def test_the_summary_is_median_and_worst_absolute_error_per_target() -> None:
