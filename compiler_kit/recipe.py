@@ -214,6 +214,13 @@ class Calibration(_Section):
     percentile: float = Field(
         99.99, gt=50, le=100, description="percentile method: the share of values (in %) kept at each end."
     )
+    bias_correction: Literal["none", "empirical"] = Field(
+        "none",
+        description="empirical: after quantizing, move the int32 bias of every CONV_2D, DEPTHWISE_CONV_2D and "
+        "FULLY_CONNECTED of the int8 model, layer by layer, so that its mean output per channel on the calibration "
+        "samples is the float model's (empirical bias correction; ops, weights and scales stay as they are). Any "
+        "framework; one int8 pass over the calibration samples per layer.",
+    )
 
 
 class Legalize(_Section):

@@ -24,7 +24,8 @@ FLOAT_MODEL = "float_model"
 TOOLS = (
     "tensorflow", "tf-keras", "keras", "onnx", "onnx2tf", "onnxsim", "onnxscript", "onnxruntime", "torch", "numpy"
 )  # fmt: skip
-_RANGE_FIELDS = ("method", "percentile")  # calibration fields that choose activation ranges only
+# Calibration fields only the quantize stage reads: how activation ranges are chosen, and the int8 bias correction.
+_QUANTIZE_FIELDS = ("method", "percentile", "bias_correction")
 
 
 def key_inputs(recipe: Recipe, source_sha256: str, calibration: Dataset | None = None) -> dict[str, Any]:
@@ -45,11 +46,12 @@ def key_inputs(recipe: Recipe, source_sha256: str, calibration: Dataset | None =
 
 def _bias_correction_inputs(recipe: Recipe, calibration: Dataset | None) -> dict[str, Any]:
     """What bias correction reads besides the model: the calibration samples and the weight granularity it
-    mimics. Not how activation ranges are chosen (method, percentile): the quantize stage's business."""
+    mimics. Not how activation ranges are chosen (method, percentile) nor the int8 model's bias correction: the
+    quantize stage's business."""
     assert calibration is not None, "bias correction reads the calibration set: pass it"
     samples = data_inputs(calibration, recipe.calibration)
     return {
-        "calibration": {key: value for key, value in samples.items() if key not in _RANGE_FIELDS},
+        "calibration": {key: value for key, value in samples.items() if key not in _QUANTIZE_FIELDS},
         "granularity": recipe.quantization.granularity,
     }
 

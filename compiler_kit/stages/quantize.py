@@ -14,6 +14,8 @@ from compiler_kit.compare.calibration_curve import curve_sizes, quantize_draws
 from compiler_kit.data import Dataset
 from compiler_kit.edgetpu.analysis import model_macs
 from compiler_kit.errors import describe_exception, is_disk_full
+from compiler_kit.int8_bias import SUMMARY, correct_biases
+from compiler_kit.legalize import NODES_LISTED
 from compiler_kit.progress import Counting
 from compiler_kit.quantize import Int8Quantizer
 from compiler_kit.recipe import Calibration
@@ -33,6 +35,7 @@ class TfliteModels:
     int8_tflite: Path
     curve_models: Path  # the folder of the calibration curve's int8 models
     curve_draws: dict[str, Any]  # what compiler_kit.compare.calibration_curve.quantize_draws made, or why not
+    bias_correction: dict[str, Any] | None = None  # the int8 bias correction's legalization-report row, when on
 
 
 class QuantizeStage(CachedStage[TfliteModels]):
@@ -62,13 +65,31 @@ class QuantizeStage(CachedStage[TfliteModels]):
         with job.reporter.task("calibration samples", reads(settings) * len(calibration)) as task:
             counted = Counting(calibration, task)
             int8 = quantizer.int8_tflite(float_model, counted, settings.method, settings.percentile)
+        meta: dict[str, Any] = {}
+        if settings.bias_correction == "empirical":
+            int8, meta["bias_correction"] = _corrected(job, files, int8)
         (files / INT8_TFLITE).write_bytes(int8)
-        return {"curve_draws": curve_draws(job, quantizer, files)}
+        return {**meta, "curve_draws": curve_draws(job, quantizer, files)}
 
     def load(self, job: Job, entry: Entry) -> TfliteModels:
         folder = job.folder
         models = folder.path(FLOAT_TFLITE), folder.path(INT8_TFLITE), folder.path(CURVE_MODELS)
-        return TfliteModels(*models, entry.meta["curve_draws"])
+        return TfliteModels(*models, entry.meta["curve_draws"], entry.meta.get("bias_correction"))
+
+
+def _corrected(job: Job, files: Path, int8: bytes) -> tuple[bytes, dict[str, Any]]:
+    """The int8 model with its biases corrected on the calibration samples (in the TFLite models' layout), and the
+    row that lists the remedy with the legalization's: it moves no float output (exact), only int8 biases."""
+    float_model, calibration = job[CONVERT], job[DATA].calibration
+    samples = [float_model.to_model_layout(sample) for sample in calibration]
+    float_tflite = (files / FLOAT_TFLITE).read_bytes()
+    with job.reporter.task("bias correction layers") as task:
+        corrected, layers = correct_biases(float_tflite, int8, samples, job.recipe.verify.threads, task)
+    row = {
+        "name": "int8_bias_correction", "summary": SUMMARY, "exact": True, "status": "applied",
+        "count": len(layers), "nodes": layers[:NODES_LISTED], "max_relative_error": 0.0,
+    }  # fmt: skip
+    return corrected, row
 
 
 def reads(settings: Calibration) -> int:

@@ -4,7 +4,7 @@ and HTML, all or none)."""
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -12,6 +12,7 @@ from compiler_kit.compare.diagnoses import constant_predictions
 from compiler_kit.compare.layers import worst_layers
 from compiler_kit.compare.metrics import confusion
 from compiler_kit.compare.outputs import OutputTasks, compare_outputs, constant_outputs, resolve_tasks
+from compiler_kit.frontends import FloatModel
 from compiler_kit.gates import DRIFT_CANDIDATE, DRIFT_REFERENCE, GateResult, evaluate
 from compiler_kit.recipe import DEVICE_RUNNER, Calibration, Recipe, Verify
 from compiler_kit.report import build_report, leak_findings, write_reports
@@ -28,7 +29,7 @@ from compiler_kit.stages.convert import CONVERT, FLOAT_MODEL
 from compiler_kit.stages.data import DATA, DataSets
 from compiler_kit.stages.edgetpu import EDGETPU, EDGETPU_FILES
 from compiler_kit.stages.latency import LATENCY, Timings
-from compiler_kit.stages.quantize import FLOAT_TFLITE, INT8_TFLITE
+from compiler_kit.stages.quantize import FLOAT_TFLITE, INT8_TFLITE, QUANTIZE, TfliteModels
 from compiler_kit.stages.verify import VERIFY, Outputs
 
 Comparisons = list[dict[str, Any]]
@@ -63,7 +64,7 @@ class ReportStage(Stage[dict[str, Any]]):
             edgetpu=section,
             layers=[layer.as_dict() for layer in verified.layers],
             worst_layers=[layer.name for layer in worst_layers(verified.layers)],
-            legalization={**float_model.legalization, "renamed": float_model.renamed},
+            legalization=_legalization(float_model, job[QUANTIZE]),
             tasks=tasks.describe(),
             warnings=[
                 *degenerate_findings(constant, len(data.verify)),
@@ -85,6 +86,15 @@ class ReportStage(Stage[dict[str, Any]]):
 
 
 REPORT = ReportStage()
+
+
+def _legalization(float_model: FloatModel, tflite: TfliteModels) -> dict[str, Any]:
+    """The legalization section, with the int8 bias correction listed among the remedies when it ran (a Keras
+    model's section too: the remedy works on the TFLite model, whatever the source)."""
+    section = {**float_model.legalization, "renamed": float_model.renamed}
+    if tflite.bias_correction is not None:
+        section["rewrites"] = [*cast(list[Any], section.get("rewrites", [])), tflite.bias_correction]
+    return section
 
 
 def output_tasks(recipe: Recipe, source_outputs: dict[str, np.ndarray], data: DataSets) -> OutputTasks:
