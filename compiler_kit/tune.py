@@ -2,10 +2,11 @@
 
 A search space is data: a list of trials, each a name and the recipe fields it sets (dotted keys, as `ckit build
 --set` takes them), or a grid (a mapping of dotted keys to lists of values: every combination is a trial). The
-default space tries the remedies that keep a model fully int8: the calibration range methods and more calibration
-samples, and for ONNX and torch sources cross-layer equalization, bias correction and both. Every trial is `ckit
-build RECIPE --set ...` into its own folder, sharing the stage cache: the first trial converts the model, the others
-reuse its conversion (the graph remedies convert their own) and run in parallel (`-j`, or as tasks on a Ray cluster).
+default space tries the remedies that keep a model fully int8: the calibration range methods, more calibration
+samples and the int8 model's empirical bias correction, and for ONNX and torch sources cross-layer equalization,
+bias correction and both. Every trial is `ckit build RECIPE --set ...` into its own folder, sharing the stage
+cache: the first trial converts the model, the others reuse its conversion (the graph remedies convert their own)
+and run in parallel (`-j`, or as tasks on a Ray cluster).
 
 The best trial passes the recipe's gates, then has the best int8 result: the labelled accuracy of a classifier,
 else the worst SNR over outputs (source -> tflite-int8), then the best SNR. Ties go to the earlier trial (the
@@ -45,6 +46,8 @@ DEFAULT_SPACE = [
     Trial("percentile 99.9", {"calibration.method": "percentile", "calibration.percentile": 99.9}),
     Trial("mse", {"calibration.method": "mse"}),
     Trial("1000 calibration samples", {"calibration.num_samples": 1000}),
+    # On the int8 model, so for every framework; it reuses the conversion and re-quantizes.
+    Trial("empirical bias correction", {"calibration.bias_correction": "empirical"}),
 ]
 # The graph remedies rewrite the ONNX graph: for ONNX and torch sources only (a Keras model has none). Equalization
 # moves weight ranges, and with them the int8 weights' rounding error, which bias correction then cancels.

@@ -445,6 +445,14 @@ def test_an_override_is_validated_like_the_file(tmp_path: Path) -> None:
         load_recipe(path, {"calibration.method": "median"})
 
 
+def test_the_int8_bias_correction_is_off_unless_asked_and_named_by_its_method(tmp_path: Path) -> None:
+    path = write(tmp_path)
+    assert load_recipe(path).calibration.bias_correction == "none"
+    assert load_recipe(path, {"calibration.bias_correction": "empirical"}).calibration.bias_correction == "empirical"
+    with pytest.raises(BadInputError, match=r"calibration\.bias_correction"):
+        load_recipe(path, {"calibration.bias_correction": True})
+
+
 @pytest.mark.parametrize("percentile", [50, 100.5])
 def test_a_percentile_outside_its_range_is_refused(tmp_path: Path, percentile: float) -> None:
     with pytest.raises(BadInputError, match=r"calibration\.percentile"):

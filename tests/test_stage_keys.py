@@ -94,6 +94,7 @@ def test_bias_correction_keys_the_conversion_by_the_calibration_samples_and_the_
     assert key(calibration={"data": {"path": "a.npz"}, "num_samples": 3}) != corrected
     assert key(quantization={"granularity": "per-tensor"}) != corrected
     assert key(calibration={"data": {"path": "a.npz"}, "method": "mse"}) == corrected
+    assert key(calibration={"data": {"path": "a.npz"}, "bias_correction": "empirical"}) == corrected  # int8's own
     plain = {"legalize": {"bias_correction": False}}
     assert key(**plain) != corrected
     assert key(**plain, calibration={"data": {"path": "b.npz"}}) == key(**plain)
