@@ -5,6 +5,8 @@ changed; the shrinkage leaves shifts the samples disagree on alone; shared bias 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -154,3 +156,19 @@ def test_a_shared_bias_buffer_is_split_before_it_moves() -> None:
     _add_to_bias(model, 0, np.array([1, 1]))  # its own buffer now: edited in place
     assert len(model.buffers) == 3
     assert np.frombuffer(bytes(bytearray(model.buffers[2].data)), np.int32).tolist() == [12, -7]
+
+
+def test_the_report_lists_the_remedy_with_the_legalization_only_when_it_ran(tmp_path: Path) -> None:
+    """The quantize stage's row joins the legalization's rows (a Keras build's section too), and only when on."""
+    from compiler_kit.frontends.base import FloatModel
+    from compiler_kit.stages.quantize import TfliteModels
+    from compiler_kit.stages.report import _legalization
+
+    rewrite = {"name": "hard_swish", "status": "applied", "count": 2}
+    float_model = FloatModel(tmp_path, "serving_default", [None], [], legalization={"rewrites": [rewrite]})
+    models = tmp_path / "float.tflite", tmp_path / "int8.tflite", tmp_path / "curve"
+    row = {"name": "int8_bias_correction", "status": "applied", "count": 3, "exact": True}
+    assert _legalization(float_model, TfliteModels(*models, {}))["rewrites"] == [rewrite]
+    assert _legalization(float_model, TfliteModels(*models, {}, row))["rewrites"] == [rewrite, row]
+    keras = FloatModel(tmp_path, "serving_default", [None], [], legalization={"enabled": False})
+    assert _legalization(keras, TfliteModels(*models, {}, row))["rewrites"] == [row]
