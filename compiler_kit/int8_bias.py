@@ -50,6 +50,10 @@ SHRINK = 1.0
 INT32 = np.iinfo(np.int32)
 
 
+class NotCorrectable(Exception):
+    """The models are not ones this remedy can run (it feeds a single input)."""
+
+
 @dataclass(frozen=True)
 class BiasedLayer:
     """A corrected op of the int8 model: its output tensor, its int32 bias tensor, and the float model's output."""
@@ -64,11 +68,14 @@ def correct_biases(
     float_tflite: bytes, int8_tflite: bytes, samples: Sequence[np.ndarray], threads: int = 1, task: Task = NO_TASK
 ) -> tuple[bytes, list[str]]:
     """The int8 model with its biases corrected on `samples` (in the TFLite models' input layout), and the names of
-    the layers whose bias moved. `task` advances once per layer."""
+    the layers whose bias moved. `task` advances once per layer. NotCorrectable: a model of several inputs."""
     from ai_edge_litert import schema_py_generated as schema
 
-    float_graph = TensorGraph(float_tflite, threads)
-    layers = biased_layers(float_graph, TensorGraph(int8_tflite, threads))
+    try:
+        float_graph, int8_graph = TensorGraph(float_tflite, threads), TensorGraph(int8_tflite, threads)
+    except ValueError as exc:  # a model of several inputs: TensorGraph feeds one
+        raise NotCorrectable(str(exc)) from None
+    layers = biased_layers(float_graph, int8_graph)
     float_means = _channel_means(float_graph, samples, [layer.float_output for layer in layers])
     model = schema.ModelT.InitFromPackedBuf(int8_tflite, 0)
     outputs = list(model.subgraphs[0].outputs)

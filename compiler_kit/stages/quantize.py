@@ -14,7 +14,7 @@ from compiler_kit.compare.calibration_curve import curve_sizes, quantize_draws
 from compiler_kit.data import Dataset
 from compiler_kit.edgetpu.analysis import model_macs
 from compiler_kit.errors import describe_exception, is_disk_full
-from compiler_kit.int8_bias import SUMMARY, correct_biases
+from compiler_kit.int8_bias import SUMMARY, NotCorrectable, correct_biases
 from compiler_kit.legalize import NODES_LISTED
 from compiler_kit.progress import Counting
 from compiler_kit.quantize import Int8Quantizer
@@ -83,13 +83,17 @@ def _corrected(job: Job, files: Path, int8: bytes) -> tuple[bytes, dict[str, Any
     float_model, calibration = job[CONVERT], job[DATA].calibration
     samples = [float_model.to_model_layout(sample) for sample in calibration]
     float_tflite = (files / FLOAT_TFLITE).read_bytes()
+    status = "applied"
     with job.reporter.task("bias correction layers") as task:
-        corrected, layers = correct_biases(float_tflite, int8, samples, job.recipe.verify.threads, task)
+        try:
+            int8, layers = correct_biases(float_tflite, int8, samples, job.recipe.verify.threads, task)
+        except NotCorrectable as exc:  # the int8 model stays as the converter made it, and the row says why
+            status, layers = f"not applied: {exc}", []
     row = {
-        "name": "int8_bias_correction", "summary": SUMMARY, "exact": True, "status": "applied",
+        "name": "int8_bias_correction", "summary": SUMMARY, "exact": True, "status": status,
         "count": len(layers), "nodes": layers[:NODES_LISTED], "max_relative_error": 0.0,
     }  # fmt: skip
-    return corrected, row
+    return int8, row
 
 
 def reads(settings: Calibration) -> int:
