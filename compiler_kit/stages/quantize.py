@@ -106,6 +106,9 @@ def curve_draws(job: Job, quantizer: Int8Quantizer, files: Path) -> dict[str, An
     samples gives the reason instead (the curve explains a result, it never stops a build)."""
     settings, folder = job.recipe.calibration, files / CURVE_MODELS
     folder.mkdir()
+    if settings.bias_correction != "none":  # the curve's last point, the build's model, would hold the correction
+        return {"skipped": "the int8 model's biases are corrected (calibration.bias_correction) and the curve's "
+                "models of fewer samples would not be: their SNR would not tell the sample count's share"}  # fmt: skip
 
     sizes = curve_sizes(len(job[DATA].calibration))
     with job.reporter.task("calibration samples, curve", reads(settings) * sum(sizes)) as task:
