@@ -27,8 +27,7 @@ def tune(
             help="Search space YAML: a grid (each recipe key maps to a list of values; every combination is a "
             "trial) or a list of trials (each a name and a set of recipe keys). Default: the recipe as written, "
             "percentile 99.99 and 99.9, mse, 1000 calibration samples, empirical bias correction of the int8 model, "
-            "and (ONNX, torch) cross-layer equalization, "
-            "bias correction, and both.",
+            "and (ONNX, torch) cross-layer equalization, bias correction, and both.",
         ),
     ] = None,
     out: Annotated[

@@ -27,6 +27,10 @@ from compiler_kit.stages.data import DATA
 FLOAT_TFLITE, INT8_TFLITE = "model_float.tflite", "model_int8.tflite"
 CURVE_MODELS = "calibration_curve"  # the folder of the curve's int8 models
 TOOLS = ("tensorflow", "ai-edge-litert")
+CURVE_WITHOUT_CORRECTION = (
+    "the int8 model's biases are corrected (calibration.bias_correction) and the curve's models of fewer samples "
+    "would not be: their SNR would not tell the sample count's share"
+)
 
 
 @dataclass(frozen=True)
@@ -107,8 +111,7 @@ def curve_draws(job: Job, quantizer: Int8Quantizer, files: Path) -> dict[str, An
     settings, folder = job.recipe.calibration, files / CURVE_MODELS
     folder.mkdir()
     if settings.bias_correction != "none":  # the curve's last point, the build's model, would hold the correction
-        return {"skipped": "the int8 model's biases are corrected (calibration.bias_correction) and the curve's "
-                "models of fewer samples would not be: their SNR would not tell the sample count's share"}  # fmt: skip
+        return {"skipped": CURVE_WITHOUT_CORRECTION}
 
     sizes = curve_sizes(len(job[DATA].calibration))
     with job.reporter.task("calibration samples, curve", reads(settings) * sum(sizes)) as task:
