@@ -199,3 +199,29 @@ def test_a_missing_data_set_names_its_recipe_field(write_recipe, tmp_path: Path,
 
     result = ckit("build", str(write_recipe(edit)))
     assert_bad_input(result, f"{tmp_path / 'absent.npz'}: data set not found ({section}.data.path)")
+
+
+@pytest.mark.slow
+def test_the_int8_bias_correction_runs_when_asked_and_is_listed(
+    write_recipe: WriteRecipe, tmp_path: Path, built
+) -> None:
+    """calibration.bias_correction: empirical on the digits Keras build: only the quantize stage's int8 model
+    changes, the remedy is listed with the legalization (Keras too), the calibration curve is skipped, and the int8
+    SNR does not drop."""
+
+    def correct(recipe: dict) -> None:
+        recipe["calibration"]["bias_correction"] = "empirical"
+
+    result = ckit("build", str(write_recipe(correct)))
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "build" / "report.json").read_text())
+    [row] = [row for row in report["legalization"]["rewrites"] if row["name"] == "int8_bias_correction"]
+    assert row["status"] == "applied" and row["count"] > 0 and row["exact"] is True
+    assert "skipped" in report["calibration_curve"]
+    assert not any(row["name"] == "int8_bias_correction" for row in built.report["legalization"].get("rewrites", []))
+
+    def int8_snr(document: dict) -> float:
+        pair = ("source", "tflite-int8")
+        return next(c["metrics"]["snr_db"] for c in document["comparisons"] if (c["reference"], c["candidate"]) == pair)
+
+    assert int8_snr(report) > int8_snr(built.report) - 0.5, (int8_snr(built.report), int8_snr(report))
