@@ -140,8 +140,11 @@ def singleton_constants(g: Graph) -> list[str]:
         if node.op_type not in BINARY_ELEMENTWISE_OPS or len(node.input) != 2:
             continue
         for position, name in enumerate(node.input):
-            value, other = g.constant(name), g.shape(node.input[1 - position])
-            if value is not None and value.size == 1 and value.ndim >= 1 and (other is None or len(other) >= 3):
+            value = g.constant(name)
+            if value is None or value.size != 1 or value.ndim == 0:
+                continue
+            other = g.shape(node.input[1 - position])  # asked only here: shape inference runs when first asked
+            if other is None or len(other) >= 3:
                 node.input[position] = g.add_constant(f"{name}_scalar", value.reshape(()))
                 rewritten.append(node.name)
     return rewritten
