@@ -287,12 +287,13 @@ def grouped_conv(g: Graph) -> list[str]:
 def group_chunks(groups: int, width: int, per_group: int) -> list[range]:
     """Consecutive groups merged while a chunk's input and output channels fit the Edge TPU's 64-wide array.
 
-    A convolution with fewer than 64 input or output channels leaves the rest of each pass over the array idle
-    (latency.py's channel fill), so one dense convolution over a chunk of narrow groups costs the chip what the
-    groups cost one by one, the zeros between them taking cells that would idle, while the converters see a few ops
+    A convolution with fewer than 64 input or output channels leaves the rest of each pass over the array idle (as
+    latency.py models it), so a dense convolution over a chunk of narrow groups takes no more passes than one of
+    those groups alone: the zeros between the groups fill cells that would idle. And the converters see a few ops
     instead of one per group: onnx2tf converts ops one at a time, and RegNet-Y 400MF's 531 per-group convolutions
-    with their Slices took two thirds of its time. Chunks stop at 64 channels: wider, the zeros would cost passes,
-    and the weights grow with the groups merged (RegNet-Y 400MF: 4.3 -> 6.4 M, within the on-chip cache)."""
+    with their Slices took two thirds of its time (73 chunks now; predicted USB 6.10 -> 3.61 ms). Chunks stop at 64
+    channels: wider, the zeros would cost passes. The weights grow with the groups merged (RegNet-Y 400MF: 4.4 ->
+    6.8 MB, within the 7.05 MiB on-chip cache; beyond it they would stream, which the latency prediction counts)."""
     merged = max(1, ARRAY_SIDE // max(width, per_group))
     return [range(first, min(first + merged, groups)) for first in range(0, groups, merged)]
 
