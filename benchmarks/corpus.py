@@ -13,7 +13,7 @@ model's exported file), twice in fresh processes: ckit's (load, fix shapes, rena
 -nuo) and bare onnx2tf's (its own onnxsim, static shape by -ois), for the wall-time and peak-RSS ratio. A table on
 stdout, JSON in benchmarks/results/corpus.json.
 
-`python -m benchmarks.corpus [--only resnet18,rapidocr_det] [--skip-bare] [--table]`. Wheels that cannot be
+`python -m benchmarks.corpus [--only resnet18,rapidocr_det] [--skip-bare] [--rounds 5] [--table]`. Wheels that cannot be
 downloaded (offline) are reported as skipped, never as passed. `--convert FILE --shape 1,3,224,224` is the ckit side
 of the ratio (used by the benchmark itself).
 """
@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 from collections.abc import Callable
@@ -202,7 +203,7 @@ def write_recipe(model: CorpusModel) -> Path:
     return recipe_path
 
 
-def build_row(model: CorpusModel, bare: bool) -> dict[str, Any]:
+def build_row(model: CorpusModel, bare: bool, rounds: int = 1) -> dict[str, Any]:
     row: dict[str, Any] = {"model": model.name, "kind": model.kind, "input": model.shape}
     try:
         recipe_path = write_recipe(model)
@@ -221,8 +222,7 @@ def build_row(model: CorpusModel, bare: bool) -> dict[str, Any]:
     if bare:
         exported = work / "build" / "float_model" / "model.onnx"
         onnx_file = exported if exported.is_file() else Path(yaml.safe_load(recipe_path.read_text())["source"]["path"])
-        row["ckit_convert"] = ckit_convert(onnx_file, model.shape)
-        row["bare_onnx2tf"] = bare_onnx2tf(onnx_file, model.shape)
+        row.update(conversion_alone(onnx_file, model.shape, rounds))
         if row["bare_onnx2tf"]["exit_code"] == 0:
             row["convert_vs_bare"] = {
                 key: round(row["ckit_convert"][key] / row["bare_onnx2tf"][key], 2) for key in ("seconds", "peak_rss_mb")
@@ -330,6 +330,30 @@ def headline(outputs: dict[str, dict[str, Any]]) -> str:
     return "; ".join(cells) or "-"
 
 
+def conversion_alone(onnx_file: Path, shape: list[int], rounds: int) -> dict[str, dict[str, Any]]:
+    """Both sides `rounds` times, interleaved and each round in the other order than the last, with each side's
+    median seconds and peak RSS: on a machine shared with other work, one pair measures the load as much as the
+    converters (the same RegNet file: bare onnx2tf 19 s on a quiet machine, 31 s on a busy one)."""
+    sides = {"ckit_convert": ckit_convert, "bare_onnx2tf": bare_onnx2tf}
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    for round_ in range(rounds):
+        for side in list(sides)[:: 1 if round_ % 2 == 0 else -1]:
+            runs[side].append(sides[side](onnx_file, shape))
+    return {side: _median_run(found) for side, found in runs.items()}
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    if len(runs) == 1:
+        return runs[0]
+    return {
+        "exit_code": max(run["exit_code"] for run in runs),  # any failure shows
+        "seconds": round(statistics.median(run["seconds"] for run in runs), 1),
+        "peak_rss_mb": round(statistics.median(run["peak_rss_mb"] for run in runs)),
+        "rounds": len(runs),
+        "seconds_each": [run["seconds"] for run in runs],
+    }
+
+
 def ckit_convert(onnx_file: Path, shape: list[int]) -> dict[str, Any]:
     """ckit's conversion of the file alone, in a fresh process (what the build's convert stage runs for it)."""
     with tempfile.TemporaryDirectory(prefix="corpus-ckit-") as out:
@@ -432,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--convert", type=Path, help="only convert this ONNX file with ckit (one side of the ratio)")
     parser.add_argument("--shape", default="", help="with --convert: the static input shape, e.g. 1,3,224,224")
     parser.add_argument("--out", type=Path, help="with --convert: the output folder")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="conversion-alone ratio: medians of this many interleaved rounds"
+    )
     parser.add_argument("--table", action="store_true", help="print the table of the saved JSON, run nothing")
     args = parser.parse_args(argv)
     if args.table:
@@ -447,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         if wanted and model.name not in wanted:
             continue
         print(f"corpus: {model.name} ...", file=sys.stderr, flush=True)
-        rows.append(build_row(model, bare=not args.skip_bare))
+        rows.append(build_row(model, bare=not args.skip_bare, rounds=args.rounds))
         print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
         save(rows)  # after every model: a long run that is stopped keeps what it measured
     print(table(rows))

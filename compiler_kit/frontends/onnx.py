@@ -4,14 +4,15 @@ ckit works on its own copy of the model (`model_static.onnx`): dynamic and -1 di
 input shapes (the Edge TPU needs static shapes), names onnx2tf rejects renamed (onnx_names.py), simplified with
 onnxsim (as onnx2tf would, but before the Edge TPU legalization, so that onnxsim's pad fusion cannot undo it), and
 legalized (compiler_kit.legalize). onnx2tf then converts it in a subprocess (onnx2tf_worker.py, which stops it
-after the SavedModel), without simplifying again: that isolates its global state, lets a timeout stop it, and
-runs it in a scratch working directory holding the sample-image file onnx2tf otherwise downloads (see
-_OFFLINE_SAMPLE). Output shapes come from onnxruntime running
+after the SavedModel and reads its signature's shapes), without simplifying again: that isolates its global state,
+lets a timeout stop it, keeps TensorFlow out of this process, and runs it in a scratch working directory holding
+the sample-image file onnx2tf otherwise downloads (see _OFFLINE_SAMPLE). Output shapes come from onnxruntime running
 that copy, so outputs whose shapes the file leaves open still map onto the converted model.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -24,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from compiler_kit import lazy
 from compiler_kit.artifacts import process_alive
 from compiler_kit.errors import BadInputError, describe_exception, strip_ansi
 from compiler_kit.frontends.base import (
@@ -36,6 +36,7 @@ from compiler_kit.frontends.base import (
     layout_perm,
     refuse_non_finite,
 )
+from compiler_kit.frontends.onnx2tf_worker import SHAPES_FILE, SIGNATURE_KEY
 from compiler_kit.frontends.onnx_names import sanitize_names
 from compiler_kit.legalize import legalize
 from compiler_kit.processes import run_streaming
@@ -43,7 +44,6 @@ from compiler_kit.progress import NO_TASK, Tally, Task
 from compiler_kit.recipe import InputSpec, Source
 
 STATIC_ONNX, ONNX2TF_LOG = "model_static.onnx", "onnx2tf.log"
-SIGNATURE_KEY = "serving_default"
 # Each conversion works in a temporary folder named after its process, `ckit-onnx2tf-<pid>-<random>`, so that the
 # next conversion can tell a killed build's folder from a running one's (older names, without a pid, are left alone).
 WORK_PREFIX = "ckit-onnx2tf-"
@@ -195,8 +195,8 @@ def convert_onnx(
         legal = legalize(model, frozenset(settings.skip), settings.enabled, remedies, options.data)
         onnx.save(legal.model, str(out_dir / STATIC_ONNX))
         with options.reporter.task("onnx2tf nodes", len(legal.model.graph.node)) as task:
-            _run_onnx2tf(out_dir / STATIC_ONNX, out_dir, Path(work), _Names(legal.model, original_names), task)
-    model_inputs, model_outputs = saved_model_shapes(out_dir / SAVED_MODEL)
+            names = _Names(legal.model, original_names)
+            model_inputs, model_outputs = _run_onnx2tf(out_dir / STATIC_ONNX, out_dir, Path(work), names, task)
     outputs = []
     for position, output in enumerate(legal.model.graph.output):
         name, key = original_names.get(output.name, output.name), onnx2tf_output_key(position)
@@ -282,14 +282,18 @@ class _Names:
         return self.original.get(name, name)
 
 
-def _run_onnx2tf(static_onnx: Path, out_dir: Path, work: Path, names: _Names, task: Task = NO_TASK) -> None:
+def _run_onnx2tf(
+    static_onnx: Path, out_dir: Path, work: Path, names: _Names, task: Task = NO_TASK
+) -> tuple[list[list[int | None] | None], dict[str, list[int | None] | None]]:
+    """onnx2tf's SavedModel moved into out_dir, and its serving signature's input shapes in order and output shapes
+    by key, as the worker read them."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     name, shape = _OFFLINE_SAMPLE
     np.save(work / name, np.zeros(shape, dtype=np.float32))
     # The worker stops onnx2tf after its SavedModel (see onnx2tf_worker.py). -nuo: the model is simplified already,
     # and onnxsim would fuse the legalization's Pad back into MaxPool.
     worker = "compiler_kit.frontends.onnx2tf_worker"
-    command = [sys.executable, "-m", worker, "-i", str(static_onnx.resolve()), "-o", str(work / "out"), "-nuo"]
+    command = [sys.executable, "-m", worker, str(work / "out"), "-i", str(static_onnx.resolve()), "-nuo"]
     lines = _Onnx2tfLines(task)
     done = run_streaming(command, cwd=work, env=env, timeout=TIMEOUT_S, on_line=lines.read)
     if done.expired:
@@ -300,13 +304,15 @@ def _run_onnx2tf(static_onnx: Path, out_dir: Path, work: Path, names: _Names, ta
         )
     log = strip_ansi(done.stdout.decode(errors="replace") + "".join(lines.lines))
     saved = work / "out"
-    if done.code != 0 or not (saved / "saved_model.pb").exists():
+    if done.code != 0 or not (saved / "saved_model.pb").exists() or not (saved / SHAPES_FILE).exists():
         raise ConverterFailed(f"onnx2tf cannot convert the model: {failure(log, names)}", log)
     (out_dir / ONNX2TF_LOG).write_text(log)
     (out_dir / SAVED_MODEL).mkdir()
     for part in ("saved_model.pb", "variables", "assets", "fingerprint.pb"):
         if (saved / part).exists():
             shutil.move(str(saved / part), str(out_dir / SAVED_MODEL / part))
+    shapes = json.loads((saved / SHAPES_FILE).read_text())
+    return shapes["inputs"], shapes["outputs"]
 
 
 class _Onnx2tfLines:
@@ -348,12 +354,3 @@ def _exception_message(log: str) -> str:
     )
     errors = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR:")]
     return traceback_end or (errors[0] if errors else "see the log")
-
-
-def saved_model_shapes(saved_model_dir: Path) -> tuple[list[list[int]], dict[str, list[int]]]:
-    """Input shapes of the SavedModel's serving signature in signature order, and output shapes by key."""
-    tf = lazy.tensorflow()
-    signature = tf.saved_model.load(str(saved_model_dir)).signatures[SIGNATURE_KEY]
-    inputs = [spec.shape.as_list() for spec in signature.structured_input_signature[1].values()]
-    outputs = {key: spec.shape.as_list() for key, spec in signature.structured_outputs.items()}
-    return inputs, outputs

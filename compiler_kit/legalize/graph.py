@@ -22,20 +22,14 @@ class RemedyData:
 
 
 class Graph:
-    """The main graph of one ONNX model (shapes inferred once, on the model with the recipe's static input), and the
-    calibration data when the build has some for the remedies."""
+    """The main graph of one ONNX model (shapes inferred once, on the model with the recipe's static input, when a
+    rewrite first asks), and the calibration data when the build has some for the remedies."""
 
     def __init__(self, model: Any, data: RemedyData | None = None) -> None:
-        import onnx
-
         self.model = model
         self.data = data
         self.graph = model.graph
-        inferred = onnx.shape_inference.infer_shapes(model)
-        self.shapes = {
-            value.name: _static_dims(value)
-            for value in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
-        }
+        self._shapes: dict[str, list[int] | None] | None = None
         self.constants = {init.name: init for init in self.graph.initializer}
         self._taken = {name for node in self.graph.node for name in (node.name, *node.output)}
         self._taken |= set(self.constants) | {value.name for value in self.graph.input}
@@ -52,8 +46,19 @@ class Graph:
         return consumers[0] if len(consumers) == 1 and name not in outputs else None
 
     def shape(self, name: str) -> list[int] | None:
-        """The value's shape when every dimension is a known positive number."""
-        return self.shapes.get(name)
+        """The value's shape when every dimension is a known positive number. Shape inference runs at the first
+        question, not in the constructor: most rewrites find nothing to ask about, and inferring a large model's
+        shapes for each of them cost a second (RegNet-Y 400MF). Every rewrite asks before it edits the graph, and
+        the rewrites keep the shape of every value they keep, so the shapes are those of the model as given."""
+        if self._shapes is None:
+            import onnx
+
+            inferred = onnx.shape_inference.infer_shapes(self.model)
+            self._shapes = {
+                value.name: _static_dims(value)
+                for value in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+            }
+        return self._shapes.get(name)
 
     def constant(self, name: str) -> np.ndarray | None:
         """An initializer's (or a Constant node's) value, or None when the value is computed."""

@@ -225,3 +225,36 @@ def test_a_pretrained_model_fed_unscaled_pixels_is_diagnosed_by_its_batchnorm(ph
     assert notes(corpus.IMAGENET) == []
     [wrong] = notes(corpus.RAW)
     assert "first BatchNorm ('_bn0')" in wrong and "calibration.preprocess" in wrong
+
+
+def test_the_conversion_alone_ratio_takes_medians_of_interleaved_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each round runs the sides in the other order than the last (ckit, bare; bare, ckit; ...), and each side's
+    figures are its medians; one round keeps the single runs as they were."""
+    calls: list[str] = []
+    figures = {
+        "ckit": iter([(20.0, 1000), (30.0, 1040), (22.0, 990)]),
+        "bare": iter([(19.0, 1280), (25.0, 1270), (31.0, 1290)]),
+    }
+
+    def side(name: str) -> Any:
+        def run(onnx_file: Path, shape: list[int]) -> dict[str, Any]:
+            calls.append(name)
+            seconds, mb = next(figures[name])
+            return {"exit_code": 0, "seconds": seconds, "peak_rss_mb": mb}
+
+        return run
+
+    monkeypatch.setattr(corpus, "ckit_convert", side("ckit"))
+    monkeypatch.setattr(corpus, "bare_onnx2tf", side("bare"))
+    found = corpus.conversion_alone(Path("m.onnx"), [1, 3, 8, 8], rounds=3)
+    assert calls == ["ckit", "bare", "bare", "ckit", "ckit", "bare"]
+    assert found["ckit_convert"] == {
+        "exit_code": 0, "seconds": 22.0, "peak_rss_mb": 1000, "rounds": 3, "seconds_each": [20.0, 30.0, 22.0]
+    }  # fmt: skip
+    assert found["bare_onnx2tf"]["seconds"] == 25.0 and found["bare_onnx2tf"]["peak_rss_mb"] == 1280
+    figures.update(ckit=iter([(9.0, 800)]), bare=iter([(18.0, 900)]))
+    single = corpus.conversion_alone(Path("m.onnx"), [1, 3, 8, 8], rounds=1)
+    assert single == {
+        "ckit_convert": {"exit_code": 0, "seconds": 9.0, "peak_rss_mb": 800},
+        "bare_onnx2tf": {"exit_code": 0, "seconds": 18.0, "peak_rss_mb": 900},
+    }

@@ -176,6 +176,26 @@ def test_the_saved_model_computes_what_the_onnx_model_does(digits_onnx_float: Fl
     np.testing.assert_allclose(got.numpy(), expected, atol=1e-4)
 
 
+def test_the_worker_reads_the_signature_shapes_as_tensorflow_loads_them(tmp_path: Path) -> None:
+    """The shapes come from saved_model.pb's SignatureDef, not from loading the model: the same as the loaded
+    signature says, an unknown size as None, outputs by key."""
+    import tensorflow as tf
+
+    from compiler_kit.frontends.onnx2tf_worker import SIGNATURE_KEY, signature_shapes
+
+    module = tf.Module()
+    module.serve = tf.function(
+        lambda x: {"output_0": tf.reduce_mean(x, axis=1), "output_1": x[:, :2]},  # a slice of the open size
+        input_signature=[tf.TensorSpec([1, None, 3], tf.float32, name="x")],
+    )
+    tf.saved_model.save(module, str(tmp_path), signatures={SIGNATURE_KEY: module.serve})
+    shapes = signature_shapes(tmp_path)
+    assert shapes == {"inputs": [[1, None, 3]], "outputs": {"output_0": [1, 3], "output_1": [1, None, 3]}}
+    served = tf.saved_model.load(str(tmp_path)).signatures[SIGNATURE_KEY]
+    assert [spec.shape.as_list() for spec in served.structured_input_signature[1].values()] == shapes["inputs"]
+    assert {key: spec.shape.as_list() for key, spec in served.structured_outputs.items()} == shapes["outputs"]
+
+
 def _fancy_model(path: Path) -> Path:
     """One node of an op nobody implements, in a custom domain: onnx.checker accepts it, onnx2tf cannot."""
     import onnx

@@ -12,7 +12,7 @@ import pytest
 
 from compiler_kit.legalize import relative_error, run_onnx, sample_feeds
 from compiler_kit.legalize.graph import Graph, attribute
-from compiler_kit.legalize.rewrites import REWRITES, ceil_mode_pads, same_pads
+from compiler_kit.legalize.rewrites import REWRITES, ceil_mode_pads, group_chunks, same_pads
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
@@ -107,13 +107,46 @@ def test_a_max_pool_whose_padding_is_same_is_left_to_the_converter() -> None:
     assert _apply("maxpool_padding", _model([pool], [1, 2, 8, 8]))[0] == []
 
 
-def test_a_grouped_conv_becomes_one_conv_per_group() -> None:
+def test_narrow_groups_become_one_dense_conv_with_block_diagonal_weights() -> None:
+    """Four groups of 2 inputs and 4 outputs fit one 64-channel pass: one Conv, each group's weights on the
+    diagonal, zeros between, its bias as it was."""
     conv = helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", group=4, pads=[1, 1, 1, 1])
-    model = _model([conv], [1, 8, 6, 6], {"w": _weights(16, 2, 3, 3), "b": _weights(16, seed=1)})
+    weights, bias = _weights(16, 2, 3, 3), _weights(16, seed=1)
+    model = _model([conv], [1, 8, 6, 6], {"w": weights, "b": bias})
     nodes, rewritten, error = _apply("grouped_conv", model)
+    assert nodes == ["conv"] and error < 1e-6
+    assert _ops(rewritten) == Counter({"Conv": 1})
+    (dense,) = rewritten.graph.node
+    assert attribute(dense, "group", 1) == 1 and attribute(dense, "pads") == [1, 1, 1, 1]
+    constants = {init.name: numpy_helper.to_array(init) for init in rewritten.graph.initializer}
+    block_diagonal, new_bias = constants[dense.input[1]], constants[dense.input[2]]
+    assert block_diagonal.shape == (16, 8, 3, 3) and np.array_equal(new_bias, bias)
+    for group in range(4):
+        rows, columns = slice(4 * group, 4 * group + 4), slice(2 * group, 2 * group + 2)
+        assert np.array_equal(block_diagonal[rows, columns], weights[rows])
+        assert np.count_nonzero(block_diagonal[rows]) == np.count_nonzero(weights[rows])  # zeros elsewhere
+
+
+def test_wide_groups_are_chunked_to_the_edge_tpu_array() -> None:
+    """Five groups of 24 channels: two fit a 64-channel pass, so chunks of 2, 2 and 1 groups (48, 48, 24 inputs),
+    each a Slice and a dense Conv, joined by one Concat; strides and padding kept."""
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], name="conv", group=5, pads=[1, 1, 1, 1], strides=[2, 2])
+    nodes, rewritten, error = _apply("grouped_conv", _model([conv], [1, 120, 9, 9], {"w": _weights(120, 24, 3, 3)}))
     assert nodes == ["conv"] and error < 1e-5
-    assert _ops(rewritten) == Counter({"Conv": 4, "Slice": 4, "Concat": 1})
-    assert all(attribute(n, "group", 1) == 1 for n in rewritten.graph.node if n.op_type == "Conv")
+    assert _ops(rewritten) == Counter({"Slice": 3, "Conv": 3, "Concat": 1})
+    constants = {init.name: numpy_helper.to_array(init) for init in rewritten.graph.initializer}
+    convs = [n for n in rewritten.graph.node if n.op_type == "Conv"]
+    assert [constants[n.input[1]].shape for n in convs] == [(48, 48, 3, 3), (48, 48, 3, 3), (24, 24, 3, 3)]
+    assert all(attribute(n, "strides") == [2, 2] and attribute(n, "group", 1) == 1 for n in convs)
+
+
+def test_group_chunks_fill_64_channels() -> None:
+    # RegNet-Y 400MF's widest stage: 55 groups of 8 -> six chunks of 8 groups and one of 7
+    assert [len(chunk) for chunk in group_chunks(55, 8, 8)] == [8, 8, 8, 8, 8, 8, 7]
+    assert group_chunks(6, 8, 8) == [range(6)]  # its first stage: one dense Conv
+    assert [len(chunk) for chunk in group_chunks(32, 4, 8)] == [8, 8, 8, 8]  # the wider side decides
+    assert group_chunks(4, 64, 64) == [range(i, i + 1) for i in range(4)]  # full groups stay one per Conv
+    assert group_chunks(2, 100, 100) == [range(0, 1), range(1, 2)]
 
 
 def test_a_depthwise_conv_is_not_split() -> None:
