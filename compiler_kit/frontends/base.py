@@ -108,7 +108,7 @@ def _perm(stored: list[int] | None) -> Perm:
     return None if stored is None else tuple(stored)
 
 
-def layout_perm(source_shape: list[int], model_shape: list[int]) -> Perm:
+def layout_perm(source_shape: list[int], model_shape: list[int | None] | None) -> Perm:
     """The permutation taking a source-layout array to the model's layout: None when the shapes agree, the
     channels-first -> channels-last move when the model's shape is that; ValueError for anything else."""
     if _same(source_shape, model_shape):
@@ -120,9 +120,10 @@ def layout_perm(source_shape: list[int], model_shape: list[int]) -> Perm:
     raise ValueError(f"cannot map shape {source_shape} onto the converted model's {model_shape}")
 
 
-def _same(source_shape: list[int], model_shape: list[int]) -> bool:
-    """Equal shapes, where a source dimension of -1 (not known before conversion) matches any size."""
-    return len(source_shape) == len(model_shape) and all(
+def _same(source_shape: list[int], model_shape: list[int | None] | None) -> bool:
+    """Equal shapes, where a source dimension of -1 (not known before conversion) matches any size; a model shape
+    of unknown rank (None) matches nothing."""
+    return model_shape is not None and len(source_shape) == len(model_shape) and all(
         s in (-1, m) for s, m in zip(source_shape, model_shape, strict=True)
     )
 

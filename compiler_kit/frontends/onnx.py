@@ -234,7 +234,7 @@ def onnx2tf_output_key(position: int) -> str:
     return f"output_{position}"
 
 
-def _output_perm(name: str, source_shape: list[int], model_shape: list[int] | None) -> Any:
+def _output_perm(name: str, source_shape: list[int], model_shape: list[int | None] | None) -> Any:
     if model_shape is None:
         raise BadInputError(
             f"onnx2tf's SavedModel has no output for '{name}'",
