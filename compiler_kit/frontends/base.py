@@ -123,8 +123,10 @@ def layout_perm(source_shape: list[int], model_shape: list[int | None] | None) -
 def _same(source_shape: list[int], model_shape: list[int | None] | None) -> bool:
     """Equal shapes, where a source dimension of -1 (not known before conversion) matches any size; a model shape
     of unknown rank (None) matches nothing."""
-    return model_shape is not None and len(source_shape) == len(model_shape) and all(
-        s in (-1, m) for s, m in zip(source_shape, model_shape, strict=True)
+    return (
+        model_shape is not None
+        and len(source_shape) == len(model_shape)
+        and all(s in (-1, m) for s, m in zip(source_shape, model_shape, strict=True))
     )
 
 
