@@ -40,6 +40,7 @@ from compiler_kit import lazy
 from compiler_kit.compare.layers import TensorGraph, match_activations
 from compiler_kit.progress import NO_TASK, Task
 from compiler_kit.runners.litert import dequantize_values, quantize_values
+from compiler_kit.tflite_edit import packed, tensor_data, write_tensor_data
 
 SUMMARY = (
     "int8 model (calibration.bias_correction: empirical): the int32 bias of each CONV_2D, DEPTHWISE_CONV_2D and "
@@ -84,7 +85,7 @@ def correct_biases(
     model = schema.ModelT.InitFromPackedBuf(int8_tflite, 0)
     outputs = list(model.subgraphs[0].outputs)
     model.subgraphs[0].outputs = outputs + [layer.output for layer in layers]
-    probe = Probe(_packed(model), threads)
+    probe = Probe(packed(model), threads)
     corrected = []
     for layer in layers:
         errors, active = [], []
@@ -96,11 +97,11 @@ def correct_biases(
         steps = _bias_steps(np.asarray(errors, np.float64), np.mean(active, axis=0), _bias_scale(model, layer.bias))
         if np.any(steps):
             _add_to_bias(model, layer.bias, steps)
-            probe = Probe(_packed(model), threads)
+            probe = Probe(packed(model), threads)
             corrected.append(layer.name)
         task.advance()
     model.subgraphs[0].outputs = outputs
-    return _packed(model), corrected
+    return packed(model), corrected
 
 
 class Probe:
@@ -172,23 +173,6 @@ def _bias_scale(model: Any, bias: int) -> np.ndarray:
 
 
 def _add_to_bias(model: Any, bias: int, steps: np.ndarray) -> None:
-    """Add `steps` to an int32 bias, saturated; into a buffer of its own when another tensor shares its buffer (the
-    converter may store equal constants once)."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    tensors = model.subgraphs[0].tensors
-    tensor = tensors[bias]
-    values = np.frombuffer(bytes(bytearray(model.buffers[tensor.buffer].data)), np.int32).astype(np.int64)
-    if sum(other.buffer == tensor.buffer for other in tensors) > 1:
-        model.buffers.append(schema.BufferT())
-        tensor.buffer = len(model.buffers) - 1
-    moved = np.clip(values + steps, INT32.min, INT32.max).astype(np.int32)
-    model.buffers[tensor.buffer].data = np.frombuffer(moved.tobytes(), np.uint8)
-
-
-def _packed(model: Any) -> bytes:
-    import flatbuffers
-
-    builder = flatbuffers.Builder(1 << 20)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    """Add `steps` to an int32 bias, saturated."""
+    values = tensor_data(model, bias, np.int32).astype(np.int64)
+    write_tensor_data(model, bias, np.clip(values + steps, INT32.min, INT32.max).astype(np.int32))

@@ -221,6 +221,13 @@ class Calibration(_Section):
         "samples is the float model's (empirical bias correction; ops, weights and scales stay as they are). Any "
         "framework; one int8 pass over the calibration samples per layer.",
     )
+    weight_rounding: Literal["nearest", "gptq"] = Field(
+        "nearest",
+        description="How the int8 model's weights are rounded at their (unchanged) scales: nearest (the "
+        "converter's), or gptq: each CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED rounded so that its output on the "
+        "calibration samples moves least (GPTQ), before any bias correction. Helps most where the int8 weights "
+        "dominate the error budget. Any framework; one int8 pass over the calibration samples.",
+    )
 
 
 class Legalize(_Section):

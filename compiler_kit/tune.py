@@ -1,12 +1,14 @@
 """`ckit tune`: try quantization settings on one recipe, each trial a real cached build, and keep the best.
 
 A search space is data: a list of trials, each a name and the recipe fields it sets (dotted keys, as `ckit build
---set` takes them), or a grid (a mapping of dotted keys to lists of values: every combination is a trial). The
-default space tries the remedies that keep a model fully int8: the calibration range methods, more calibration
-samples and the int8 model's empirical bias correction, and for ONNX and torch sources cross-layer equalization,
-bias correction and both. Every trial is `ckit build RECIPE --set ...` into its own folder, sharing the stage
+--set` takes them), or a grid (a mapping of dotted keys to lists of values: every combination is a trial), or
+rounds of those, each round after the first set on top of the best trial so far (remedies that add up are found
+without trying every combination). The default space tries the remedies that keep a model fully int8 in two
+rounds: the calibration range methods, and for ONNX and torch sources cross-layer equalization, bias correction and
+both; then, on the best of those, the int8 model's GPTQ weight rounding, its empirical bias correction, both, and
+more calibration samples. Every trial is `ckit build RECIPE --set ...` into its own folder, sharing the stage
 cache: the first trial converts the model, the others reuse its conversion (the graph remedies convert their own)
-and run in parallel (`-j`, or as tasks on a Ray cluster).
+and each round's trials run in parallel (`-j`, or as tasks on a Ray cluster).
 
 The best trial passes the recipe's gates, then has the best int8 result: the labelled accuracy of a classifier,
 else the worst SNR over outputs (source -> tflite-int8), then the best SNR. Ties go to the earlier trial (the
@@ -40,14 +42,23 @@ class Trial:
     settings: dict[str, Any]  # dotted recipe keys -> values
 
 
-DEFAULT_SPACE = [
-    Trial("recipe as written", {}),
+AS_WRITTEN = Trial("recipe as written", {})
+# Round one: how activation ranges are chosen. Round two refines the best of round one with the remedies that edit
+# the int8 model and with more samples, alone and (the two int8 remedies) together: they add up where one range
+# method alone does not (README: the corpus tune).
+RANGES = [
+    AS_WRITTEN,
     Trial("percentile 99.99", {"calibration.method": "percentile", "calibration.percentile": 99.99}),
-    Trial("percentile 99.9", {"calibration.method": "percentile", "calibration.percentile": 99.9}),
+    Trial("percentile 99.999", {"calibration.method": "percentile", "calibration.percentile": 99.999}),
     Trial("mse", {"calibration.method": "mse"}),
+]
+GPTQ = {"calibration.weight_rounding": "gptq"}
+EMPIRICAL = {"calibration.bias_correction": "empirical"}
+REFINEMENTS = [
+    Trial("GPTQ weight rounding", GPTQ),
+    Trial("empirical bias correction", EMPIRICAL),
+    Trial("GPTQ weight rounding + empirical bias correction", {**GPTQ, **EMPIRICAL}),
     Trial("1000 calibration samples", {"calibration.num_samples": 1000}),
-    # On the int8 model, so for every framework; it reuses the conversion and re-quantizes.
-    Trial("empirical bias correction", {"calibration.bias_correction": "empirical"}),
 ]
 # The graph remedies rewrite the ONNX graph: for ONNX and torch sources only (a Keras model has none). Equalization
 # moves weight ranges, and with them the int8 weights' rounding error, which bias correction then cancels.
@@ -59,31 +70,60 @@ EQUALIZE_AND_CORRECT = Trial(
 GRAPH_REMEDIES = [EQUALIZE, BIAS_CORRECTION, EQUALIZE_AND_CORRECT]
 
 
-def default_space(framework: str) -> list[Trial]:
-    return [*DEFAULT_SPACE, *GRAPH_REMEDIES] if framework in ("onnx", "torch") else DEFAULT_SPACE
+@dataclass(frozen=True)
+class Space:
+    """Trials in rounds. The first trial of the first round is the recipe as written (it converts the model, the
+    others reuse it); each later round refines the best trial so far: its trials' settings are set on top of the
+    best's."""
+
+    rounds: list[list[Trial]]
+
+    @property
+    def size(self) -> int:
+        return sum(len(trials) for trials in self.rounds)
 
 
-def load_space(path: Path) -> list[Trial]:
-    """A space file: a list of {name, set: {key: value}} or a grid {key: [values]}; the recipe as written is
-    always the first trial, so the result is never worse than it."""
+def default_space(framework: str) -> Space:
+    first = [*RANGES, *GRAPH_REMEDIES] if framework in ("onnx", "torch") else RANGES
+    return Space([first, REFINEMENTS])
+
+
+def refined(base: TrialResult | None, trial: Trial) -> Trial:
+    """`trial` set on top of the best trial so far (its name says so, unless the best is the recipe as written)."""
+    if base is None or not base.settings:
+        return trial
+    return Trial(f"{base.name} + {trial.name}", {**base.settings, **trial.settings})
+
+
+def load_space(path: Path) -> Space:
+    """A space file: a list of {name, set: {key: value}}, a grid {key: [values]}, or {rounds: [...]}, each round
+    such a list or grid, each round after the first refining the best so far; the recipe as written is always the
+    first trial, so the result is never worse than it."""
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise BadInputError(f"cannot read the search space: {exc}", path=path, fix=_SPACE_FIX) from None
+    rounds = data["rounds"] if isinstance(data, dict) and set(data) == {"rounds"} else [data]
+    if not isinstance(rounds, list) or not rounds:
+        raise BadInputError("not a search space", path=path, fix=_SPACE_FIX)
+    trials = [_trials(path, round_) for round_ in rounds]
+    return Space([[AS_WRITTEN, *trials[0]], *trials[1:]])
+
+
+def _trials(path: Path, data: Any) -> list[Trial]:
     if isinstance(data, dict) and data and all(isinstance(v, list) and v for v in data.values()):
         keys = list(data)
-        trials = [dict(zip(keys, values, strict=True)) for values in itertools.product(*data.values())]
-        named = [Trial(", ".join(f"{k}={v}" for k, v in t.items()), t) for t in trials]
-    elif isinstance(data, list) and data and all(_is_trial(item) for item in data):
-        named = [Trial(str(item["name"]), dict(item["set"])) for item in data]
-    else:
-        raise BadInputError("not a search space", path=path, fix=_SPACE_FIX)
-    return [DEFAULT_SPACE[0], *named]
+        grid = [dict(zip(keys, values, strict=True)) for values in itertools.product(*data.values())]
+        return [Trial(", ".join(f"{k}={v}" for k, v in t.items()), t) for t in grid]
+    if isinstance(data, list) and data and all(_is_trial(item) for item in data):
+        return [Trial(str(item["name"]), dict(item["set"])) for item in data]
+    raise BadInputError("not a search space", path=path, fix=_SPACE_FIX)
 
 
 _SPACE_FIX = (
     "write a grid (calibration.method: [min-max, mse]) or a list of trials (- name: mse\\n  set: "
-    "{calibration.method: mse}); keys are recipe fields as `ckit build --set` takes them"
+    "{calibration.method: mse}), or {rounds: [such lists or grids]}; keys are recipe fields as `ckit build --set` "
+    "takes them"
 )
 
 
@@ -105,17 +145,30 @@ class TrialResult:
 
 
 def run_trials(
-    recipe: Path, space: list[Trial], out: Path, batch: BatchBuild | RayBuild, landed: Task = NO_TASK
+    recipe: Path, space: Space, out: Path, batch: BatchBuild | RayBuild, landed: Task = NO_TASK
 ) -> list[TrialResult]:
-    """The first trial alone (it converts the model), then the rest at once, as `batch` runs them (they reuse it);
-    `landed` advances as each trial ends."""
-    folders = [out / "trials" / f"{k:02d}" for k in range(len(space))]
+    """The first trial alone (it converts the model), then the rest of its round at once, as `batch` runs them (they
+    reuse it), then each later round on top of the best so far; `landed` advances as each trial ends."""
+    first, *rest = space.rounds[0]
+    results = _run_round(recipe, [first], out, batch, landed, [])
+    results = _run_round(recipe, rest, out, batch, landed, results)
+    for refinements in space.rounds[1:]:
+        base = best(results)
+        results = _run_round(recipe, [refined(base, trial) for trial in refinements], out, batch, landed, results)
+    return results
+
+
+def _run_round(
+    recipe: Path, trials: list[Trial], out: Path, batch: BatchBuild | RayBuild, landed: Task, done: list[TrialResult]
+) -> list[TrialResult]:
+    """`done` and the results of `trials`, each built into the next numbered folder."""
+    folders = [out / "trials" / f"{k:02d}" for k in range(len(done), len(done) + len(trials))]
     build_jobs = [
         BuildJob(recipe, (*_sets(trial.settings), "--out", str(folder.resolve())), trial.name)
-        for trial, folder in zip(space, folders, strict=True)
+        for trial, folder in zip(trials, folders, strict=True)
     ]
-    outcomes = batch.run(build_jobs[:1], landed) + batch.run(build_jobs[1:], landed)
-    return [_result(t, f, o) for t, f, o in zip(space, folders, outcomes, strict=True)]
+    outcomes = batch.run(build_jobs, landed) if build_jobs else []
+    return done + [_result(t, f, o) for t, f, o in zip(trials, folders, outcomes, strict=True)]
 
 
 def _sets(settings: dict[str, Any]) -> list[str]:

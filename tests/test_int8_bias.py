@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from compiler_kit.compare.layers import TensorGraph
-from compiler_kit.int8_bias import Probe, _add_to_bias, _bias_steps, _packed, biased_layers, correct_biases
+from compiler_kit.int8_bias import Probe, _add_to_bias, _bias_steps, biased_layers, correct_biases
 from compiler_kit.runners.litert import dequantize_values
+from compiler_kit.tflite_edit import packed
 from tests.keras_tflite import keras_tflite
 
 SHAPE = [1, 8, 8, 3]
@@ -72,7 +73,7 @@ def _layer_mean_errors(float_tflite: bytes, int8_tflite: bytes, samples: list[np
     layers = biased_layers(float_graph, TensorGraph(int8_tflite, 1))
     model = schema.ModelT.InitFromPackedBuf(int8_tflite, 0)
     model.subgraphs[0].outputs = list(model.subgraphs[0].outputs) + [layer.output for layer in layers]
-    probe = Probe(_packed(model), 1)
+    probe = Probe(packed(model), 1)
     errors = []
     for layer in layers:
         shifts = [
@@ -168,7 +169,8 @@ def test_the_report_lists_the_remedy_with_the_legalization_only_when_it_ran(tmp_
     float_model = FloatModel(tmp_path, "serving_default", [None], [], legalization={"rewrites": [rewrite]})
     models = tmp_path / "float.tflite", tmp_path / "int8.tflite", tmp_path / "curve"
     row = {"name": "int8_bias_correction", "status": "applied", "count": 3, "exact": True}
+    rounding = {"name": "int8_weight_rounding", "status": "applied", "count": 2, "exact": True}
     assert _legalization(float_model, TfliteModels(*models, {}))["rewrites"] == [rewrite]
-    assert _legalization(float_model, TfliteModels(*models, {}, row))["rewrites"] == [rewrite, row]
+    assert _legalization(float_model, TfliteModels(*models, {}, (row,)))["rewrites"] == [rewrite, row]
     keras = FloatModel(tmp_path, "serving_default", [None], [], legalization={"enabled": False})
-    assert _legalization(keras, TfliteModels(*models, {}, row))["rewrites"] == [row]
+    assert _legalization(keras, TfliteModels(*models, {}, (rounding, row)))["rewrites"] == [rounding, row]

@@ -25,9 +25,11 @@ def tune(
         typer.Option(
             "--space",
             help="Search space YAML: a grid (each recipe key maps to a list of values; every combination is a "
-            "trial) or a list of trials (each a name and a set of recipe keys). Default: the recipe as written, "
-            "percentile 99.99 and 99.9, mse, 1000 calibration samples, empirical bias correction of the int8 model, "
-            "and (ONNX, torch) cross-layer equalization, bias correction, and both.",
+            "trial), a list of trials (each a name and a set of recipe keys), or {rounds: [...]} of such, each round "
+            "after the first set on top of the best trial so far. Default, two rounds: the recipe as written, "
+            "percentile 99.99 and 99.999, mse, and (ONNX, torch) cross-layer equalization, bias correction and both; "
+            "then on the best of those: GPTQ weight rounding, empirical bias correction, both, and 1000 calibration "
+            "samples.",
         ),
     ] = None,
     out: Annotated[
@@ -88,7 +90,7 @@ def _run(
 
     with batch:  # entered first: connecting to Ray (in the background) overlaps loading the recipe
         loaded = load_recipe(recipe)  # a bad recipe fails here, once, not in every trial
-        trials = load_space(space) if space else default_space(loaded.source.framework)
+        searched = load_space(space) if space else default_space(loaded.source.framework)
         folder = out or loaded.build_dir(recipe).with_name(f"{loaded.name}-tune")
-        with reporter.stage("tune"), reporter.task("trials", len(trials)) as landed:
-            return run_trials(recipe, trials, folder, batch, landed), folder
+        with reporter.stage("tune"), reporter.task("trials", searched.size) as landed:
+            return run_trials(recipe, searched, folder, batch, landed), folder

@@ -24,8 +24,8 @@ FLOAT_MODEL = "float_model"
 TOOLS = (
     "tensorflow", "tf-keras", "keras", "onnx", "onnx2tf", "onnxsim", "onnxscript", "onnxruntime", "torch", "numpy"
 )  # fmt: skip
-# Calibration fields only the quantize stage reads: how activation ranges are chosen, and the int8 bias correction.
-_QUANTIZE_FIELDS = ("method", "percentile", "bias_correction")
+# Calibration fields only the quantize stage reads: how activation ranges are chosen, and the int8 model's remedies.
+_QUANTIZE_FIELDS = ("method", "percentile", "bias_correction", "weight_rounding")
 
 
 def key_inputs(recipe: Recipe, source_sha256: str, calibration: Dataset | None = None) -> dict[str, Any]:

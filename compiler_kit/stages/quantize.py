@@ -4,17 +4,18 @@ calibration curve (compiler_kit.compare.calibration_curve), which the verify sta
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compiler_kit import lazy
+from compiler_kit import int8_bias, int8_rounding, lazy
 from compiler_kit.cache import Entry
 from compiler_kit.compare.calibration_curve import curve_sizes, quantize_draws
 from compiler_kit.data import Dataset
 from compiler_kit.edgetpu.analysis import model_macs
 from compiler_kit.errors import describe_exception, is_disk_full
-from compiler_kit.int8_bias import SUMMARY, NotCorrectable, correct_biases
+from compiler_kit.int8_bias import NotCorrectable
 from compiler_kit.legalize import NODES_LISTED
 from compiler_kit.progress import Counting
 from compiler_kit.quantize import Int8Quantizer
@@ -27,10 +28,32 @@ from compiler_kit.stages.data import DATA
 FLOAT_TFLITE, INT8_TFLITE = "model_float.tflite", "model_int8.tflite"
 CURVE_MODELS = "calibration_curve"  # the folder of the curve's int8 models
 TOOLS = ("tensorflow", "ai-edge-litert")
-CURVE_WITHOUT_CORRECTION = (
-    "the int8 model's biases are corrected (calibration.bias_correction) and the curve's models of fewer samples "
-    "would not be: their SNR would not tell the sample count's share"
+CURVE_WITHOUT_REMEDIES = (
+    "the int8 model is changed after quantizing (calibration.bias_correction or weight_rounding) and the curve's "
+    "models of fewer samples would not be: their SNR would not tell the sample count's share"
 )
+
+
+@dataclass(frozen=True)
+class Int8Remedy:
+    """A remedy that edits the converter's int8 model: (float TFLite, int8 TFLite, samples, threads, task) ->
+    (the edited int8 model, the names of the layers it changed)."""
+
+    name: str
+    summary: str
+    unit: str  # what its progress counts
+    apply: Callable[..., tuple[bytes, list[str]]]
+
+
+# In the order they run: the weights are rounded first, and the biases then corrected for what remains.
+INT8_REMEDIES = {
+    "weight_rounding": Int8Remedy(
+        "int8_weight_rounding", int8_rounding.SUMMARY, "weight rounding layers", int8_rounding.round_weights
+    ),
+    "bias_correction": Int8Remedy(
+        "int8_bias_correction", int8_bias.SUMMARY, "bias correction layers", int8_bias.correct_biases
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -39,7 +62,7 @@ class TfliteModels:
     int8_tflite: Path
     curve_models: Path  # the folder of the calibration curve's int8 models
     curve_draws: dict[str, Any]  # what compiler_kit.compare.calibration_curve.quantize_draws made, or why not
-    bias_correction: dict[str, Any] | None = None  # the int8 bias correction's legalization-report row, when on
+    int8_remedies: tuple[dict[str, Any], ...] = ()  # the legalization-report rows of the int8 remedies that ran
 
 
 class QuantizeStage(CachedStage[TfliteModels]):
@@ -69,32 +92,42 @@ class QuantizeStage(CachedStage[TfliteModels]):
         with job.reporter.task("calibration samples", reads(settings) * len(calibration)) as task:
             counted = Counting(calibration, task)
             int8 = quantizer.int8_tflite(float_model, counted, settings.method, settings.percentile)
-        meta: dict[str, Any] = {}
-        if settings.bias_correction == "empirical":
-            int8, meta["bias_correction"] = _corrected(job, files, int8)
+        rows = []
+        for remedy in chosen_remedies(settings):
+            int8, row = _remedied(job, files, int8, remedy)
+            rows.append(row)
         (files / INT8_TFLITE).write_bytes(int8)
-        return {**meta, "curve_draws": curve_draws(job, quantizer, files)}
+        return {"int8_remedies": rows, "curve_draws": curve_draws(job, quantizer, files)}
 
     def load(self, job: Job, entry: Entry) -> TfliteModels:
         folder = job.folder
         models = folder.path(FLOAT_TFLITE), folder.path(INT8_TFLITE), folder.path(CURVE_MODELS)
-        return TfliteModels(*models, entry.meta["curve_draws"], entry.meta.get("bias_correction"))
+        return TfliteModels(*models, entry.meta["curve_draws"], tuple(entry.meta["int8_remedies"]))
 
 
-def _corrected(job: Job, files: Path, int8: bytes) -> tuple[bytes, dict[str, Any]]:
-    """The int8 model with its biases corrected on the calibration samples (in the TFLite models' layout), and the
-    row that lists the remedy with the legalization's: it moves no float output (exact), only int8 biases."""
+def chosen_remedies(settings: Calibration) -> list[Int8Remedy]:
+    """The int8 remedies the calibration section switches on, in the order they run."""
+    on = {
+        "weight_rounding": settings.weight_rounding != "nearest",
+        "bias_correction": settings.bias_correction != "none",
+    }
+    return [remedy for field, remedy in INT8_REMEDIES.items() if on[field]]
+
+
+def _remedied(job: Job, files: Path, int8: bytes, remedy: Int8Remedy) -> tuple[bytes, dict[str, Any]]:
+    """The int8 model with `remedy` applied on the calibration samples (in the TFLite models' layout), and the
+    row that lists the remedy with the legalization's: it moves no float output (exact), only the int8 model."""
     float_model, calibration = job[CONVERT], job[DATA].calibration
     samples = [float_model.to_model_layout(sample) for sample in calibration]
     float_tflite = (files / FLOAT_TFLITE).read_bytes()
     status = "applied"
-    with job.reporter.task("bias correction layers") as task:
+    with job.reporter.task(remedy.unit) as task:
         try:
-            int8, layers = correct_biases(float_tflite, int8, samples, job.recipe.verify.threads, task)
-        except NotCorrectable as exc:  # the int8 model stays as the converter made it, and the row says why
+            int8, layers = remedy.apply(float_tflite, int8, samples, job.recipe.verify.threads, task)
+        except NotCorrectable as exc:  # the int8 model stays as it was, and the row says why
             status, layers = f"not applied: {exc}", []
     row = {
-        "name": "int8_bias_correction", "summary": SUMMARY, "exact": True, "status": status,
+        "name": remedy.name, "summary": remedy.summary, "exact": True, "status": status,
         "count": len(layers), "nodes": layers[:NODES_LISTED], "max_relative_error": 0.0,
     }  # fmt: skip
     return int8, row
@@ -110,8 +143,8 @@ def curve_draws(job: Job, quantizer: Int8Quantizer, files: Path) -> dict[str, An
     samples gives the reason instead (the curve explains a result, it never stops a build)."""
     settings, folder = job.recipe.calibration, files / CURVE_MODELS
     folder.mkdir()
-    if settings.bias_correction != "none":  # the curve's last point, the build's model, would hold the correction
-        return {"skipped": CURVE_WITHOUT_CORRECTION}
+    if chosen_remedies(settings):  # the curve's last point, the build's model, would hold the remedies
+        return {"skipped": CURVE_WITHOUT_REMEDIES}
 
     sizes = curve_sizes(len(job[DATA].calibration))
     with job.reporter.task("calibration samples, curve", reads(settings) * sum(sizes)) as task:

@@ -89,11 +89,11 @@ REPORT = ReportStage()
 
 
 def _legalization(float_model: FloatModel, tflite: TfliteModels) -> dict[str, Any]:
-    """The legalization section, with the int8 bias correction listed among the remedies when it ran (a Keras
-    model's section too: the remedy works on the TFLite model, whatever the source)."""
+    """The legalization section, with the int8 model's remedies listed among the rewrites when they ran (a Keras
+    model's section too: they work on the TFLite model, whatever the source)."""
     section = {**float_model.legalization, "renamed": float_model.renamed}
-    if tflite.bias_correction is not None:
-        section["rewrites"] = [*cast(list[Any], section.get("rewrites", [])), tflite.bias_correction]
+    if tflite.int8_remedies:
+        section["rewrites"] = [*cast(list[Any], section.get("rewrites", [])), *tflite.int8_remedies]
     return section
 
 

@@ -14,7 +14,18 @@ from typer.testing import CliRunner
 
 from compiler_kit.cli import app
 from compiler_kit.errors import BadInputError
-from compiler_kit.tune import DEFAULT_SPACE, Trial, TrialResult, _sets, best, load_space
+from compiler_kit.tune import (
+    AS_WRITTEN,
+    RANGES,
+    REFINEMENTS,
+    Space,
+    Trial,
+    TrialResult,
+    _sets,
+    best,
+    load_space,
+    refined,
+)
 from tests.conftest import WriteRecipe
 
 
@@ -25,8 +36,8 @@ def _result(name: str, passed: bool, score: float | None) -> TrialResult:
 def test_a_grid_is_every_combination_after_the_recipe_as_written(tmp_path: Path) -> None:
     path = tmp_path / "space.yaml"
     path.write_text("calibration.method: [min-max, mse]\ncalibration.num_samples: [100, 400]\n")
-    space = load_space(path)
-    assert space[0] == DEFAULT_SPACE[0] and len(space) == 5
+    [space] = load_space(path).rounds
+    assert space[0] == AS_WRITTEN and len(space) == 5
     assert space[4] == Trial(
         "calibration.method=mse, calibration.num_samples=400",
         {"calibration.method": "mse", "calibration.num_samples": 400},
@@ -36,10 +47,33 @@ def test_a_grid_is_every_combination_after_the_recipe_as_written(tmp_path: Path)
 def test_a_list_of_named_trials(tmp_path: Path) -> None:
     path = tmp_path / "space.yaml"
     path.write_text("- name: tight\n  set: {calibration.method: percentile, calibration.percentile: 99.9}\n")
-    assert load_space(path)[1] == Trial("tight", {"calibration.method": "percentile", "calibration.percentile": 99.9})
+    [space] = load_space(path).rounds
+    assert space[1] == Trial("tight", {"calibration.method": "percentile", "calibration.percentile": 99.9})
 
 
-@pytest.mark.parametrize("text", ["calibration.method: mse\n", "[]\n", "- name: x\n", "{a: []}\n", "{{\n"])
+def test_rounds_after_the_first_refine_the_best_so_far(tmp_path: Path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(
+        "rounds:\n- calibration.method: [mse]\n- - name: gptq\n    set: {calibration.weight_rounding: gptq}\n"
+    )
+    assert load_space(path) == Space(
+        [
+            [AS_WRITTEN, Trial("calibration.method=mse", {"calibration.method": "mse"})],
+            [Trial("gptq", {"calibration.weight_rounding": "gptq"})],
+        ]
+    )
+    mse = TrialResult("mse", {"calibration.method": "mse"}, "", 0, True, "snr_db", 20.0, 20.0, 1.0)
+    gptq = Trial("gptq", {"calibration.weight_rounding": "gptq"})
+    assert refined(mse, gptq) == Trial(
+        "mse + gptq", {"calibration.method": "mse", "calibration.weight_rounding": "gptq"}
+    )
+    assert refined(_result("recipe as written", True, 10.0), gptq) == gptq  # nothing to build on
+    assert refined(None, gptq) == gptq  # no trial built
+
+
+@pytest.mark.parametrize(
+    "text", ["calibration.method: mse\n", "[]\n", "- name: x\n", "{a: []}\n", "{{\n", "rounds: []\n", "rounds: [[]]\n"]
+)
 def test_anything_else_is_not_a_search_space(tmp_path: Path, text: str) -> None:
     path = tmp_path / "space.yaml"
     path.write_text(text)
@@ -99,20 +133,26 @@ def test_tuning_digits_with_hot_calibration_pixels_chooses_percentile(
 
 def test_the_default_space_tries_the_graph_remedies_only_on_graphs_it_can_rewrite() -> None:
     """Equalization, bias correction, and both (bias correction cancels the rounding error equalization moves)
-    for ONNX and torch sources; a Keras model has no ONNX graph."""
+    for ONNX and torch sources, beside the range methods; a Keras model has no ONNX graph. Then the int8 model's
+    remedies and more samples, on the best of those, for every framework."""
     from compiler_kit.tune import default_space
 
-    assert default_space("keras") == DEFAULT_SPACE
-    # the int8 model's bias correction works on the TFLite model: every framework tries it
-    assert {"calibration.bias_correction": "empirical"} in [trial.settings for trial in DEFAULT_SPACE]
-    remedies = {trial.name: trial.settings for trial in default_space("onnx")[len(DEFAULT_SPACE) :]}
+    assert default_space("keras") == Space([RANGES, REFINEMENTS])
+    refinements = [trial.settings for trial in REFINEMENTS]
+    assert {"calibration.bias_correction": "empirical"} in refinements
+    assert {"calibration.weight_rounding": "gptq", "calibration.bias_correction": "empirical"} in refinements
+    first, second = default_space("onnx").rounds
+    remedies = {trial.name: trial.settings for trial in first[len(RANGES) :]}
     assert remedies == {
         "cross-layer equalization": {"legalize.equalize": True},
         "bias correction": {"legalize.bias_correction": True},
         "cross-layer equalization + bias correction": {"legalize.equalize": True, "legalize.bias_correction": True},
     }
+    assert second == REFINEMENTS and default_space("onnx").size == 11
     assert default_space("torch") == default_space("onnx")
-    assert not any(key.startswith("legalize.") for trial in default_space("keras") for key in trial.settings)
+    assert not any(
+        key.startswith("legalize.") for round_ in default_space("keras").rounds for t in round_ for key in t.settings
+    )
 
 
 def test_a_malformed_set_or_space_ends_in_exit_2_with_one_message(tmp_path: Path) -> None:
