@@ -202,23 +202,32 @@ def test_a_missing_data_set_names_its_recipe_field(write_recipe, tmp_path: Path,
 
 
 @pytest.mark.slow
-def test_the_int8_bias_correction_runs_when_asked_and_is_listed(
-    write_recipe: WriteRecipe, tmp_path: Path, built
+@pytest.mark.parametrize(
+    ("settings", "rows"),
+    [
+        ({"bias_correction": "empirical"}, ["int8_bias_correction"]),
+        ({"weight_rounding": "gptq"}, ["int8_weight_rounding"]),
+        ({"weight_rounding": "gptq", "bias_correction": "empirical"}, ["int8_weight_rounding", "int8_bias_correction"]),
+    ],
+)
+def test_the_int8_remedies_run_when_asked_and_are_listed(
+    write_recipe: WriteRecipe, tmp_path: Path, built, settings: dict[str, str], rows: list[str]
 ) -> None:
-    """calibration.bias_correction: empirical on the digits Keras build: only the quantize stage's int8 model
-    changes, the remedy is listed with the legalization (Keras too), the calibration curve is skipped, and the int8
-    SNR does not drop."""
+    """calibration.bias_correction: empirical and weight_rounding: gptq on the digits Keras build: only the quantize
+    stage's int8 model changes, each remedy is listed with the legalization (Keras too) in the order they ran, the
+    calibration curve is skipped, and the int8 SNR does not drop."""
 
-    def correct(recipe: dict) -> None:
-        recipe["calibration"]["bias_correction"] = "empirical"
+    def remedy(recipe: dict) -> None:
+        recipe["calibration"].update(settings)
 
-    result = ckit("build", str(write_recipe(correct)))
+    result = ckit("build", str(write_recipe(remedy)))
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "build" / "report.json").read_text())
-    [row] = [row for row in report["legalization"]["rewrites"] if row["name"] == "int8_bias_correction"]
-    assert row["status"] == "applied" and row["count"] > 0 and row["exact"] is True
+    listed = [row for row in report["legalization"]["rewrites"] if row["name"].startswith("int8_")]
+    assert [row["name"] for row in listed] == rows
+    assert all(row["status"] == "applied" and row["count"] > 0 and row["exact"] is True for row in listed), listed
     assert "skipped" in report["calibration_curve"]
-    assert not any(row["name"] == "int8_bias_correction" for row in built.report["legalization"].get("rewrites", []))
+    assert not any(row["name"].startswith("int8_") for row in built.report["legalization"].get("rewrites", []))
 
     def int8_snr(document: dict) -> float:
         pair = ("source", "tflite-int8")
