@@ -97,8 +97,8 @@ def test_gptq_brings_the_int8_model_closer_on_unseen_images_changing_only_weight
 
     float_tflite, int8_tflite = tflite_models
     rounded, layers = round_weights(float_tflite, int8_tflite, _smooth(32, seed=1))
-    # 32 images x 81 positions: enough rows for both convolutions (27 and 144 weights an output), not for the
-    # Dense head (32 rows for 16 weights an output), which keeps nearest rounding
+    # 32 images x 81 positions: rows enough for both convolutions (27 and 144 weights an output); the Dense head
+    # gives the model's output, which has no float counterpart matched inside the graph, and is left alone
     assert len(layers) == 2 and not any("dense" in name for name in layers), layers
     unseen = _smooth(32, seed=2)
     before, after = _snr_db(float_tflite, int8_tflite, unseen), _snr_db(float_tflite, rounded, unseen)
@@ -112,6 +112,13 @@ def test_gptq_brings_the_int8_model_closer_on_unseen_images_changing_only_weight
             changed.append(a.type)
     assert changed == [schema.TensorType.INT8] * 2
 
+
+def test_a_layer_seen_at_fewer_rows_than_its_weights_keeps_nearest_rounding(tflite_models: tuple[bytes, bytes]) -> None:
+    float_tflite, int8_tflite = tflite_models
+    # one image: 81 rows, enough for the first convolution's 27 weights an output, not the second's 144
+    _, layers = round_weights(float_tflite, int8_tflite, _smooth(1, seed=1))
+    _, both = round_weights(float_tflite, int8_tflite, _smooth(32, seed=1))
+    assert len(both) == 2 and layers == both[:1], (layers, both)
 
 def _data(model: Any, tensor: Any) -> bytes:
     data = model.buffers[tensor.buffer].data
