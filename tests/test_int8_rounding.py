@@ -120,6 +120,7 @@ def test_a_layer_seen_at_fewer_rows_than_its_weights_keeps_nearest_rounding(tfli
     _, both = round_weights(float_tflite, int8_tflite, _smooth(32, seed=1))
     assert len(both) == 2 and layers == both[:1], (layers, both)
 
+
 def _data(model: Any, tensor: Any) -> bytes:
     data = model.buffers[tensor.buffer].data
     return b"" if data is None else bytes(bytearray(data))
