@@ -36,11 +36,15 @@ def tune_row(model: corpus.CorpusModel) -> dict[str, Any]:
     row.update({"exit_code": run.exit_code, "seconds": round(run.seconds, 1)})
     if not (out / "tune.json").is_file():
         return {**row, "error": run.stderr_tail.strip().splitlines()[-3:]}
-    tune = json.loads((out / "tune.json").read_text())
+    return {**row, **summarize(json.loads((out / "tune.json").read_text()))}
+
+
+def summarize(tune: dict[str, Any]) -> dict[str, Any]:
+    """The default's and the chosen trial's int8 SNR from a tune.json, the gain, and every trial's SNR."""
     default, *_ = tune["trials"]
     chosen = next(trial for trial in tune["trials"] if trial["name"] == tune["best"])
     gain = None if default["snr_db"] is None else chosen["snr_db"] - default["snr_db"]
-    return {**row, "default_db": default["snr_db"], "best_db": chosen["snr_db"], "gain_db": gain,
+    return {"default_db": default["snr_db"], "best_db": chosen["snr_db"], "gain_db": gain,
             "best": chosen["name"], "trials": {t["name"]: t["snr_db"] for t in tune["trials"]}}  # fmt: skip
 
 
@@ -69,15 +73,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     wanted = {name for name in args.only.split(",") if name}
     if not wanted:
+        if not corpus.RESULTS.is_file():
+            print(f"error: {corpus.RESULTS} is missing: run `make corpus` first, or name models with --only")
+            return 2
         rows = json.loads(corpus.RESULTS.read_text())["rows"]
         wanted = {row["model"] for row in rows if (row.get("int8_snr_db") or BELOW_DB) < BELOW_DB}
-    results = []
+    # rows of models not tuned this time are kept, so a run of a few models (--only) adds to the table
+    earlier = json.loads(RESULTS.read_text())["rows"] if RESULTS.is_file() else []
+    results = {row["model"]: row for row in earlier}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     for model in corpus.MODELS:
         if model.name in wanted:
             print(f"corpus-tune: {model.name} ...", file=sys.stderr, flush=True)
-            results.append(tune_row(model))
-            RESULTS.write_text(json.dumps({"rows": results}, indent=2) + "\n")  # kept when a long run is stopped
-    print(table(results))
+            results[model.name] = tune_row(model)
+            RESULTS.write_text(json.dumps({"rows": list(results.values())}, indent=2) + "\n")  # kept when stopped
+    print(table(list(results.values())))
     print(f"\nJSON: {RESULTS}")
     return 0
 
