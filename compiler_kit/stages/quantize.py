@@ -43,15 +43,17 @@ class Int8Remedy:
     summary: str
     unit: str  # what its progress counts
     apply: Callable[..., tuple[bytes, list[str]]]
+    off: str  # the value of its calibration field that leaves the int8 model alone
 
 
-# In the order they run: the weights are rounded first, and the biases then corrected for what remains.
+# Keyed by their calibration field, in the order they run: the weights are rounded first, and the biases then
+# corrected for what remains.
 INT8_REMEDIES = {
     "weight_rounding": Int8Remedy(
-        "int8_weight_rounding", int8_rounding.SUMMARY, "weight rounding layers", int8_rounding.round_weights
+        "int8_weight_rounding", int8_rounding.SUMMARY, "weight rounding layers", int8_rounding.round_weights, "nearest"
     ),
     "bias_correction": Int8Remedy(
-        "int8_bias_correction", int8_bias.SUMMARY, "bias correction layers", int8_bias.correct_biases
+        "int8_bias_correction", int8_bias.SUMMARY, "bias correction layers", int8_bias.correct_biases, "none"
     ),
 }
 
@@ -107,11 +109,7 @@ class QuantizeStage(CachedStage[TfliteModels]):
 
 def chosen_remedies(settings: Calibration) -> list[Int8Remedy]:
     """The int8 remedies the calibration section switches on, in the order they run."""
-    on = {
-        "weight_rounding": settings.weight_rounding != "nearest",
-        "bias_correction": settings.bias_correction != "none",
-    }
-    return [remedy for field, remedy in INT8_REMEDIES.items() if on[field]]
+    return [remedy for field, remedy in INT8_REMEDIES.items() if getattr(settings, field) != remedy.off]
 
 
 def _remedied(job: Job, files: Path, int8: bytes, remedy: Int8Remedy) -> tuple[bytes, dict[str, Any]]:
