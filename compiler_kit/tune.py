@@ -2,19 +2,20 @@
 
 A search space is data: a list of trials, each a name and the recipe fields it sets (dotted keys, as `ckit build
 --set` takes them), or a grid (a mapping of dotted keys to lists of values: every combination is a trial), or
-rounds of those, each round after the first set on top of the best trial so far (remedies that add up are found
-without trying every combination). The default space tries the remedies that keep a model fully int8 in two
-rounds: the calibration range methods, and for ONNX and torch sources cross-layer equalization, bias correction and
-both; then, on the best of those, the int8 model's GPTQ weight rounding, its empirical bias correction, both, and
-more calibration samples. Every trial is `ckit build RECIPE --set ...` into its own folder, sharing the stage
-cache: the first trial converts the model, the others reuse its conversion (the graph remedies convert their own)
-and each round's trials run in parallel (`-j`, or as tasks on a Ray cluster).
+rounds of those, each round after the first set on top of each of the two best trials so far: a beam search, so
+remedies that add up are found without trying every combination, and two bases, not one, because the best range
+method alone is not always the best base for the remedies on top (README: the corpus tune). The default space tries
+the remedies that keep a model fully int8 in two rounds: the calibration range methods, and for ONNX and torch
+sources cross-layer equalization, bias correction and both; then, on the two best of those, the int8 model's GPTQ
+weight rounding, its empirical bias correction, both, and more calibration samples. Every trial is `ckit build
+RECIPE --set ...` into its own folder, sharing the stage cache: the first trial converts the model, the others reuse
+its conversion (the graph remedies convert their own) and each round's trials run in parallel (`-j`, or as tasks
+on a Ray cluster).
 
 The best trial passes the recipe's gates, then has the best int8 result: the labelled accuracy of a classifier,
 else the worst SNR over outputs (source -> tflite-int8), then the best SNR. Ties go to the earlier trial (the
-recipe as written comes first). Its
-settings are written into a recipe beside the original (`NAME.tuned.yaml`) and every trial into tune.json,
-tune.md and tune.html.
+recipe as written comes first). Its settings are written into a recipe beside the original (`NAME.tuned.yaml`) and
+every trial into tune.json, tune.md and tune.html.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Trial:
 
 
 AS_WRITTEN = Trial("recipe as written", {})
-# Round one: how activation ranges are chosen. Round two refines the best of round one with the remedies that edit
+# Round one: how activation ranges are chosen. Round two refines the two best of round one with the remedies that edit
 # the int8 model and with more samples, alone and (the two int8 remedies) together: they add up where one range
 # method alone does not (README: the corpus tune).
 RANGES = [
@@ -73,14 +74,17 @@ GRAPH_REMEDIES = [EQUALIZE, BIAS_CORRECTION, EQUALIZE_AND_CORRECT]
 @dataclass(frozen=True)
 class Space:
     """Trials in rounds. The first trial of the first round is the recipe as written (it converts the model, the
-    others reuse it); each later round refines the best trial so far: its trials' settings are set on top of the
-    best's."""
+    others reuse it); each later round refines the `beam` best trials so far: its trials' settings are set on top
+    of each of theirs (a beam search)."""
 
     rounds: list[list[Trial]]
+    beam: int = 2
 
     @property
     def size(self) -> int:
-        return sum(len(trials) for trials in self.rounds)
+        """At most this many trials (a refinement that repeats an earlier trial's settings is not built again)."""
+        first, *later = self.rounds
+        return len(first) + self.beam * sum(len(trials) for trials in later)
 
 
 def default_space(framework: str) -> Space:
@@ -89,7 +93,8 @@ def default_space(framework: str) -> Space:
 
 
 def refined(base: TrialResult | None, trial: Trial) -> Trial:
-    """`trial` set on top of the best trial so far (its name says so, unless the best is the recipe as written)."""
+    """`trial` set on top of one of the best trials so far (its name says so, unless that is the recipe as
+    written)."""
     if base is None or not base.settings:
         return trial
     return Trial(f"{base.name} + {trial.name}", {**base.settings, **trial.settings})
@@ -97,7 +102,7 @@ def refined(base: TrialResult | None, trial: Trial) -> Trial:
 
 def load_space(path: Path) -> Space:
     """A space file: a list of {name, set: {key: value}}, a grid {key: [values]}, or {rounds: [...]}, each round
-    such a list or grid, each round after the first refining the best so far; the recipe as written is always the
+    such a list or grid, each round after the first refining the two best so far; the recipe as written is always the
     first trial, so the result is never worse than it."""
     try:
         data = yaml.safe_load(path.read_text())
@@ -148,14 +153,28 @@ def run_trials(
     recipe: Path, space: Space, out: Path, batch: BatchBuild | RayBuild, landed: Task = NO_TASK
 ) -> list[TrialResult]:
     """The first trial alone (it converts the model), then the rest of its round at once, as `batch` runs them (they
-    reuse it), then each later round on top of the best so far; `landed` advances as each trial ends."""
+    reuse it), then each later round on top of each of the `space.beam` best so far; `landed` advances as each
+    trial ends."""
     first, *rest = space.rounds[0]
     results = _run_round(recipe, [first], out, batch, landed, [])
     results = _run_round(recipe, rest, out, batch, landed, results)
     for refinements in space.rounds[1:]:
-        base = best(results)
-        results = _run_round(recipe, [refined(base, trial) for trial in refinements], out, batch, landed, results)
+        bases = ranked(results)[: space.beam] or [None]
+        trials = _unseen([refined(base, trial) for base in bases for trial in refinements], results)
+        results = _run_round(recipe, trials, out, batch, landed, results)
     return results
+
+
+def _unseen(trials: list[Trial], done: list[TrialResult]) -> list[Trial]:
+    """`trials` without those whose settings a trial already built or listed earlier has (refining the recipe as
+    written and a range method can both give the range method alone)."""
+    seen = [result.settings for result in done]
+    kept = []
+    for trial in trials:
+        if trial.settings not in seen:
+            seen.append(trial.settings)
+            kept.append(trial)
+    return kept
 
 
 def _run_round(
@@ -194,11 +213,17 @@ def _score(report: dict[str, Any]) -> tuple[str, float | None, float | None]:
     return "snr_db", drift["snr_db"], drift["snr_db"]
 
 
-def best(results: list[TrialResult]) -> TrialResult | None:
-    """Passing the gates first, then the best score, then the best SNR (accuracy ties often: it moves in whole
-    samples); the earlier trial on a tie. None when no trial built."""
+def ranked(results: list[TrialResult]) -> list[TrialResult]:
+    """The trials that built, best first: passing the gates first, then the best score, then the best SNR (accuracy
+    ties often: it moves in whole samples); the earlier trial on a tie."""
     built = [r for r in results if r.score is not None]
-    return max(built, key=lambda r: (r.passed, r.score, r.snr_db or 0.0, -results.index(r))) if built else None
+    return sorted(built, key=lambda r: (not r.passed, -r.score, -(r.snr_db or 0.0), results.index(r)))
+
+
+def best(results: list[TrialResult]) -> TrialResult | None:
+    """The first of `ranked`; None when no trial built."""
+    leaders = ranked(results)
+    return leaders[0] if leaders else None
 
 
 def tuned_recipe(recipe: Path, chosen: TrialResult) -> Path:

@@ -26,10 +26,10 @@ def tune(
             "--space",
             help="Search space YAML: a grid (each recipe key maps to a list of values; every combination is a "
             "trial), a list of trials (each a name and a set of recipe keys), or {rounds: [...]} of such, each round "
-            "after the first set on top of the best trial so far. Default, two rounds: the recipe as written, "
-            "percentile 99.99 and 99.999, mse, and (ONNX, torch) cross-layer equalization, bias correction and both; "
-            "then on the best of those: GPTQ weight rounding, empirical bias correction, both, and 1000 calibration "
-            "samples.",
+            "after the first set on top of each of the two best trials so far. Default, two rounds: the recipe as "
+            "written, percentile 99.99 and 99.999, mse, and (ONNX, torch) cross-layer equalization, bias correction "
+            "and both; then on each of the two best of those: GPTQ weight rounding, empirical bias correction, both, "
+            "and 1000 calibration samples.",
         ),
     ] = None,
     out: Annotated[

@@ -148,7 +148,7 @@ def test_the_default_space_tries_the_graph_remedies_only_on_graphs_it_can_rewrit
         "bias correction": {"legalize.bias_correction": True},
         "cross-layer equalization + bias correction": {"legalize.equalize": True, "legalize.bias_correction": True},
     }
-    assert second == REFINEMENTS and default_space("onnx").size == 11
+    assert second == REFINEMENTS and default_space("onnx").size == 7 + 2 * 4  # the refinements on the two best
     assert default_space("torch") == default_space("onnx")
     assert not any(
         key.startswith("legalize.") for round_ in default_space("keras").rounds for t in round_ for key in t.settings
