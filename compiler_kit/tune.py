@@ -159,22 +159,22 @@ def run_trials(
     results = _run_round(recipe, [first], out, batch, landed, [])
     results = _run_round(recipe, rest, out, batch, landed, results)
     for refinements in space.rounds[1:]:
-        bases = ranked(results)[: space.beam] or [None]
-        trials = _unseen([refined(base, trial) for base in bases for trial in refinements], results)
-        results = _run_round(recipe, trials, out, batch, landed, results)
+        results = _run_round(recipe, next_round(results, refinements, space.beam), out, batch, landed, results)
     return results
 
 
-def _unseen(trials: list[Trial], done: list[TrialResult]) -> list[Trial]:
-    """`trials` without those whose settings a trial already built or listed earlier has (refining the recipe as
-    written and a range method can both give the range method alone)."""
+def next_round(done: list[TrialResult], refinements: list[Trial], beam: int) -> list[Trial]:
+    """`refinements` on top of each of the `beam` best trials in `done`, best first, never repeating settings
+    already tried (a refinement on the recipe as written is the refinement alone; one can also set only what its
+    base sets)."""
+    bases = ranked(done)[:beam] or [None]
     seen = [result.settings for result in done]
-    kept = []
-    for trial in trials:
+    trials = []
+    for trial in (refined(base, refinement) for base in bases for refinement in refinements):
         if trial.settings not in seen:
             seen.append(trial.settings)
-            kept.append(trial)
-    return kept
+            trials.append(trial)
+    return trials
 
 
 def _run_round(

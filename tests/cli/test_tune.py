@@ -24,6 +24,8 @@ from compiler_kit.tune import (
     _sets,
     best,
     load_space,
+    next_round,
+    ranked,
     refined,
 )
 from tests.conftest import WriteRecipe
@@ -92,6 +94,26 @@ def test_the_best_passes_the_gates_then_scores_highest_and_ties_go_to_the_earlie
         TrialResult("b", {}, "", 0, True, "accuracy", 0.97, 31.0, 1.0),
     ]
     assert best(tied).name == "b"  # the same accuracy: the better SNR
+
+
+def test_later_rounds_refine_each_of_the_two_best_and_never_repeat_a_trial() -> None:
+    """A beam of two: rapidocr_cls's best range method alone (mse) was not the best base for the int8 remedies
+    (README: the corpus tune)."""
+    done = [
+        TrialResult("recipe as written", {}, "", 0, True, "snr_db", 16.6, 16.6, 1.0),
+        TrialResult("mse", {"calibration.method": "mse"}, "", 0, True, "snr_db", 18.9, 18.9, 1.0),
+        TrialResult("p", {"calibration.method": "percentile"}, "", 0, True, "snr_db", 18.3, 18.3, 1.0),
+        TrialResult("broken", {"calibration.num_samples": 0}, "", 2, False, None, None, None, 1.0),
+    ]
+    assert [r.name for r in ranked(done)] == ["mse", "p", "recipe as written"]  # a trial that did not build is out
+    gptq = Trial("gptq", {"calibration.weight_rounding": "gptq"})
+    also_mse = Trial("mse again", {"calibration.method": "mse"})
+    mse_gptq = Trial("mse + gptq", {"calibration.method": "mse", "calibration.weight_rounding": "gptq"})
+    p_gptq = Trial("p + gptq", {"calibration.method": "percentile", "calibration.weight_rounding": "gptq"})
+    assert next_round(done, [gptq, also_mse], beam=2) == [mse_gptq, p_gptq]  # mse again: already built
+    assert next_round(done, [gptq, also_mse], beam=3) == [mse_gptq, p_gptq, gptq]  # on the recipe as written: alone
+    assert next_round(done[:1], [gptq], beam=2) == [gptq]
+    assert next_round(done[3:], [gptq], beam=2) == [gptq]  # no trial built: the refinements alone
 
 
 def test_settings_become_set_options_of_yaml_values() -> None:
