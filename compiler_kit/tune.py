@@ -167,7 +167,7 @@ def next_round(done: list[TrialResult], refinements: list[Trial], beam: int) -> 
     """`refinements` on top of each of the `beam` best trials in `done`, best first, never repeating settings
     already tried (a refinement on the recipe as written is the refinement alone; one can also set only what its
     base sets)."""
-    bases = ranked(done)[:beam] or [None]
+    bases: list[TrialResult | None] = [*ranked(done)[:beam]] or [None]
     seen = [result.settings for result in done]
     trials = []
     for trial in (refined(base, refinement) for base in bases for refinement in refinements):
@@ -217,7 +217,7 @@ def ranked(results: list[TrialResult]) -> list[TrialResult]:
     """The trials that built, best first: passing the gates first, then the best score, then the best SNR (accuracy
     ties often: it moves in whole samples); the earlier trial on a tie."""
     built = [r for r in results if r.score is not None]
-    return sorted(built, key=lambda r: (not r.passed, -r.score, -(r.snr_db or 0.0), results.index(r)))
+    return sorted(built, key=lambda r: (r.passed, r.score, r.snr_db or 0.0, -results.index(r)), reverse=True)
 
 
 def best(results: list[TrialResult]) -> TrialResult | None:
