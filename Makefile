@@ -14,7 +14,8 @@ LEGACY_VENV := .venv-device-py37
 PYTHON37 ?= $(shell for p in $$HOME/.pyenv/versions/3.7*/bin/python3.7 $$(command -v python3.7); do \
 	"$$p" -c "" 2>/dev/null && echo "$$p" && break; done)
 DIGITS := calibration/digits/eval.npz
-PHOTOS := calibration/photos/eval
+# the last part calibration/photos.py writes
+PHOTOS := calibration/photos/heldout
 KERAS_MODEL := recipes/models/digits_cnn.keras
 TORCH_MODEL := recipes/models/digits_torch.pt
 DIGITS_ONNX := recipes/models/digits.onnx

@@ -1,10 +1,12 @@
 """Photographs for the image-model examples: crops of the images that ship inside scikit-image.
 
 No data set may be downloaded, so the MobileNetV2-sized example is calibrated and verified on real pictures that
-scikit-image bundles. The two parts come from DIFFERENT source images, so they are disjoint:
+scikit-image bundles. The parts come from DIFFERENT source images, so they are disjoint:
 - `calibration/` crops of retina, Hubble deep field, immunohistochemistry, colour wheel and the grey-scale
   pictures (camera, coins, moon, brick, grass, gravel, cell, clock);
-- `eval/` crops of the colour photographs astronaut, chelsea (a cat), coffee and rocket.
+- `eval/` crops of the colour photographs astronaut, chelsea (a cat), coffee and rocket;
+- `heldout/` crops of the left motorcycle photograph of the stereo pair, the scikit-image logo, and the scanned page
+  and text: photos no recipe uses, for checking that a choice made on `eval/` (`ckit tune`'s) holds on others.
 Crops are square, at seeded random positions and scales, saved as 256x256 RGB PNGs (the recipe resizes them).
 No labels: the example network has untrained (seeded) weights, so agreement with float is what is measured.
 
@@ -30,6 +32,7 @@ PARTS = {
         8,
     ),
     "eval": (["astronaut", "chelsea", "coffee", "rocket"], 12),
+    "heldout": (["stereo_motorcycle", "logo", "page", "text"], 12),  # last: the parts before keep their crops
 }
 
 
@@ -38,6 +41,7 @@ def picture(name: str) -> np.ndarray:
     import skimage.data
 
     image = getattr(skimage.data, name)()
+    image = image[0] if isinstance(image, tuple) else image  # a stereo pair (and disparity): its left photograph
     return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]
 
 

@@ -204,10 +204,15 @@ def _result(trial: Trial, folder: Path, outcome: BuildOutcome) -> TrialResult:
     )  # fmt: skip
 
 
-def _score(report: dict[str, Any]) -> tuple[str, float | None, float | None]:
-    drift = next(
+def int8_drift(report: dict[str, Any]) -> dict[str, Any]:
+    """A build report's metrics of the int8 model against the source: what a trial is judged by."""
+    return next(
         c["metrics"] for c in report["comparisons"] if (c["reference"], c["candidate"]) == ("source", "tflite-int8")
     )
+
+
+def _score(report: dict[str, Any]) -> tuple[str, float | None, float | None]:
+    drift = int8_drift(report)
     if drift.get("accuracy_candidate") is not None:
         return "accuracy", drift["accuracy_candidate"], drift["snr_db"]
     return "snr_db", drift["snr_db"], drift["snr_db"]

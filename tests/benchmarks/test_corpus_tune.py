@@ -5,14 +5,18 @@ from __future__ import annotations
 from benchmarks.corpus_tune import table
 
 
-def test_the_table_sums_up_gains_and_says_what_got_worse() -> None:
+def test_the_table_sums_up_gains_on_the_tune_photos_and_held_out_and_says_what_got_worse() -> None:
+    held = {"heldout_default_db": 6.0, "heldout_best_db": 10.5, "heldout_gain_db": 4.5}
+    worse = {"heldout_default_db": 9.0, "heldout_best_db": 8.5, "heldout_gain_db": -0.5}
     rows = [
-        {"model": "a", "default_db": 5.0, "best_db": 11.0, "gain_db": 6.0, "best": "percentile 99.9"},
+        {"model": "a", "default_db": 5.0, "best_db": 11.0, "gain_db": 6.0, "best": "percentile 99.9", **held},
         {"model": "b", "default_db": 12.0, "best_db": 12.0, "gain_db": 0.0, "best": "recipe as written"},
-        {"model": "c", "default_db": 8.0, "best_db": 10.0, "gain_db": 2.0, "best": "mse"},
+        {"model": "c", "default_db": 8.0, "best_db": 10.0, "gain_db": 2.0, "best": "mse", **worse},
         {"model": "d", "skipped": "pip download d==1 failed (offline?)"},
     ]
-    text = table(rows)
-    assert "a                           5.0     11.0    6.0  percentile 99.9" in text
-    assert "d                    pip download d==1 failed (offline?)" in text
-    assert text.splitlines()[-1] == "improved 2 of 3; median gain 2.0 dB; worse than the default: 0"
+    lines = table(rows).splitlines()
+    assert lines[1] == "a                           5.0     11.0    6.0  6.0->10.5 +4.5  percentile 99.9"
+    assert lines[2] == "b                          12.0     12.0    0.0               -  recipe as written"
+    assert lines[4] == "d                    pip download d==1 failed (offline?)"
+    assert lines[-2] == "improved 2 of 3; median gain 2.0 dB; worse than the default: 0"
+    assert lines[-1] == "held out: improved 1 of 2; median gain 2.0 dB; worse than the default: 1"
