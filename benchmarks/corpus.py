@@ -186,8 +186,9 @@ def recipe(model: CorpusModel, source: dict[str, Any], build_dir: Path) -> dict[
 
 
 def ensure_photos() -> None:
-    """The photographs every corpus recipe calibrates and verifies on (`make data` writes them too)."""
-    if not (PHOTOS / "eval").is_dir():
+    """The photographs every corpus recipe calibrates and verifies on, and the held-out ones (`make data` writes
+    them too; the held-out part last)."""
+    if not (PHOTOS / "heldout").is_dir():
         photos.write_photos()
 
 

@@ -36,7 +36,9 @@ def test_photo_parts_come_from_different_pictures(photo_dir: Path) -> None:
         return {p.stem.rsplit("_", 1)[0] for p in (photo_dir / part).glob("*.png")}
 
     assert sources("calibration").isdisjoint(sources("eval"))
+    assert sources("heldout").isdisjoint(sources("calibration") | sources("eval"))
     assert len(list((photo_dir / "eval").glob("*.png"))) == 4 * photos.PARTS["eval"][1]
+    assert len(list((photo_dir / "heldout").glob("*.png"))) == 4 * photos.PARTS["heldout"][1]
 
 
 @pytest.mark.slow
