@@ -147,6 +147,7 @@ class TrialResult:
     score: float | None
     snr_db: float | None
     seconds: float
+    int8_sha256: str | None = None  # the int8 model built: two trials can build the same one
 
 
 def run_trials(
@@ -164,10 +165,10 @@ def run_trials(
 
 
 def next_round(done: list[TrialResult], refinements: list[Trial], beam: int) -> list[Trial]:
-    """`refinements` on top of each of the `beam` best trials in `done`, best first, never repeating settings
-    already tried (a refinement on the recipe as written is the refinement alone; one can also set only what its
-    base sets)."""
-    bases: list[TrialResult | None] = [*ranked(done)[:beam]] or [None]
+    """`refinements` on top of each of the `beam` best trials in `done` that built different int8 models, best
+    first, never repeating settings already tried (a refinement on the recipe as written is the refinement alone;
+    one can also set only what its base sets)."""
+    bases: list[TrialResult | None] = [*_one_per_model(ranked(done))[:beam]] or [None]
     seen = [result.settings for result in done]
     trials = []
     for trial in (refined(base, refinement) for base in bases for refinement in refinements):
@@ -175,6 +176,18 @@ def next_round(done: list[TrialResult], refinements: list[Trial], beam: int) -> 
             seen.append(trial.settings)
             trials.append(trial)
     return trials
+
+
+def _one_per_model(results: list[TrialResult]) -> list[TrialResult]:
+    """The first of the trials that built the same int8 model (equalization can leave a model as it was: refining
+    both would spend the beam on one model)."""
+    models: set[str] = set()
+    kept = []
+    for result in results:
+        if result.int8_sha256 is None or result.int8_sha256 not in models:
+            kept.append(result)
+            models.add(result.int8_sha256 or "")
+    return kept
 
 
 def _run_round(
@@ -197,10 +210,11 @@ def _sets(settings: dict[str, Any]) -> list[str]:
 def _result(trial: Trial, folder: Path, outcome: BuildOutcome) -> TrialResult:
     report_path = folder / "report.json"
     built = outcome.exit_code in (EXIT_OK, EXIT_GATE_FAILED) and report_path.is_file()
-    metric, score, snr = _score(json.loads(report_path.read_text())) if built else (None, None, None)
+    report = json.loads(report_path.read_text()) if built else None
+    metric, score, snr = _score(report) if report else (None, None, None)
     return TrialResult(
         trial.name, trial.settings, str(folder), outcome.exit_code, outcome.exit_code == EXIT_OK, metric, score,
-        snr, round(outcome.seconds, 1),
+        snr, round(outcome.seconds, 1), report["artifacts"]["int8_tflite"]["sha256"] if report else None,
     )  # fmt: skip
 
 

@@ -116,6 +116,27 @@ def test_later_rounds_refine_each_of_the_two_best_and_never_repeat_a_trial() -> 
     assert next_round(done[3:], [gptq], beam=2) == [gptq]  # no trial built: the refinements alone
 
 
+def test_trials_that_built_the_same_int8_model_are_one_base() -> None:
+    """EfficientNet-Lite0: equalization left the model as it was, so equalization + bias correction built what bias
+    correction alone built; refining both would have spent the beam on one model (and missed GPTQ alone, the best)."""
+
+    def built(name: str, settings: dict[str, Any], snr: float, model: str) -> TrialResult:
+        return TrialResult(name, settings, "", 0, True, "snr_db", snr, snr, 1.0, model)
+
+    equalize, correct = {"legalize.equalize": True}, {"legalize.bias_correction": True}
+    done = [
+        built("recipe as written", {}, 17.6, "m0"),
+        built("equalization", equalize, 17.6, "m0"),
+        built("bias correction", correct, 19.3, "m1"),
+        built("both", {**equalize, **correct}, 19.3, "m1"),
+    ]
+    gptq = Trial("gptq", {"calibration.weight_rounding": "gptq"})
+    assert next_round(done, [gptq], beam=2) == [
+        Trial("bias correction + gptq", {**correct, **gptq.settings}),
+        gptq,  # on the recipe as written, the earlier of the two trials that built its model
+    ]
+
+
 def test_settings_become_set_options_of_yaml_values() -> None:
     options = _sets({"calibration.method": "percentile", "calibration.percentile": 99.9})
     assert options == ["--set", 'calibration.method="percentile"', "--set", "calibration.percentile=99.9"]
@@ -147,6 +168,7 @@ def test_tuning_digits_with_hot_calibration_pixels_chooses_percentile(
     as_written, percentile = tune["trials"]
     assert tune["best"] == "percentile" and percentile["snr_db"] > as_written["snr_db"] + 3, tune
     assert percentile["metric"] == "accuracy" and percentile["passed"]
+    assert len(percentile["int8_sha256"]) == 64 and percentile["int8_sha256"] != as_written["int8_sha256"]
     tuned = yaml.safe_load((tmp_path / "recipe.tuned.yaml").read_text())
     assert tuned["calibration"]["method"] == "percentile" and tuned["calibration"]["percentile"] == 99.9
     assert "percentile" in (tmp_path / "t" / "tune.md").read_text()
