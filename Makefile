@@ -161,6 +161,7 @@ corpus: setup data
 	$(PY) -m benchmarks.corpus $(CORPUS_ARGS)
 
 # `ckit tune` with its default space on the corpus models below 20 dB int8 SNR (after `make corpus`), the default and
-# tuned recipes then verified on held-out photos too; long: minutes per model (rapidocr_det about 2.5 h). CORPUS_TUNE_ARGS="--only rapidocr_det".
+# tuned recipes then verified on held-out photos too; long: minutes per model (rapidocr_det about 2.5 h).
+# CORPUS_TUNE_ARGS="--only rapidocr_det".
 corpus-tune: setup data
 	$(PY) -m benchmarks.corpus_tune $(CORPUS_TUNE_ARGS)
