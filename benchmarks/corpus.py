@@ -39,6 +39,7 @@ from benchmarks import corpus_models
 from benchmarks.measure import REPO, git_state, machine, run_process, versions
 from calibration import photos
 from compiler_kit.compare.tasks import TASK_METRIC_NAMES
+from compiler_kit.gates import drift_comparison
 from compiler_kit.report.document import CONVERSION_STEPS
 
 RESULTS = REPO / "benchmarks" / "results" / "corpus.json"
@@ -235,7 +236,7 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
     steps = [c for c in report["comparisons"] if c["reference"] == "source"]
     conversion_steps = [c for c in steps if c["candidate"] in CONVERSION_STEPS]
     conversion = [c["metrics"] for c in conversion_steps]
-    drift = next(c for c in steps if c["candidate"] == "tflite-int8")
+    drift = drift_comparison(report["comparisons"])
     int8 = drift["metrics"]
     edgetpu = report["edgetpu"]
     usb = ((edgetpu.get("latency") or {}).get("targets") or {}).get("usb", {})

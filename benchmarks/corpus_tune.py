@@ -23,7 +23,7 @@ from typing import Any
 
 from benchmarks import corpus
 from benchmarks.measure import run_process
-from compiler_kit.tune import int8_drift
+from compiler_kit.gates import drift_comparison
 
 RESULTS = corpus.RESULTS.with_name("corpus_tune.json")
 BELOW_DB = 20.0
@@ -61,7 +61,9 @@ def heldout_snr(recipe: Path, folder: Path) -> float | None:
     command += ["--set", f"verify.data.path={json.dumps(str(HELDOUT))}", "--cache-dir", str(corpus.STAGE_CACHE)]
     run_process(command, ok=tuple(range(256)))
     report = folder / "report.json"
-    return int8_drift(json.loads(report.read_text()))["snr_db"] if report.is_file() else None
+    if not report.is_file():
+        return None
+    return drift_comparison(json.loads(report.read_text())["comparisons"])["metrics"]["snr_db"]
 
 
 def summarize(tune: dict[str, Any]) -> dict[str, Any]:

@@ -56,6 +56,7 @@ from benchmarks.measure import (
 )
 from benchmarks.ray_cluster import new_cluster
 from benchmarks.targets import Measurement, Target, growth_pct, parse_only, ratio, table
+from compiler_kit.gates import drift_comparison
 
 RESULTS = REPO / "benchmarks" / "results"
 DIGITS = REPO / "recipes" / "digits_keras.yaml"
@@ -156,12 +157,6 @@ def bare_build(suite: Suite) -> tuple[ProcessRun, dict[str, Any], Path]:
     return run, json.loads(run.stdout.strip().splitlines()[-1]), out
 
 
-def int8_metrics(report: dict[str, Any]) -> dict[str, Any]:
-    return next(
-        c["metrics"] for c in report["comparisons"] if (c["reference"], c["candidate"]) == ("source", "tflite-int8")
-    )
-
-
 def measure_cold(suite: Suite) -> None:
     bare_runs: list[tuple[ProcessRun, dict[str, Any], Path]] = []
     for _ in range(suite.runs):  # interleaved: background load drifts over both alike
@@ -171,12 +166,10 @@ def measure_cold(suite: Suite) -> None:
     bare_s = median([run.seconds for run, _, _ in bare_runs])
     _, bare_summary, bare_out = bare_runs[-1]
     ckit_build = suite.cold_digits[-1]
+    ckit_int8 = drift_comparison(ckit_build.report["comparisons"])["metrics"]
     same_work = {
-        "int8_accuracy": [
-            bare_summary["accuracy"].get("tflite-int8"),
-            int8_metrics(ckit_build.report)["accuracy_candidate"],
-        ],
-        "top1_agreement": [bare_summary["top1_agreement"], int8_metrics(ckit_build.report)["top1_agreement"]],
+        "int8_accuracy": [bare_summary["accuracy"].get("tflite-int8"), ckit_int8["accuracy_candidate"]],
+        "top1_agreement": [bare_summary["top1_agreement"], ckit_int8["top1_agreement"]],
         "int8_tflite_sha256": [
             sha256(bare_out / "model_int8.tflite"),
             ckit_build.report["artifacts"]["int8_tflite"]["sha256"],

@@ -11,10 +11,18 @@ predicted Edge TPU latency (edgetpu/latency.py: a prediction, for models nobody 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from compiler_kit.recipe import Gates
 
 DRIFT_REFERENCE, DRIFT_CANDIDATE = "source", "tflite-int8"
+
+
+def drift_comparison(comparisons: list[dict[str, Any]]) -> dict[str, Any]:
+    """The source -> tflite-int8 comparison among a report's, the one the gates judge ({} when there is none: a
+    schema 1 report)."""
+    pair = (DRIFT_REFERENCE, DRIFT_CANDIDATE)
+    return next((c for c in comparisons if (c["reference"], c["candidate"]) == pair), {})
 
 
 @dataclass(frozen=True)

@@ -22,19 +22,22 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from compiler_kit.artifacts import BuildFolder
 from compiler_kit.batch import BatchBuild, BuildJob, BuildOutcome, RayBuild
 from compiler_kit.errors import EXIT_GATE_FAILED, EXIT_OK, BadInputError
+from compiler_kit.gates import drift_comparison
 from compiler_kit.progress import NO_TASK, Task
 from compiler_kit.recipe import set_dotted
 
 TUNE_JSON, TUNE_MD, TUNE_HTML = "tune.json", "tune.md", "tune.html"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -165,28 +168,24 @@ def run_trials(
 
 
 def next_round(done: list[TrialResult], refinements: list[Trial], beam: int) -> list[Trial]:
-    """`refinements` on top of each of the `beam` best trials in `done` that built different int8 models, best
-    first, never repeating settings already tried (a refinement on the recipe as written is the refinement alone;
-    one can also set only what its base sets)."""
-    bases: list[TrialResult | None] = [*_one_per_model(ranked(done))[:beam]] or [None]
-    seen = [result.settings for result in done]
-    trials = []
-    for trial in (refined(base, refinement) for base in bases for refinement in refinements):
-        if trial.settings not in seen:
-            seen.append(trial.settings)
-            trials.append(trial)
-    return trials
+    """`refinements` on top of each of the `beam` best trials in `done` that built different int8 models (equalization
+    can leave a model as it was: refining both would spend the beam on one model), best first, never repeating
+    settings already tried (a refinement on the recipe as written is the refinement alone; one can also set only
+    what its base sets)."""
+    # trials that built one int8 model are one base; a result without the model's hash stands alone
+    bases: list[TrialResult | None] = [*_first_of_each(ranked(done), lambda r: r.int8_sha256 or id(r))[:beam]]
+    trials = [refined(base, refinement) for base in bases or [None] for refinement in refinements]
+    return _first_of_each(trials, lambda trial: trial.settings, seen=[result.settings for result in done])
 
 
-def _one_per_model(results: list[TrialResult]) -> list[TrialResult]:
-    """The first of the trials that built the same int8 model (equalization can leave a model as it was: refining
-    both would spend the beam on one model)."""
-    models: set[str] = set()
+def _first_of_each(items: list[T], key: Callable[[T], Any], seen: list[Any] | None = None) -> list[T]:
+    """The items whose key neither an earlier item nor `seen` has (keys may be unhashable: settings are dicts)."""
+    keys = list(seen or [])
     kept = []
-    for result in results:
-        if result.int8_sha256 is None or result.int8_sha256 not in models:
-            kept.append(result)
-            models.add(result.int8_sha256 or "")
+    for item in items:
+        if key(item) not in keys:
+            keys.append(key(item))
+            kept.append(item)
     return kept
 
 
@@ -218,15 +217,8 @@ def _result(trial: Trial, folder: Path, outcome: BuildOutcome) -> TrialResult:
     )  # fmt: skip
 
 
-def int8_drift(report: dict[str, Any]) -> dict[str, Any]:
-    """A build report's metrics of the int8 model against the source: what a trial is judged by."""
-    return next(
-        c["metrics"] for c in report["comparisons"] if (c["reference"], c["candidate"]) == ("source", "tflite-int8")
-    )
-
-
 def _score(report: dict[str, Any]) -> tuple[str, float | None, float | None]:
-    drift = int8_drift(report)
+    drift = drift_comparison(report["comparisons"])["metrics"]
     if drift.get("accuracy_candidate") is not None:
         return "accuracy", drift["accuracy_candidate"], drift["snr_db"]
     return "snr_db", drift["snr_db"], drift["snr_db"]

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from compiler_kit.edgetpu.latency import TARGETS
-from compiler_kit.gates import GateResult, evaluate, needs_labels
+from compiler_kit.gates import GateResult, drift_comparison, evaluate, needs_labels
 from compiler_kit.recipe import Gates
 
 DRIFT = {"accuracy_drop_pp": 0.5, "top1_agreement": 0.98, "snr_db": 20.0, "cosine": 0.999}
@@ -132,3 +132,13 @@ def test_the_dev_board_is_a_target_of_its_own_in_the_recipe_and_the_gates():
     assert set(TARGETS) == {"usb", "devboard", "pcie"}  # what the recipe accepts is what the cost model predicts
     with pytest.raises(ValidationError):
         Gates(max_predicted_edgetpu_ms={"coral-mini": 1.0})
+
+
+def test_the_drift_comparison_is_source_to_int8_and_empty_when_a_report_has_none() -> None:
+    comparisons = [
+        {"reference": "source", "candidate": "tflite-float", "metrics": {"snr_db": 60.0}},
+        {"reference": "tflite-float", "candidate": "tflite-int8", "metrics": {"snr_db": 30.0}},
+        {"reference": "source", "candidate": "tflite-int8", "metrics": {"snr_db": 29.0}},
+    ]
+    assert drift_comparison(comparisons)["metrics"] == {"snr_db": 29.0}
+    assert drift_comparison(comparisons[:2]) == {}

@@ -19,6 +19,7 @@ from compiler_kit.compare.tasks import TASK_METRIC_NAMES
 from compiler_kit.errors import BadInputError
 from compiler_kit.gates import DRIFT_CANDIDATE, DRIFT_REFERENCE
 from compiler_kit.report.document import SCHEMA_VERSION
+from compiler_kit.report.tables import drift_outputs
 
 REPORT_JSON = "report.json"
 
@@ -237,7 +238,7 @@ def diff_reports(old: dict[str, Any], new: dict[str, Any], *, allow_other_model:
 
 def _output_changes(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
     """Each output's task metrics of source -> tflite-int8 that both reports measured (schema 2)."""
-    old_outputs, new_outputs = _drift_outputs(old), _drift_outputs(new)
+    old_outputs, new_outputs = drift_outputs(old), drift_outputs(new)
     changes = []
     for name, entry in old_outputs.items():
         if name not in new_outputs:
@@ -249,18 +250,6 @@ def _output_changes(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
                 key = f"outputs.{name}.{metric}"
                 changes.append(Change(key, f"output {name} {metric}", info.kind, info.better, *values))
     return changes
-
-
-def _drift_outputs(report: dict[str, Any]) -> dict[str, Any]:
-    drift: dict[str, Any] = next(
-        (
-            c
-            for c in report.get("comparisons") or []
-            if (c["reference"], c["candidate"]) == (DRIFT_REFERENCE, DRIFT_CANDIDATE)
-        ),
-        {},
-    )
-    return drift.get("outputs") or {}
 
 
 def baseline_values(baseline: dict[str, Any]) -> dict[str, float | None]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from compiler_kit.gates import drift_comparison
+
 Table = tuple[list[str], list[list[str]]]
 
 
@@ -54,10 +56,7 @@ _SIGNAL = ("cosine", "snr_db", "max_abs_error", "rmse")
 
 def drift_outputs(report: dict[str, Any]) -> dict[str, Any]:
     """Per output, the source -> tflite-int8 comparison (a schema 1 report has none)."""
-    drift: dict[str, Any] = next(
-        (c for c in report["comparisons"] if (c["reference"], c["candidate"]) == ("source", "tflite-int8")), {}
-    )
-    return drift.get("outputs") or {}
+    return drift_comparison(report.get("comparisons") or []).get("outputs") or {}
 
 
 def outputs_table(report: dict[str, Any]) -> Table:

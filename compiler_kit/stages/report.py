@@ -13,7 +13,7 @@ from compiler_kit.compare.layers import worst_layers
 from compiler_kit.compare.metrics import confusion
 from compiler_kit.compare.outputs import OutputTasks, compare_outputs, constant_outputs, resolve_tasks
 from compiler_kit.frontends import FloatModel
-from compiler_kit.gates import DRIFT_CANDIDATE, DRIFT_REFERENCE, GateResult, evaluate
+from compiler_kit.gates import DRIFT_CANDIDATE, DRIFT_REFERENCE, GateResult, drift_comparison, evaluate
 from compiler_kit.recipe import DEVICE_RUNNER, Calibration, Recipe, Verify
 from compiler_kit.report import build_report, leak_findings, write_reports
 from compiler_kit.report.document import (
@@ -140,7 +140,7 @@ def compare_stages(outputs: Outputs, chain: list[str], tasks: OutputTasks, data:
 
 
 def gates(job: Job, comparisons: Comparisons, edgetpu_section: dict[str, Any]) -> list[GateResult]:
-    drift = next(c for c in comparisons if (c["reference"], c["candidate"]) == (DRIFT_REFERENCE, DRIFT_CANDIDATE))
+    drift = drift_comparison(comparisons)
     outcome, timings = job[EDGETPU], job[LATENCY]
     measured = {**drift["metrics"], **outcome.gate_values}
     per_output = {name: entry["metrics"] for name, entry in drift["outputs"].items()}
