@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from benchmarks.corpus_tune import table
+from pathlib import Path
+
+import pytest
+
+from benchmarks import corpus
+from benchmarks.corpus_tune import main, table
 
 
 def test_the_table_sums_up_gains_on_the_tune_photos_and_held_out_and_says_what_got_worse() -> None:
@@ -20,3 +25,13 @@ def test_the_table_sums_up_gains_on_the_tune_photos_and_held_out_and_says_what_g
     assert lines[4] == "d                    pip download d==1 failed (offline?)"
     assert lines[-2] == "improved 2 of 3; median gain 2.0 dB; worse than the default: 0"
     assert lines[-1] == "held out: improved 1 of 2; median gain 2.0 dB; worse than the default: 1"
+
+
+def test_without_the_corpus_table_it_exits_2_naming_make_corpus(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(corpus, "RESULTS", tmp_path / "corpus.json")
+    assert main([]) == 2
+    assert capsys.readouterr().out.strip() == (
+        f"error: {tmp_path / 'corpus.json'} is missing: run `make corpus` first, or name models with --only"
+    )
