@@ -204,6 +204,134 @@ def efficientnet_edgetpu(depth_coefficient: float, size: int) -> Callable[[], An
     return build
 
 
+# SSD on MobileNet, as tensorflow/models research/object_detection builds Coral's ssd_mobilenet_v{1,2}_coco_quant
+# files (samples/configs/ssd_mobilenet_v1_quantized_300x300_coco14_sync.config and
+# ssd_mobilenet_v2_quantized_300x300_coco.config): 300x300, six feature maps (two from the backbone, then four extra
+# layers of a 1x1 convolution to half the depth and a 3x3 stride-2 convolution to 512, 256, 256, 128), a 1x1
+# convolution per map for box encodings and for class scores, the scores through a sigmoid, then the host's
+# TFLite_Detection_PostProcess (export_tflite_ssd_graph's defaults: 10 detections, fast NMS).
+SSD_SIZE = 300
+SSD_CLASS_SLOTS = 91  # 90 COCO classes and the background
+SSD_MAP_CELLS = (19, 10, 5, 3, 2, 1)  # each feature map's side at 300x300
+SSD_ANCHORS_PER_CELL = (3, 6, 6, 6, 6, 6)  # 5 aspect ratios + 1 scale; 3 in the lowest layer (ssd_anchor_generator)
+SSD_EXTRA_DEPTHS = (512, 256, 256, 128)
+
+
+def _conv_relu6(x: Any, filters: int, kernel: int, strides: int = 1) -> Any:
+    layers = lazy.keras().layers
+    x = layers.Conv2D(filters, kernel, strides, "same", use_bias=False)(x)
+    return layers.ReLU(6.0)(layers.BatchNormalization()(x))
+
+
+def _mobilenet_v1_features(x: Any) -> list[Any]:
+    """TF-slim MobileNet v1 (depth 1.0, SAME padding, ReLU6): Conv2d_11_pointwise (19x19x512 at 300) and
+    Conv2d_13_pointwise (10x10x1024)."""
+    layers = lazy.keras().layers
+    x, maps = _conv_relu6(x, 32, 3, 2), []
+    blocks = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), *[(512, 1)] * 5, (1024, 2), (1024, 1)]
+    for number, (filters, strides) in enumerate(blocks, start=1):
+        x = layers.DepthwiseConv2D(3, strides, "same", use_bias=False)(x)
+        x = _conv_relu6(layers.ReLU(6.0)(layers.BatchNormalization()(x)), filters, 1)
+        if number in (11, 13):
+            maps.append(x)
+    return maps
+
+
+def _mobilenet_v2_features(x: Any) -> list[Any]:
+    """Keras's MobileNetV2 (TF-slim's layers): layer_15/expansion_output (block_13_expand_relu, 19x19x576 at 300)
+    and layer_19 (the final 1x1 convolution, 10x10x1280)."""
+    keras = lazy.keras()
+    backbone = keras.applications.MobileNetV2(input_tensor=x, include_top=False, weights=None)
+    return [backbone.get_layer("block_13_expand_relu").output, backbone.output]
+
+
+def ssd_mobilenet(features: Callable[[Any], list[Any]]) -> Callable[[], Any]:
+    def build() -> Any:
+        keras = lazy.keras()
+        layers = keras.layers
+        inputs = keras.Input((SSD_SIZE, SSD_SIZE, 3), batch_size=1)
+        maps = features(inputs)
+        for depth in SSD_EXTRA_DEPTHS:
+            maps.append(_conv_relu6(_conv_relu6(maps[-1], depth // 2, 1), depth, 3, 2))
+        boxes, scores = [], []
+        for feature, anchors in zip(maps, SSD_ANCHORS_PER_CELL, strict=True):
+            boxes.append(layers.Reshape((-1, 4))(layers.Conv2D(anchors * 4, 1)(feature)))
+            scores.append(layers.Reshape((-1, SSD_CLASS_SLOTS))(layers.Conv2D(anchors * SSD_CLASS_SLOTS, 1)(feature)))
+        scores = layers.Activation("sigmoid")(layers.Concatenate(axis=1)(scores))
+        return keras.Model(inputs, [layers.Concatenate(axis=1)(boxes), scores])
+
+    return build
+
+
+def ssd_anchors() -> np.ndarray:
+    """The 1917 anchors (y center, x center, height, width) of the six maps (19, 10, 5, 3, 2, 1 cells a side):
+    scales from 0.2 to 0.95, aspect ratios 1, 2, 1/2, 3, 1/3 and one more square at the geometric mean of this
+    scale and the next; the lowest map has a square of 0.1 and 2, 1/2 at 0.2."""
+    scales = [0.2 + (0.95 - 0.2) * k / 5 for k in range(6)] + [1.0]
+    anchors = []
+    for k, cells in enumerate(SSD_MAP_CELLS):
+        shapes = (
+            [(0.1, 1.0), (scales[0], 2.0), (scales[0], 0.5)]
+            if k == 0
+            else [
+                *((scales[k], ratio) for ratio in (1.0, 2.0, 0.5, 3.0, 1 / 3)),
+                (math.sqrt(scales[k] * scales[k + 1]), 1.0),
+            ]
+        )
+        for row in range(cells):
+            for column in range(cells):
+                for scale, ratio in shapes:
+                    center = ((row + 0.5) / cells, (column + 0.5) / cells)
+                    anchors.append((*center, scale / math.sqrt(ratio), scale * math.sqrt(ratio)))
+    return np.array(anchors, np.float32)
+
+
+def with_ssd_postprocess(model_bytes: bytes) -> bytes:
+    """The int8 SSD with TFLite_Detection_PostProcess appended, as the OD API's TFLite export adds it: it reads the
+    box encodings, the class scores and the anchors (a constant) and writes boxes, classes, scores and the count,
+    the model's outputs. A custom op: the Edge TPU leaves it to the host."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+    from flatbuffers import flexbuffers
+
+    model = schema.ModelT.InitFromPackedBuf(model_bytes, 0)
+    graph = model.subgraphs[0]
+    encodings, scores = sorted(graph.outputs, key=lambda t: graph.tensors[t].shape[-1])  # 4 before 91 columns
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    code.customCode, code.version = "TFLite_Detection_PostProcess", 1
+    model.operatorCodes.append(code)
+
+    def tensor(name: str, shape: list[int], data: bytes | None = None) -> int:
+        buffer = schema.BufferT()
+        buffer.data = list(data) if data else None
+        model.buffers.append(buffer)
+        made = schema.TensorT()
+        made.name, made.shape, made.type, made.buffer = name, shape, schema.TensorType.FLOAT32, len(model.buffers) - 1
+        graph.tensors.append(made)
+        return len(graph.tensors) - 1
+
+    anchors = ssd_anchors()
+    detections = 10
+    outputs = [tensor("detection_boxes", [1, detections, 4]), tensor("detection_classes", [1, detections]),
+               tensor("detection_scores", [1, detections]), tensor("num_detections", [1])]  # fmt: skip
+    op = schema.OperatorT()
+    op.opcodeIndex, op.outputs = len(model.operatorCodes) - 1, outputs
+    op.inputs = [encodings, scores, tensor("anchors", list(anchors.shape), anchors.tobytes())]
+    op.customOptionsFormat = schema.CustomOptionsFormat.FLEXBUFFERS
+    op.customOptions = list(flexbuffers.Dumps({
+        "max_detections": detections, "max_classes_per_detection": 1, "detections_per_class": 100,
+        "use_regular_nms": False, "nms_score_threshold": 1e-8, "nms_iou_threshold": 0.6,
+        "num_classes": SSD_CLASS_SLOTS - 1, "y_scale": 10.0, "x_scale": 10.0, "h_scale": 5.0, "w_scale": 5.0,
+    }))  # fmt: skip
+    graph.operators.append(op)
+    graph.outputs = outputs
+    model.signatureDefs = []  # they name the outputs the op now consumes
+    builder = flatbuffers.Builder(len(model_bytes) + anchors.nbytes + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 def _application(name: str, size: int, **options: Any) -> Callable[[], Any]:
     """A keras.applications classifier at `size`, random weights, 1000 classes and softmax (its defaults)."""
 
@@ -219,6 +347,7 @@ class ZooModel:
     input_size: int
     build: Callable[[], Any] | None  # None: Coral's own int8 file, read from the edgetpu_truth cache by its blob id
     blob: str = ""  # git blob id of Coral's file (benchmarks/edgetpu_truth/pairs.json cites its repository and commit)
+    finish: Callable[[bytes], bytes] | None = None  # a step after quantization (an SSD's host post-processing op)
 
     @property
     def path(self) -> Path:
@@ -254,6 +383,25 @@ ZOO = {
         # Held-out rows chosen before v3 of the cost model (benchmarks/edgetpu_reference.json, "fit": false)
         ZooModel("EfficientNet-EdgeTpu-S", 224, efficientnet_edgetpu(1.0, 224)),
         ZooModel("EfficientNet-EdgeTpu-M", 240, efficientnet_edgetpu(1.1, 240)),
+        # Held-out rows of Coral's models pages, added after v3 was fitted: Coral's own files at
+        # google-coral/test_data@104342d (benchmarks/edgetpu_truth/pairs.json), and Inception v3 built in code
+        _coral("MobileNet v1 0.25", 128, "22b67d6a63753ad9907a4c8505632479ac439b94"),  # mobilenet_v1_0.25_128_quant
+        ZooModel("Inception v3", 299, _application("InceptionV3", 299)),
+        _coral("DeepLab V3 0.5", 513, "c5fdea1551c6b0b799e92d72ce8a3fe46cdd5e13"),  # deeplabv3_mnv2_dm05_pascal_quant
+        # deeplab_mobilenet_edgetpu_slim_cityscapes_quant
+        _coral("EdgeTPU-DeepLab-slim", 513, "f3ac19c239409888c8b972c2f07942e74fdf0f24"),
+        # bodypix_mobilenet_v1_075_512_512_16_quant_decoder and posenet_mobilenet_v1_075_*_16_quant_decoder: the
+        # decoder is a custom op the host runs
+        _coral("BodyPix 512x512", 512, "6842867f7e36b7c2503e85e884c63966fd7e06d7"),
+        _coral("PoseNet 353x481", 353, "ec7c0b66309a3ecb4b32d155838f4a14b227d345"),
+        _coral("PoseNet 481x641", 481, "913f9196d255a31f59701b88f1fdaf458ca07089"),
+        _coral("PoseNet 721x1281", 721, "1c694fa2c72508c34cad309ca03cec4f5156ec0c"),
+        # movenet_single_pose_lightning_ptq
+        _coral("MoveNet Lightning", 192, "67a2124a1935f304b3b282a475b9205822dc6274"),
+        # Held-out rows of the SSDs (the benchmarks page and the csv), added after v3 was fitted, built in code:
+        # Coral's files are over the 4 MiB a snapshot holds
+        ZooModel("SSD MobileNet v1", SSD_SIZE, ssd_mobilenet(_mobilenet_v1_features), finish=with_ssd_postprocess),
+        ZooModel("SSD MobileNet v2", SSD_SIZE, ssd_mobilenet(_mobilenet_v2_features), finish=with_ssd_postprocess),
     )
 }
 
@@ -278,6 +426,8 @@ def build(entry: ZooModel) -> float:
         raise SystemExit(f"{entry.name}: Coral's file {entry.path} is not cached: {edgetpu_truth.POPULATE_HINT}")
     start = time.perf_counter()
     model_bytes = quantize(entry.build(), entry.input_size)
+    if entry.finish:
+        model_bytes = entry.finish(model_bytes)
     entry.path.parent.mkdir(parents=True, exist_ok=True)
     partial = entry.path.with_suffix(".partial")  # an interrupted build must not leave a file that looks cached
     partial.write_bytes(model_bytes)

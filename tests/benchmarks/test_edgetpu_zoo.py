@@ -1,0 +1,59 @@
+"""The zoo's SSD pieces: the anchors, and the host post-processing op appended to an int8 model (on a tiny graph
+written op by op, so no TensorFlow and no 300x300 build)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+from flatbuffers import flexbuffers
+
+from benchmarks.edgetpu_zoo import (
+    SSD_ANCHORS_PER_CELL,
+    SSD_CLASS_SLOTS,
+    SSD_MAP_CELLS,
+    ssd_anchors,
+    with_ssd_postprocess,
+)
+from compiler_kit.edgetpu.analysis import analyze
+from compiler_kit.edgetpu.latency import activation_elements
+from tests.edgetpu.tiny_tflite import TinyGraph
+
+ANCHORS = sum(cells * cells * per_cell for cells, per_cell in zip(SSD_MAP_CELLS, SSD_ANCHORS_PER_CELL, strict=True))
+
+
+def test_the_anchors_are_the_1917_boxes_of_coral_ssd_files() -> None:
+    anchors = ssd_anchors()
+    assert ANCHORS == 1917 and anchors.shape == (1917, 4) and anchors.dtype == np.float32
+    assert ((anchors[:, :2] > 0) & (anchors[:, :2] < 1)).all() and (anchors[:, 2:] > 0).all()
+    assert np.allclose(anchors[0], [0.5 / 19, 0.5 / 19, 0.1, 0.1])  # the lowest map's first cell, its small square
+
+
+def ssd_heads(tmp_path: Path) -> bytes:
+    """An int8 model whose outputs are an SSD's box encodings and class scores, in the order a converter may give."""
+    graph = TinyGraph()
+    for name, columns in (("scores", SSD_CLASS_SLOTS), ("encodings", 4)):
+        source = graph.tensor(f"{name}_in", "int8", [1, ANCHORS, columns], model_input=True)
+        graph.op("ADD", [source, source], [graph.tensor(name, "int8", [1, ANCHORS, columns], model_output=True)])
+    return graph.write(tmp_path / "heads.tflite").read_bytes()
+
+
+def test_the_post_processing_op_reads_both_heads_and_the_anchors_and_is_left_to_the_host(tmp_path: Path) -> None:
+    path = tmp_path / "ssd.tflite"
+    path.write_bytes(with_ssd_postprocess(ssd_heads(tmp_path)))
+    prediction = analyze(path)
+    last = prediction.per_op[-1]
+    assert [op.operator for op in prediction.per_op if not op.mapped] == ["TFLite_Detection_PostProcess"]
+    assert [t and t.name for t in last.inputs] == ["encodings", "scores", "anchors"]  # by shape, not output order
+    assert [list(t.shape) for t in last.outputs] == [[1, 10, 4], [1, 10], [1, 10], [1]]
+    # the host reads every anchor's encodings and class scores (the anchors are a constant) and writes 10 detections
+    assert activation_elements(last) == ANCHORS * (4 + SSD_CLASS_SLOTS) + 10 * 4 + 10 + 10 + 1
+
+    model = schema.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
+    graph = model.subgraphs[0]
+    assert list(graph.outputs) == list(graph.operators[-1].outputs)
+    options = flexbuffers.Loads(bytes(graph.operators[-1].customOptions))
+    assert options["num_classes"] == 90 and options["max_detections"] == 10 and options["use_regular_nms"] is False
+    anchors = graph.tensors[graph.operators[-1].inputs[2]]
+    assert np.frombuffer(bytes(model.buffers[anchors.buffer].data), np.float32).reshape(-1, 4).shape == (1917, 4)
