@@ -353,8 +353,20 @@ def literal(value: float) -> str:
 BEGIN, END = "# --- FITTED: written by", "# --- end FITTED ---"
 
 
-def fitted_block(model: CostModel, loo: dict[str, dict[str, float]]) -> str:
-    """The lines of latency.py between the FITTED markers, for `model` and the leave-one-out summary `loo`."""
+ErrorSummary = dict[str, dict[str, float]]  # {target: {rows, median, worst}}, as summary() returns
+
+
+def _errors_literal(name: str, comment: str, errors: ErrorSummary) -> str:
+    lines = "".join(
+        f'    "{target}": {{"rows": {s["rows"]}, "median": {s["median"]:.1f}, "worst": {s["worst"]:.1f}}},\n'
+        for target, s in errors.items()
+    )
+    return f"# {comment}: {{target: {{rows, median, worst}}}}.\n{name}: dict[str, dict[str, float]] = {{\n{lines}}}\n"
+
+
+def fitted_block(model: CostModel, loo: ErrorSummary, held: ErrorSummary) -> str:
+    """The lines of latency.py between the FITTED markers: `model`, the leave-one-out summary `loo` of the fit rows and
+    the summary `held` of the held-out rows (models no fit saw)."""
     interfaces = "".join(
         f'        "{key}": Interface("{i.name}", bytes_per_second={literal(i.bytes_per_second)}),\n'
         for key, i in model.interfaces.items()
@@ -365,10 +377,6 @@ def fitted_block(model: CostModel, loo: dict[str, dict[str, float]]) -> str:
         f"            elements_per_second={literal(h.elements_per_second)},\n        ),\n"
         for key, h in model.hosts.items()
     )
-    errors = "".join(
-        f'    "{target}": {{"rows": {s["rows"]}, "median": {s["median"]:.1f}, "worst": {s["worst"]:.1f}}},\n'
-        for target, s in loo.items()
-    )
     return (
         f"{BEGIN} `python -m benchmarks.edgetpu_fit --write`; edit the script, not these lines ---\n"
         "FITTED = CostModel(\n"
@@ -378,19 +386,18 @@ def fitted_block(model: CostModel, loo: dict[str, dict[str, float]]) -> str:
         f"    interfaces={{\n{interfaces}    }},\n"
         f"    hosts={{\n{hosts}    }},\n"
         ")\n"
-        "# Leave-one-model-out |error| in % on Coral's published Edge TPU rows, per target: "
-        "{target: {rows, median, worst}}.\n"
-        f"LOO_ERRORS_PCT: dict[str, dict[str, float]] = {{\n{errors}}}\n"
-        f"{END}"
+        + _errors_literal("LOO_ERRORS_PCT", "Leave-one-model-out |error| in % on Coral's published Edge TPU rows", loo)
+        + _errors_literal("HELD_OUT_ERRORS_PCT", "|error| in % on the held-out published rows (no fit saw them)", held)
+        + END
     )
 
 
-def rewrite_constants(source: str, model: CostModel, loo: dict[str, dict[str, float]]) -> str:
+def rewrite_constants(source: str, model: CostModel, loo: ErrorSummary, held: ErrorSummary) -> str:
     """latency.py's text with the block between the FITTED markers regenerated; everything else kept."""
     pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), flags=re.DOTALL)
     if not pattern.search(source):
         raise SystemExit(f"{LATENCY_PY}: no FITTED block between {BEGIN!r} and {END!r} to write into")
-    return pattern.sub(lambda _: fitted_block(model, loo), source, count=1)
+    return pattern.sub(lambda _: fitted_block(model, loo, held), source, count=1)
 
 
 def print_constants(model: CostModel) -> None:
@@ -422,6 +429,7 @@ def main() -> None:
     print_constants(model)
     fit_table, held_table = [r for r in table if r["fit"]], [r for r in table if not r["fit"]]
     loo = summary([r for r in fit_table if not r["target"].startswith(CPU_PREFIX)])
+    held = summary([r for r in held_table if not r["target"].startswith(CPU_PREFIX)])
     print()
     print_summary("leave-one-model-out", summary(fit_table))
     print_summary("in-sample (fitted)  ", summary(fit_table, "fitted_error_pct"))
@@ -433,8 +441,8 @@ def main() -> None:
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     RESULT.write_text(json.dumps(document, indent=2, default=float) + "\n")
     if arguments.write:
-        LATENCY_PY.write_text(rewrite_constants(LATENCY_PY.read_text(), model, loo))
-        print(f"wrote FITTED and LOO_ERRORS_PCT into {LATENCY_PY}")
+        LATENCY_PY.write_text(rewrite_constants(LATENCY_PY.read_text(), model, loo, held))
+        print(f"wrote FITTED, LOO_ERRORS_PCT and HELD_OUT_ERRORS_PCT into {LATENCY_PY}")
     print(f"wrote {RESULT} in {time.perf_counter() - start:.1f} s")
     for target, s in loo.items():
         if s["median"] > TARGET_MEDIAN_PCT or s["worst"] > TARGET_WORST_PCT:

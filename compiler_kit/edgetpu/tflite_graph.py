@@ -23,6 +23,9 @@ TYPE_NAMES = {value: name.lower() for value, name in _enum_names(schema.TensorTy
 ACTIVATION_NAMES = _enum_names(schema.ActivationFunctionType)
 FILE_IDENTIFIER = b"TFL3"
 
+# Custom ops a stock LiteRT interpreter registers, and the types of data inputs its kernel reads (LiteRT's
+# detection_postprocess.cc: float32 or uint8; an int8 model's scores fail to invoke).
+STOCK_CUSTOM_OPS = {"TFLite_Detection_PostProcess": frozenset({"float32", "uint8"})}
 # Constant integer inputs that are arguments, not data: biases, shapes, axes, paddings, permutations.
 PARAM_TYPES = frozenset({"int32", "int64"})
 _RECONVERT = "convert the model again (ckit build writes model_int8.tflite), or copy the file again"
@@ -77,9 +80,13 @@ class Op:
 
     @property
     def runs_here(self) -> bool:
-        """Whether a stock TFLite interpreter has a kernel for it: a custom op (an Edge TPU decoder, a
-        post-processing op) or an op newer than this schema fails to prepare."""
-        return self.kind == "builtin"
+        """Whether a stock LiteRT interpreter has a kernel for it: every builtin op this schema knows, and the custom
+        ops LiteRT registers itself on the inputs its kernel reads (an SSD's TFLite_Detection_PostProcess on the uint8
+        scores of Coral's files). Other custom ops (an Edge TPU decoder) and ops newer than this schema fail."""
+        if self.kind == "builtin":
+            return True
+        data_types = STOCK_CUSTOM_OPS.get(self.operator)
+        return data_types is not None and all(t.dtype in data_types for t in self.inputs if t and not t.constant)
 
     @property
     def tensors(self) -> list[Tensor]:

@@ -199,18 +199,24 @@ def edgetpu_latency_table(latency: dict[str, Any]) -> Table:
 _LATENCY_PARTS = ("predicted_ms", "overhead_ms", "tpu_compute_ms", "parameter_stream_ms", "io_ms", "cpu_ms")
 
 
+def _errors_text(errors: dict[str, dict[str, float]]) -> str:
+    return "; ".join(
+        f"{t} median {e['median']:.0f}%, worst {e['worst']:.0f}% ({e['rows']:.0f} rows)" for t, e in errors.items()
+    )
+
+
 def edgetpu_latency_caption(latency: dict[str, Any]) -> str:
     """What the prediction is and how far to trust it: the cost model's leave-one-model-out error on Coral's published
-    figures, per target; then the CPU part as timed on THIS machine, which is not in the prediction."""
-    errors = latency.get("loo_errors_pct") or {}
+    figures and its error on the published figures of models no fit saw, per target; then the CPU part as timed on
+    THIS machine, which is not in the prediction."""
+    errors, held = latency.get("loo_errors_pct") or {}, latency.get("held_out_errors_pct") or {}
     trust = (
-        "leave-one-model-out |error| on Coral's published figures: "
-        + "; ".join(
-            f"{t} median {e['median']:.0f}%, worst {e['worst']:.0f}% ({e['rows']:.0f} rows)" for t, e in errors.items()
-        )
+        f"leave-one-model-out |error| on Coral's published figures: {_errors_text(errors)}"
         if errors
         else "not yet fitted on published measurements"
     )
+    if held:
+        trust += f"; on published figures of models no fit saw: {_errors_text(held)}"
     text = (
         f"Edge TPU latency PREDICTED by ckit's cost model (no device; {trust}); ideal floor, every MAC at 4 TOPS: "
         f"{latency['ideal_floor_ms']:.3g} ms. The CPU part is estimated for each target's host CPU."

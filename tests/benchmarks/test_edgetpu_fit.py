@@ -20,6 +20,7 @@ from benchmarks.edgetpu_zoo import ZOO
 from compiler_kit.edgetpu.analysis import EdgeTpuPrediction
 from compiler_kit.edgetpu.latency import (
     FITTED,
+    HELD_OUT_ERRORS_PCT,
     LOO_ERRORS_PCT,
     TARGETS,
     CostModel,
@@ -233,8 +234,9 @@ def test_rewriting_latency_py_sets_the_constants_and_keeps_the_rest(tmp_path: Pa
     names = [*fit.host_rate_names("desktop"), *fit.host_rate_names("cortex-a53"), *fit.edgetpu_names(FITTED)]
     model = fit.set_constants(FITTED, {name: fit.get_constant(FITTED, name) * 1.5 for name in names})
     loo = {"usb": {"rows": 20, "median": 8.5, "worst": 31.0}, "devboard": {"rows": 20, "median": 9.0, "worst": 12.0}}
-    rewritten = load_module(fit.rewrite_constants(source, model, loo), tmp_path / "latency.py")
-    assert loo == rewritten.LOO_ERRORS_PCT
+    held = {"usb": {"rows": 15, "median": 25.7, "worst": 50.1}}
+    rewritten = load_module(fit.rewrite_constants(source, model, loo, held), tmp_path / "latency.py")
+    assert loo == rewritten.LOO_ERRORS_PCT and held == rewritten.HELD_OUT_ERRORS_PCT
     for name in names:
         assert fit.get_constant(rewritten.FITTED, name) == pytest.approx(fit.get_constant(model, name), rel=1e-3)
     assert rewritten.FITTED.hosts["desktop"].name == FITTED.hosts["desktop"].name
@@ -243,7 +245,7 @@ def test_rewriting_latency_py_sets_the_constants_and_keeps_the_rest(tmp_path: Pa
 
 def test_rewriting_latency_py_with_its_own_values_changes_nothing() -> None:
     source = fit.LATENCY_PY.read_text()
-    assert fit.rewrite_constants(source, FITTED, LOO_ERRORS_PCT) == source
+    assert fit.rewrite_constants(source, FITTED, LOO_ERRORS_PCT, HELD_OUT_ERRORS_PCT) == source
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from benchmarks.edgetpu_zoo import (
     with_ssd_postprocess,
 )
 from compiler_kit.edgetpu.analysis import analyze
-from compiler_kit.edgetpu.latency import activation_elements
+from compiler_kit.edgetpu.latency import activation_elements, latency_section
 from tests.edgetpu.tiny_tflite import TinyGraph
 
 ANCHORS = sum(cells * cells * per_cell for cells, per_cell in zip(SSD_MAP_CELLS, SSD_ANCHORS_PER_CELL, strict=True))
@@ -30,12 +30,12 @@ def test_the_anchors_are_the_1917_boxes_of_coral_ssd_files() -> None:
     assert np.allclose(anchors[0], [0.5 / 19, 0.5 / 19, 0.1, 0.1])  # the lowest map's first cell, its small square
 
 
-def ssd_heads(tmp_path: Path) -> bytes:
-    """An int8 model whose outputs are an SSD's box encodings and class scores, in the order a converter may give."""
+def ssd_heads(tmp_path: Path, dtype: str = "int8") -> bytes:
+    """A model whose outputs are an SSD's box encodings and class scores, in the order a converter may give."""
     graph = TinyGraph()
     for name, columns in (("scores", SSD_CLASS_SLOTS), ("encodings", 4)):
-        source = graph.tensor(f"{name}_in", "int8", [1, ANCHORS, columns], model_input=True)
-        graph.op("ADD", [source, source], [graph.tensor(name, "int8", [1, ANCHORS, columns], model_output=True)])
+        source = graph.tensor(f"{name}_in", dtype, [1, ANCHORS, columns], model_input=True)
+        graph.op("ADD", [source, source], [graph.tensor(name, dtype, [1, ANCHORS, columns], model_output=True)])
     return graph.write(tmp_path / "heads.tflite").read_bytes()
 
 
@@ -57,3 +57,15 @@ def test_the_post_processing_op_reads_both_heads_and_the_anchors_and_is_left_to_
     assert options["num_classes"] == 90 and options["max_detections"] == 10 and options["use_regular_nms"] is False
     anchors = graph.tensors[graph.operators[-1].inputs[2]]
     assert np.frombuffer(bytes(model.buffers[anchors.buffer].data), np.float32).reshape(-1, 4).shape == (1917, 4)
+
+
+def test_the_post_processing_op_is_timed_here_on_uint8_scores_and_listed_unmeasured_on_int8(tmp_path: Path) -> None:
+    """LiteRT's kernel reads float32 or uint8 (Coral's SSD files), not int8: only what it can run is timed here."""
+    sections = {}
+    for dtype in ("uint8", "int8"):
+        path = tmp_path / f"ssd_{dtype}.tflite"
+        path.write_bytes(with_ssd_postprocess(ssd_heads(tmp_path, dtype)))
+        sections[dtype] = latency_section(analyze(path))
+    assert sections["uint8"]["cpu_part_here"]["ms"] > 0 and sections["uint8"]["cpu_unmeasured_ops"] == []
+    assert sections["int8"]["cpu_unmeasured_ops"] == ["#2 TFLite_Detection_PostProcess"]
+    assert sections["int8"]["targets"] == sections["uint8"]["targets"]  # the prediction never depends on it

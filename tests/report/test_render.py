@@ -360,12 +360,14 @@ def test_edgetpu_latency_is_labelled_a_prediction_and_sits_beside_a_device_measu
         "ideal_floor_ms": 0.15,
         "targets": {"usb": {**parts, "predicted_ms": 2.64}},
         "loo_errors_pct": {"usb": {"rows": 14, "median": 8.4, "worst": 31.2}},
+        "held_out_errors_pct": {"usb": {"rows": 15, "median": 25.7, "worst": 50.1}},
         "cpu_part_here": {"ms": 0.42, "threads": 1, "unmeasured_ops": [], "error": None},
         "measured_p50_ms": 2.9,
     }
     caption = edgetpu_latency_caption(latency)
     assert "PREDICTED" in caption and "leave-one-model-out |error| on Coral's published figures" in caption
-    assert "usb median 8%, worst 31% (14 rows)" in caption
+    assert "usb median 8%, worst 31% (14 rows); on published figures of models no fit saw: usb median 26%" in caption
+    assert "models no fit saw" not in edgetpu_latency_caption({**latency, "held_out_errors_pct": {}})
     assert "ideal floor, every MAC at 4 TOPS: 0.15 ms" in caption
     assert "timed on this machine with LiteRT (not in the prediction): 0.42 ms" in caption
     assert "Measured on an Edge TPU: p50 2.9 ms" in caption
