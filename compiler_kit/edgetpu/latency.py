@@ -356,7 +356,8 @@ def _constant(model: Any, tensor: Any) -> bool:
 
 
 def unmeasured_ops(prediction: EdgeTpuPrediction) -> list[str]:
-    """The CPU ops LiteRT has no kernel for here (custom or unknown ops), as `#index OPERATOR`."""
+    """The CPU ops LiteRT has no kernel for here (custom or unknown ops, or a kernel that cannot read their inputs'
+    type), as `#index OPERATOR`."""
     return [f"#{op.index} {op.operator}" for op in prediction.per_op if not op.mapped and not op.runs_here]
 
 
@@ -365,11 +366,14 @@ def cpu_part_here(prediction: EdgeTpuPrediction, threads: int = 1) -> dict[str, 
     prediction and never inside it. None when every op maps; a failure to time them is reported, not raised."""
     if all(op.mapped for op in prediction.per_op):
         return None
-    try:
-        measured: float | None = cpu_part_ms(prediction.path, prediction, threads)
-        error = None
-    except BadInputError as exc:
-        measured, error = None, str(exc)
+    measured: float | None = None
+    if not any(op.runs_here for op in prediction.per_op if not op.mapped):
+        error: str | None = "none of the ops left to the CPU has a kernel here"  # not "0 ms": nothing was timed
+    else:
+        try:
+            measured, error = cpu_part_ms(prediction.path, prediction, threads), None
+        except BadInputError as exc:
+            error = str(exc)
     return {"ms": measured, "threads": threads, "unmeasured_ops": unmeasured_ops(prediction), "error": error}
 
 

@@ -225,7 +225,8 @@ def edgetpu_latency_caption(latency: dict[str, Any]) -> str:
         timed = f"{here['ms']:.3g} ms" if here.get("ms") is not None else f"not timed ({here.get('error')})"
         text += f" The same ops timed on this machine with LiteRT (not in the prediction): {timed}."
     if unmeasured := latency.get("cpu_unmeasured_ops"):
-        text += f" Not in that timing (no kernel here: custom or unknown ops): {', '.join(unmeasured)}."
+        why = "no kernel here: custom or unknown ops, or inputs of a type the kernel cannot read"
+        text += f" Not in that timing ({why}): {', '.join(unmeasured)}."
     if latency.get("measured_p50_ms") is not None:
         text += f" Measured on an Edge TPU: p50 {latency['measured_p50_ms']:.3g} ms."
     return text

@@ -68,4 +68,6 @@ def test_the_post_processing_op_is_timed_here_on_uint8_scores_and_listed_unmeasu
         sections[dtype] = latency_section(analyze(path))
     assert sections["uint8"]["cpu_part_here"]["ms"] > 0 and sections["uint8"]["cpu_unmeasured_ops"] == []
     assert sections["int8"]["cpu_unmeasured_ops"] == ["#2 TFLite_Detection_PostProcess"]
+    assert sections["int8"]["cpu_part_here"]["ms"] is None  # nothing was timed: not "0 ms"
+    assert "has a kernel here" in sections["int8"]["cpu_part_here"]["error"]
     assert sections["int8"]["targets"] == sections["uint8"]["targets"]  # the prediction never depends on it

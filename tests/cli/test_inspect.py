@@ -85,7 +85,8 @@ def test_a_model_with_a_custom_op_is_inspected_not_refused(tmp_path: Path) -> No
     result = runner.invoke(app, ["inspect", str(model)])
     assert result.exit_code == 0, result.output
     assert "MyPoseDecoder" in result.output and "reason: custom op 'MyPoseDecoder'" in result.output
-    assert "Not in that timing (no kernel here: custom or unknown ops): #1 MyPoseDecoder" in result.output
+    assert "Not in that timing (no kernel here: custom or unknown ops" in result.output
+    assert "cannot read): #1 MyPoseDecoder" in result.output
     data = json.loads(runner.invoke(app, ["inspect", "--json", str(model)]).output)
     assert data["latency"]["cpu_unmeasured_ops"] == ["#1 MyPoseDecoder"]
     latency = data["latency"]
