@@ -327,13 +327,13 @@ SOURCE_LABELS = {"basic_engine_reference": "csv", "coral.ai/models": "models pag
 
 
 def print_table(table: list[dict[str, Any]]) -> None:
-    print(f"{'model':20} {'target':15} {'GMACs':>6} {'params MB':>9} {'off-chip':>8} {'CPU ops':>7} "
+    print(f"{'model':22} {'target':15} {'GMACs':>6} {'params MB':>9} {'off-chip':>8} {'CPU ops':>7} "
           f"{'published':>9} {'fitted':>8} {'error':>7} {'LOO':>8} {'LOO err':>8}  source")  # fmt: skip
     for r in table:
         source = next((label for key, label in SOURCE_LABELS.items() if key in r["source"]), "run")
         source += ("" if r["fit"] else ", HELD OUT") + ("" if r["reachable"] else ", below stream floor: not fitted")
         print(
-            f"{r['model']:20} {r['target']:15} {r['macs'] / 1e9:6.2f} {r['parameter_bytes'] / 1e6:9.1f} "
+            f"{r['model']:22} {r['target']:15} {r['macs'] / 1e9:6.2f} {r['parameter_bytes'] / 1e6:9.1f} "
             f"{r['off_chip_bytes'] / 1e6:8.1f} {r['ops_on_cpu']:7d} {r['published_ms']:9.2f} {r['fitted_ms']:8.2f} "
             f"{r['fitted_error_pct']:+6.1f}% {r['loo_ms']:8.2f} {r['loo_error_pct']:+7.1f}%  {source}"
         )
