@@ -246,6 +246,9 @@ def _mobilenet_v2_features(x: Any) -> list[Any]:
 
 
 def ssd_mobilenet(features: Callable[[Any], list[Any]]) -> Callable[[], Any]:
+    """The SSD above on a backbone (`features`: its two feature maps); its outputs are the box encodings
+    (1, 1917, 4) and the class scores after the sigmoid (1, 1917, 91), which `with_ssd_postprocess` then reads."""
+
     def build() -> Any:
         keras = lazy.keras()
         layers = keras.layers
