@@ -8,6 +8,7 @@ TPU answers at a device string. Without pycoral, devices cannot be enumerated; l
 from __future__ import annotations
 
 import ctypes
+import importlib
 import platform
 from collections.abc import Callable
 from types import ModuleType
@@ -90,11 +91,12 @@ def pycoral_available() -> bool:
 
 
 def _pycoral_edgetpu() -> ModuleType | None:
-    try:  # Google's pycoral only; the unrelated PyPI `pycoral` has no pycoral.utils.edgetpu
-        from pycoral.utils import edgetpu
+    # Google's pycoral only (the unrelated PyPI `pycoral` has no pycoral.utils.edgetpu); imported by name, as nothing
+    # here installs it or its types
+    try:
+        return importlib.import_module("pycoral.utils.edgetpu")
     except ImportError:
         return None
-    return edgetpu
 
 
 def _delegate_loader() -> Callable[..., Any]:
