@@ -28,6 +28,7 @@ from compiler_kit import lazy
 from compiler_kit.frontends import frontend_for
 from compiler_kit.quantize import Int8Quantizer
 from compiler_kit.recipe import InputSpec, Quantization, Source
+from compiler_kit.tflite_edit import packed
 
 ZOO_DIR = Path(__file__).resolve().parent / "results" / "edgetpu_zoo"
 CALIBRATION_SAMPLES = 4  # ranges from random images: enough for a model that is only timed, never scored
@@ -293,7 +294,6 @@ def with_ssd_postprocess(model_bytes: bytes) -> bytes:
     """The int8 SSD with TFLite_Detection_PostProcess appended, as the OD API's TFLite export adds it: it reads the
     box encodings, the class scores and the anchors (a constant) and writes boxes, classes, scores and the count,
     the model's outputs. A custom op: the Edge TPU leaves it to the host."""
-    import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
     from flatbuffers import flexbuffers
 
@@ -330,9 +330,7 @@ def with_ssd_postprocess(model_bytes: bytes) -> bytes:
     graph.operators.append(op)
     graph.outputs = outputs
     model.signatureDefs = []  # they name the outputs the op now consumes
-    builder = flatbuffers.Builder(len(model_bytes) + anchors.nbytes + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return packed(model)
 
 
 def _application(name: str, size: int, **options: Any) -> Callable[[], Any]:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from compiler_kit.compare.layers import TensorGraph
+from compiler_kit.tflite_edit import packed
 
 BINS = 2048
 MSE_STEPS = 128  # shrink factors tried by the mse method: k / MSE_STEPS, k = 1..MSE_STEPS
@@ -86,7 +87,6 @@ RANGE_METHODS: dict[str, Callable[[Histogram, float], Range]] = {
 def with_ranges(calibrated: bytes, samples: Iterable[np.ndarray], method: str, percentile: float) -> bytes:
     """The calibrated float model (bytes) with each activation's min and max chosen by `method` from the values it
     takes on `samples` (in the model's layout)."""
-    import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(calibrated, 0)
@@ -101,9 +101,7 @@ def with_ranges(calibrated: bytes, samples: Iterable[np.ndarray], method: str, p
     for index, quantization in recorded.items():
         low, high = choose(histograms[index], percentile)
         quantization.min, quantization.max = [low], [high]
-    builder = flatbuffers.Builder(len(calibrated) + (1 << 20))
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return packed(model)
 
 
 def _histograms(calibrated: bytes, samples: Iterable[np.ndarray], ranges: dict[int, Range]) -> dict[int, Histogram]:

@@ -32,6 +32,7 @@ from compiler_kit.compare.layers import TensorGraph, match_activations
 from compiler_kit.compare.metrics import SNR_CEILING_DB, snr_db
 from compiler_kit.frontends.base import FloatModel
 from compiler_kit.runners.litert import LiteRtRunner, TensorCodec
+from compiler_kit.tflite_edit import packed
 
 TERMS = ("input", "weights", "activations")
 BUDGET_SAMPLES = 32  # verification samples the budget runs (the first ones): an estimate, not the verdict
@@ -202,14 +203,11 @@ def _operator(opcode: int, source: int, target: int) -> Any:
 
 def _edited(float_tflite: Path, edit: Callable[[Any], None], target: Path) -> Path:
     """A copy of the float model with `edit` applied to its object tree, written to `target`."""
-    import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(float_tflite.read_bytes(), 0)
     edit(model)
-    builder = flatbuffers.Builder(1 << 20)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    target.write_bytes(bytes(builder.Output()))
+    target.write_bytes(packed(model))
     return target
 
 

@@ -45,6 +45,7 @@ from compiler_kit.edgetpu.analysis import EdgeTpuPrediction
 from compiler_kit.edgetpu.hardware import ARRAY_SIDE, PEAK_MACS_PER_SECOND
 from compiler_kit.edgetpu.tflite_graph import Op
 from compiler_kit.errors import BadInputError, describe_exception
+from compiler_kit.tflite_edit import packed
 
 MATRIX_OPS = frozenset({"CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"})
 FREE_OPS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "QUANTIZE"})  # layout changes: no array work
@@ -258,13 +259,14 @@ def _elements(shape: tuple[int, ...]) -> int:
     return math.prod(max(d, 1) for d in shape)
 
 
-def cpu_part_ms(model_path: Path, prediction: EdgeTpuPrediction, threads: int = 1, runs: int = 50) -> float:
+def cpu_part_ms(model_path: Path, prediction: EdgeTpuPrediction, threads: int = 1, runs: int = 50) -> float | None:
     """Median time of the ops the Edge TPU does not run, measured with LiteRT on this CPU: they are cut out of the
     int8 model into a model of their own and timed on zero inputs. Ops without a kernel here (`unmeasured_ops`)
-    are left out: the interpreter would refuse to prepare the model for them."""
+    are left out: the interpreter would refuse to prepare the model for them. None when that leaves no op: nothing
+    was timed, which is not 0 ms."""
     cpu_ops = [op.index for op in prediction.per_op if not op.mapped and op.runs_here]
     if not cpu_ops:
-        return 0.0
+        return None
     submodel = cpu_submodel(model_path.read_bytes(), cpu_ops)
     try:
         interpreter = _prepared(submodel, threads)
@@ -329,7 +331,6 @@ def _scales_are_sane(model_bytes: bytes) -> bool:
 def cpu_submodel(model_bytes: bytes, op_indices: list[int]) -> bytes:
     """A .tflite of the main subgraph's ops at `op_indices` alone: its inputs are the activations those ops read
     and nothing among them produces, its outputs those they produce and nothing among them reads."""
-    import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(model_bytes, 0)
@@ -341,9 +342,7 @@ def cpu_submodel(model_bytes: bytes, op_indices: list[int]) -> bytes:
     graph.inputs = list(dict.fromkeys(t for t in read if t not in produced))
     graph.outputs = list(dict.fromkeys(t for t in produced if t not in read or t in _indices(graph.outputs)))
     model.signatureDefs = []  # they name the whole model's inputs and outputs
-    builder = flatbuffers.Builder(len(model_bytes) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return packed(model)
 
 
 def _indices(values: Any) -> list[int]:
@@ -366,14 +365,11 @@ def cpu_part_here(prediction: EdgeTpuPrediction, threads: int = 1) -> dict[str, 
     prediction and never inside it. None when every op maps; a failure to time them is reported, not raised."""
     if all(op.mapped for op in prediction.per_op):
         return None
-    measured: float | None = None
-    if not any(op.runs_here for op in prediction.per_op if not op.mapped):
-        error: str | None = "none of the ops left to the CPU has a kernel here"  # not "0 ms": nothing was timed
-    else:
-        try:
-            measured, error = cpu_part_ms(prediction.path, prediction, threads), None
-        except BadInputError as exc:
-            error = str(exc)
+    try:
+        measured = cpu_part_ms(prediction.path, prediction, threads)
+        error = None if measured is not None else "none of the ops left to the CPU has a kernel here"
+    except BadInputError as exc:
+        measured, error = None, str(exc)
     return {"ms": measured, "threads": threads, "unmeasured_ops": unmeasured_ops(prediction), "error": error}
 
 

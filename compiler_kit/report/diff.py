@@ -17,7 +17,7 @@ from compiler_kit.compare.catalog import CATALOG, Better
 from compiler_kit.compare.catalog import Kind as MetricKind
 from compiler_kit.compare.tasks import TASK_METRIC_NAMES
 from compiler_kit.errors import BadInputError
-from compiler_kit.gates import DRIFT_CANDIDATE, DRIFT_REFERENCE
+from compiler_kit.gates import drift_comparison
 from compiler_kit.report.document import SCHEMA_VERSION
 from compiler_kit.report.tables import drift_outputs
 
@@ -255,7 +255,7 @@ def _output_changes(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
 def baseline_values(baseline: dict[str, Any]) -> dict[str, float | None]:
     """What relative gates start from: `accuracy` (accuracy_candidate of source -> tflite-int8, None without labels
     or without that comparison) and `latency_p50_ms[RUNNER]` for every runner the baseline timed."""
-    metrics = _pairs(baseline).get((DRIFT_REFERENCE, DRIFT_CANDIDATE), {})
+    metrics = drift_comparison(baseline.get("comparisons") or []).get("metrics") or {}
     values: dict[str, float | None] = {"accuracy": metrics.get("accuracy_candidate")}
     for runner, stats in (baseline.get("latency") or {}).items():
         values[f"latency_p50_ms[{runner}]"] = stats.get("p50_ms")
