@@ -49,6 +49,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from benchmarks.edgetpu_zoo import ZOO
+from benchmarks.measure import Refused, refusing
 from compiler_kit.edgetpu import latency
 from compiler_kit.edgetpu.analysis import EdgeTpuPrediction, analyze
 from compiler_kit.edgetpu.hardware import PCIE_GEN2_X1_PAYLOAD_BYTES_PER_SECOND, USB3_PAYLOAD_BYTES_PER_SECOND
@@ -257,9 +258,9 @@ def zoo_paths(rows: list[Reference]) -> dict[str, Path]:
     for name in dict.fromkeys(row.model for row in rows):
         entry = ZOO[name]
         if {row.input_size for row in rows if row.model == name} != {entry.input_size}:
-            raise SystemExit(f"{name}: the reference rows' input size is not the zoo model's {entry.input_size}")
+            raise Refused(f"{name}: the reference rows' input size is not the zoo model's {entry.input_size}")
         if not entry.path.exists():
-            raise SystemExit(f"{entry.path} is missing: run `python -m benchmarks.edgetpu_zoo` first")
+            raise Refused(f"{entry.path} is missing: run `python -m benchmarks.edgetpu_zoo` first")
         paths[name] = entry.path
     return paths
 
@@ -287,7 +288,7 @@ def measured_rows(reports: list[Path]) -> tuple[list[Reference], dict[str, Path]
         measured, runner = section.get("measured_p50_ms"), section.get("measured_by") or "edgetpu"
         target = measured_target(report, runner)
         if measured is None or target is None:
-            raise SystemExit(f"{path}: no Edge TPU measurement on a named usb or pci device in this report")
+            raise Refused(f"{path}: no Edge TPU measurement on a named usb or pci device in this report")
         name = f"{report['name']} (measured)"
         rows.append(Reference(name, 0, target, measured, True, f"measured by ckit build: {path}"))
         paths[name] = Path(report["artifacts"]["int8_tflite"]["path"])
@@ -396,7 +397,7 @@ def rewrite_constants(source: str, model: CostModel, loo: ErrorSummary, held: Er
     """latency.py's text with the block between the FITTED markers regenerated; everything else kept."""
     pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), flags=re.DOTALL)
     if not pattern.search(source):
-        raise SystemExit(f"{LATENCY_PY}: no FITTED block between {BEGIN!r} and {END!r} to write into")
+        raise Refused(f"{LATENCY_PY}: no FITTED block between {BEGIN!r} and {END!r} to write into")
     return pattern.sub(lambda _: fitted_block(model, loo, held), source, count=1)
 
 
@@ -451,4 +452,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with refusing():
+        main()

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from benchmarks import edgetpu_truth
+from benchmarks.measure import Refused, refusing
 from compiler_kit import lazy
 from compiler_kit.frontends import frontend_for
 from compiler_kit.quantize import Int8Quantizer
@@ -424,7 +425,7 @@ def build(entry: ZooModel) -> float:
     if entry.path.exists():
         return 0.0
     if entry.build is None:
-        raise SystemExit(f"{entry.name}: Coral's file {entry.path} is not cached: {edgetpu_truth.POPULATE_HINT}")
+        raise Refused(f"{entry.name}: Coral's file {entry.path} is not cached: {edgetpu_truth.POPULATE_HINT}")
     start = time.perf_counter()
     model_bytes = quantize(entry.build(), entry.input_size)
     if entry.finish:
@@ -451,4 +452,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with refusing():
+        main()

@@ -7,8 +7,11 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,6 +34,22 @@ class ProcessRun:
 
 class CommandFailed(RuntimeError):
     pass
+
+
+class Refused(Exception):
+    """Bad input to a benchmark script (a missing model, a report without the measurement asked for): one sentence
+    saying what and how to fix it; `refusing` turns it into exit code 2."""
+
+
+@contextmanager
+def refusing() -> Iterator[None]:
+    """A script's main under it: a Refused ends the process with its sentence on stderr and exit code 2, no
+    traceback."""
+    try:
+        yield
+    except Refused as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def run_process(

@@ -17,6 +17,7 @@ import pytest
 
 from benchmarks import edgetpu_fit as fit
 from benchmarks.edgetpu_zoo import ZOO
+from benchmarks.measure import Refused
 from compiler_kit.edgetpu.analysis import EdgeTpuPrediction
 from compiler_kit.edgetpu.latency import (
     FITTED,
@@ -265,5 +266,5 @@ def test_a_report_measured_on_an_edge_tpu_becomes_a_fit_row_with_its_own_model(b
 
 @pytest.mark.slow
 def test_a_report_without_a_device_measurement_is_refused(built) -> None:
-    with pytest.raises(SystemExit, match="no Edge TPU measurement"):
+    with pytest.raises(Refused, match="no Edge TPU measurement"):
         fit.measured_rows([built.build_dir / "report.json"])

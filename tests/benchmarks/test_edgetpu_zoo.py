@@ -6,16 +6,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from ai_edge_litert import schema_py_generated as schema
 from flatbuffers import flexbuffers
 
+from benchmarks import edgetpu_truth
 from benchmarks.edgetpu_zoo import (
     SSD_ANCHORS_PER_CELL,
     SSD_CLASS_SLOTS,
     SSD_MAP_CELLS,
+    ZOO,
+    build,
     ssd_anchors,
     with_ssd_postprocess,
 )
+from benchmarks.measure import Refused
 from compiler_kit.edgetpu.analysis import analyze
 from compiler_kit.edgetpu.latency import activation_elements, latency_section
 from tests.edgetpu.tiny_tflite import TinyGraph
@@ -71,3 +76,11 @@ def test_the_post_processing_op_is_timed_here_on_uint8_scores_and_listed_unmeasu
     assert sections["int8"]["cpu_part_here"]["ms"] is None  # nothing was timed: not "0 ms"
     assert "has a kernel here" in sections["int8"]["cpu_part_here"]["error"]
     assert sections["int8"]["targets"] == sections["uint8"]["targets"]  # the prediction never depends on it
+
+
+def test_a_coral_file_not_in_the_cache_is_refused_with_the_command_that_fills_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(edgetpu_truth, "CACHE", tmp_path)  # an empty cache
+    with pytest.raises(Refused, match=r"MobileNet v1 0\.25: Coral's file .* is not cached: .*populate"):
+        build(ZOO["MobileNet v1 0.25"])
